@@ -1,0 +1,40 @@
+"""Wires the pieces: config -> client -> poller and cache -> collectors -> registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, disable_created_metrics
+from prometheus_client.exposition import generate_latest
+
+from .cache import Cache
+from .catalog import load_catalog
+from .client import AtessClient
+from .collector import BuildInfoCollector, DeviceStatusCollector, ReadingsCollector
+from .config import Config
+from .instrumentation import ApiStats
+from .poller import Poller
+
+# `_created` series double the output and no dashboard or rule here uses them.
+disable_created_metrics()
+
+
+class Exporter:
+    def __init__(self, config: Config, session=None):
+        self.config = config
+        self.catalog = load_catalog()
+        self.registry = CollectorRegistry()
+        self.api_stats = ApiStats(self.registry)
+        self.client = AtessClient(config.api, observer=self.api_stats.observe, session=session)
+        self.cache = Cache()
+        self.poller = Poller(config, self.client, self.cache, self.catalog)
+        self.registry.register(BuildInfoCollector())
+        self.registry.register(DeviceStatusCollector(self.cache))
+        self.registry.register(ReadingsCollector(self.cache, self.catalog, config.poll.interval_seconds))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def start(self) -> None:
+        self.poller.start()
+
+    def stop(self) -> None:
+        self.poller.stop()

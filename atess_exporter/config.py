@@ -1,0 +1,356 @@
+"""Configuration: YAML in, plain validated objects out.
+
+Every error is a ConfigError whose text is one line naming the key and the fix,
+so start-up can print it and exit 1 without a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from .endpoints import DEFAULT_ENDPOINTS, OPERATIONS
+
+# The vendor doc: "The frequency of acquisition is once every 5 minutes".
+MIN_INTERVAL_SECONDS = 300
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the user: key, problem, fix."""
+
+
+class Secret:
+    """A credential that never prints itself: repr/str/format give a placeholder."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('<redacted>')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    token: Secret | None = None
+    app_id: Secret | None = None
+    app_key: Secret | None = None
+    scheme: str = "Basic"
+
+    def authorization(self) -> Secret:
+        """The Authorization header value, itself a secret."""
+        if self.token is not None:
+            raw = self.token.reveal()
+            # A token pasted with its scheme is sent as it is.
+            if re.match(r"^(Basic|Bearer)\s", raw):
+                return Secret(raw)
+            return Secret(f"{self.scheme} {raw}" if self.scheme else raw)
+        pair = f"{self.app_id.reveal()}:{self.app_key.reveal()}".encode()
+        return Secret(f"{self.scheme} {base64.b64encode(pair).decode()}")
+
+    def values(self) -> list[str]:
+        """Every secret string, for log redaction."""
+        out = [s.reveal() for s in (self.token, self.app_id, self.app_key) if s]
+        out.append(self.authorization().reveal())
+        if self.token is None:
+            out.append(self.authorization().reveal().split(" ", 1)[-1])
+        return [v for v in out if v]
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    base_url: str
+    credentials: Credentials
+    language: str = "en"
+    timeout_seconds: float = 15.0
+    company_type: str | None = None
+    timezone: str = "UTC"
+    success_codes: tuple[int, ...] = (0, 200)
+    auth_error_codes: tuple[int, ...] = (401, 403)
+    rate_limit_codes: tuple[int, ...] = (429,)
+
+
+@dataclass(frozen=True)
+class PollConfig:
+    interval_seconds: float = float(MIN_INTERVAL_SECONDS)
+    concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    sn: str
+    type: str
+    model: str = ""
+    timezone: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    api: ApiConfig
+    poll: PollConfig
+    devices: tuple[DeviceConfig, ...]
+    endpoints: dict[str, dict[str, str]] = field(default_factory=dict)
+    source: str = "config.yaml"
+
+    def endpoint(self, family: str, operation: str) -> str:
+        return self.endpoints[family][operation]
+
+    def device_timezone(self, device: DeviceConfig) -> ZoneInfo:
+        return ZoneInfo(device.timezone or self.api.timezone)
+
+
+_REQUIRED = object()
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Section:
+    """Reads one mapping of the YAML file and refuses keys nobody asked for."""
+
+    def __init__(self, data: Any, path: str):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path or 'top level'}: must be a mapping of keys, got {_kind(data)}")
+        self.data = data
+        self.path = path
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def raw(self, name: str, default: Any = _REQUIRED, hint: str = "") -> Any:
+        self.seen.add(name)
+        if name not in self.data or self.data[name] is None:
+            if default is _REQUIRED:
+                raise ConfigError(f"{self.key(name)}: missing; {hint or 'add it'}")
+            return default
+        return self.data[name]
+
+    def str(self, name: str, default: Any = _REQUIRED, hint: str = "") -> Any:
+        value = self.raw(name, default, hint)
+        if value is default:
+            return value
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{self.key(name)}: must be a string, got {_kind(value)}")
+        return _expand_env(str(value), self.key(name))
+
+    def number(self, name: str, default: Any, minimum: float, hint: str = "", integer: bool = False) -> Any:
+        value = self.raw(name, default)
+        if isinstance(value, str):
+            value = _expand_env(value, self.key(name))
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{self.key(name)}: must be a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{self.key(name)}: must be a number, got {_kind(value)}")
+        if integer and value != int(value):
+            raise ConfigError(f"{self.key(name)}: must be a whole number, got {value}")
+        if value < minimum:
+            raise ConfigError(f"{self.key(name)}: {value:g} is below the minimum {minimum:g}; {hint or f'set it to {minimum:g} or more'}")
+        return int(value) if integer else float(value)
+
+    def int_list(self, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+        value = self.raw(name, default)
+        if value is default:
+            return default
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{self.key(name)}: must be a list of integers, e.g. [{', '.join(map(str, default))}]")
+        return tuple(value)
+
+    def secret(self, name: str) -> Secret | None:
+        """A credential given inline (`${ENV}` allowed) or as `<name>_file`."""
+        inline = self.str(name, None)
+        path = self.str(f"{name}_file", None)
+        if inline is not None and path is not None:
+            raise ConfigError(f"{self.key(name)}: given both inline and as {name}_file; keep one")
+        if path is not None:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    inline = fh.read().strip()
+            except OSError as exc:
+                raise ConfigError(f"{self.key(name + '_file')}: cannot read {path!r} ({exc.strerror}); point it at the file holding the {name}") from None
+            if not inline:
+                raise ConfigError(f"{self.key(name + '_file')}: {path!r} is empty; put the {name} in it")
+        if inline is not None and not inline.strip():
+            raise ConfigError(f"{self.key(name)}: is empty; set the credential or remove the key")
+        return Secret(inline) if inline is not None else None
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.seen, key=str)
+        if unknown:
+            name = str(unknown[0])
+            close = difflib.get_close_matches(name, sorted(self.seen), n=1)
+            fix = f"did you mean {self.key(close[0])!r}?" if close else f"allowed keys here: {', '.join(sorted(self.seen))}"
+            raise ConfigError(f"{self.key(name)}: unknown key; {fix}")
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(type(value), type(value).__name__)
+
+
+def _expand_env(text: str, key: str) -> str:
+    def sub(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"{key}: environment variable {name} is not set; export it or change the value")
+        return os.environ[name]
+
+    return _ENV_REF.sub(sub, text)
+
+
+def _timezone(value: str, key: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{key}: unknown time zone {value!r}; use an IANA name such as UTC or Europe/Berlin") from None
+    return value
+
+
+def _api(section: _Section) -> ApiConfig:
+    base_url = section.str("base_url", "https://www.enerclo-atesspower.com").rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", base_url):
+        raise ConfigError(f"{section.key('base_url')}: {base_url!r} is not an http(s) URL; e.g. https://www.enerclo-atesspower.com")
+    creds = Credentials(
+        token=section.secret("token"),
+        app_id=section.secret("app_id"),
+        app_key=section.secret("app_key"),
+        scheme=section.str("auth_scheme", "Basic"),
+    )
+    if creds.token is not None and (creds.app_id or creds.app_key):
+        raise ConfigError(f"{section.key('token')}: give either token or app_id and app_key, not both")
+    if creds.token is None and not (creds.app_id and creds.app_key):
+        missing = "app_key" if creds.app_id else "app_id" if creds.app_key else "token"
+        raise ConfigError(f"{section.key(missing)}: missing credential; set token (or app_id and app_key), e.g. token: ${{ATESS_TOKEN}}")
+    company = section.str("company_type", None)
+    api = ApiConfig(
+        base_url=base_url,
+        credentials=creds,
+        language=section.str("language", "en"),
+        timeout_seconds=section.number("timeout_seconds", 15.0, 0.1),
+        company_type=company,
+        timezone=_timezone(section.str("timezone", "UTC"), section.key("timezone")),
+        success_codes=section.int_list("success_codes", (0, 200)),
+        auth_error_codes=section.int_list("auth_error_codes", (401, 403)),
+        rate_limit_codes=section.int_list("rate_limit_codes", (429,)),
+    )
+    section.done()
+    return api
+
+
+def _poll(section: _Section, min_interval: float) -> PollConfig:
+    poll = PollConfig(
+        interval_seconds=section.number(
+            "interval_seconds", float(MIN_INTERVAL_SECONDS), min_interval,
+            hint=f"the ATESS API allows one call per device every 5 minutes; set it to {min_interval:g} or more",
+        ),
+        concurrency=section.number("concurrency", 4, 1, integer=True),
+    )
+    section.done()
+    return poll
+
+
+def _endpoints(data: Any) -> dict[str, dict[str, str]]:
+    merged = {family: dict(ops) for family, ops in DEFAULT_ENDPOINTS.items()}
+    top = _Section(data, "endpoints")
+    for family in list(top.data):
+        if family not in merged:
+            top.raw(family)  # mark as seen only if valid
+            close = difflib.get_close_matches(str(family), merged, n=1)
+            raise ConfigError(f"endpoints.{family}: unknown device family; {'did you mean ' + repr(close[0]) + '?' if close else 'known: ' + ', '.join(sorted(merged))}")
+        ops = _Section(top.raw(family), f"endpoints.{family}")
+        for op in OPERATIONS:
+            path = ops.str(op, None)
+            if path is None:
+                continue
+            if not path.startswith("/"):
+                raise ConfigError(f"{ops.key(op)}: {path!r} must be a path starting with '/', e.g. /api/v1/pcs/data-last")
+            merged[family][op] = path
+        ops.done()
+    top.done()
+    return merged
+
+
+def _devices(data: Any, families: set[str]) -> tuple[DeviceConfig, ...]:
+    if data is None:
+        data = []
+    if not isinstance(data, list):
+        raise ConfigError(f"devices: must be a list of devices (- sn: ... type: ...), got {_kind(data)}")
+    seen: dict[str, int] = {}
+    out = []
+    for i, item in enumerate(data):
+        section = _Section(item, f"devices[{i}]")
+        sn = section.str("sn", hint="give the device serial number, e.g. sn: YKD0F1022A").strip()
+        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", sn):
+            raise ConfigError(f"{section.key('sn')}: {sn!r} is not a serial number (letters, digits, . _ - only)")
+        if sn in seen:
+            raise ConfigError(f"{section.key('sn')}: {sn} is listed twice (also devices[{seen[sn]}]); remove one")
+        seen[sn] = i
+        kind = section.str("type", hint=f"one of {', '.join(sorted(families))}")
+        if kind not in families:
+            close = difflib.get_close_matches(kind, families, n=1)
+            raise ConfigError(f"{section.key('type')}: unknown device type {kind!r}; {'did you mean ' + repr(close[0]) + '?' if close else 'use one of ' + ', '.join(sorted(families))}")
+        tz = section.str("timezone", None)
+        out.append(DeviceConfig(
+            sn=sn,
+            type=kind,
+            model=section.str("model", ""),
+            timezone=_timezone(tz, section.key("timezone")) if tz else None,
+        ))
+        section.done()
+    return tuple(out)
+
+
+def parse_config(data: Any, source: str = "config.yaml", *, min_interval: float = MIN_INTERVAL_SECONDS) -> Config:
+    """Validate an already-loaded YAML document into a Config."""
+    top = _Section(data, "")
+    from .catalog import load_catalog  # the catalog decides which device families exist
+
+    families = set(load_catalog().families)
+    api = _api(_Section(top.raw("atess", hint="add an atess: section with base_url and token"), "atess"))
+    poll = _poll(_Section(top.raw("poll", None), "poll"), min_interval)
+    endpoints = _endpoints(top.raw("endpoints", None))
+    devices = _devices(top.raw("devices", None), families)
+    if not devices:
+        raise ConfigError("devices: no device configured; list at least one (- sn: YKD0F1022A, type: hps_central)")
+    top.done()
+    return Config(api=api, poll=poll, devices=devices, endpoints=endpoints, source=source)
+
+
+def load_config(path: str, **kwargs: Any) -> Config:
+    """Read and validate a YAML file; every problem is a one-line ConfigError."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}); pass --config.file PATH") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}; fix the indentation or quoting there") from None
+    try:
+        return parse_config(data, source=path, **kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
