@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="configuration file (default: %(default)s)")
     p.add_argument("--web.listen-address", dest="listen_address", default=":10036", metavar="[HOST]:PORT",
                    help="address to serve /metrics on (default: %(default)s)")
+    p.add_argument("--web.config.file", dest="web_config_file", default=None, metavar="PATH",
+                   help="exporter-toolkit web configuration (TLS, basic auth) for /metrics (default: none, plain HTTP)")
     p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
                    help="path of the metrics endpoint (default: %(default)s)")
     p.add_argument("--log.level", dest="log_level", default="info", choices=("debug", "info", "warn", "error"))
@@ -69,6 +71,11 @@ def list_metrics() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["backfill"]:
+        from .backfill import main as backfill_main
+
+        return backfill_main(argv[1:])
     args = build_parser().parse_args(argv)
     from .logs import setup_logging
 
@@ -106,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(exporter.exposition().decode())
             return 0 if any(s.up for s in snaps) else 1
         try:
-            server = MetricsServer(exporter.registry, args.listen_address, args.telemetry_path)
+            server = MetricsServer(exporter.registry, args.listen_address, args.telemetry_path,
+                                   web_config_file=args.web_config_file)
         except (OSError, ValueError) as exc:
             print(f"atess-exporter: cannot listen on {args.listen_address}: {exc}", file=sys.stderr)
             return 1

@@ -42,7 +42,7 @@ class _Server(ThreadingHTTPServer):
 
 class MetricsServer:
     def __init__(self, registry: CollectorRegistry, listen_address: str = ":10036", telemetry_path: str = "/metrics",
-                 landing_extra: Callable[[], str] | None = None):
+                 landing_extra: Callable[[], str] | None = None, web_config_file: str | None = None):
         self.registry = registry
         self.telemetry_path = telemetry_path
         self.landing_extra = landing_extra
