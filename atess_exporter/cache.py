@@ -25,6 +25,7 @@ class DeviceSnapshot:
     data_time: float | None = None
     samples: Samples = field(default_factory=dict)
     error: str | None = None
+    info: dict[str, str] = field(default_factory=dict)  # plant_id, plant_name, datalog_sn, firmware
 
     def failed(self, at: float, error: str) -> "DeviceSnapshot":
         """The same device after a failed poll: readings kept, marked down."""

@@ -12,10 +12,13 @@ from .cache import Cache
 from .catalog import BASE_LABELS, Catalog
 
 
+INFO_LABELS = ("sn", "model", "device_type", "plant_id", "plant_name", "datalog_sn", "firmware")
+
+
 class DeviceStatusCollector(Collector):
     """One series per device about the polling itself.
 
-    atess_device_info{sn,model,device_type} 1
+    atess_device_info{sn,model,device_type,plant_id,plant_name,datalog_sn,firmware} 1
     atess_device_up{sn,model} 1 when the last poll succeeded
     atess_device_last_poll_timestamp_seconds{sn,model}
     atess_device_last_poll_success_timestamp_seconds{sn,model}
@@ -27,7 +30,7 @@ class DeviceStatusCollector(Collector):
 
     def _families(self) -> dict[str, Metric]:
         return {
-            "info": InfoMetricFamily("atess_device", "Device identity: SN, model and device family", labels=("sn", "model", "device_type")),
+            "info": InfoMetricFamily("atess_device", "Device identity: SN, model, device family, plant, datalogger and firmware where known (join on sn)", labels=INFO_LABELS),
             "up": GaugeMetricFamily("atess_device_up", "1 when the last poll of the device's latest data succeeded, else 0", labels=BASE_LABELS),
             "attempt": GaugeMetricFamily("atess_device_last_poll_timestamp_seconds", "Unix time of the last poll attempt", labels=BASE_LABELS),
             "success": GaugeMetricFamily("atess_device_last_poll_success_timestamp_seconds", "Unix time of the last successful poll", labels=BASE_LABELS),
@@ -41,7 +44,7 @@ class DeviceStatusCollector(Collector):
         fams = self._families()
         for dev in self.cache.snapshot():
             ids = (dev.sn, dev.model)
-            fams["info"].add_metric((dev.sn, dev.model, dev.device_type), {})
+            fams["info"].add_metric((dev.sn, dev.model, dev.device_type) + tuple(dev.info.get(k, "") for k in INFO_LABELS[3:]), {})
             fams["up"].add_metric(ids, 1.0 if dev.up else 0.0)
             for key, value in (("attempt", dev.last_attempt), ("success", dev.last_success), ("data", dev.data_time)):
                 if value is not None:
@@ -50,7 +53,7 @@ class DeviceStatusCollector(Collector):
 
 
 class ReadingsCollector(Collector):
-    """Every catalogued vendor field of every device, e.g.
+    """Every vendor field of every device, e.g.
 
     atess_pv_power_watts{sn,model}
     atess_grid_voltage_volts{sn,model,phase}
@@ -61,12 +64,12 @@ class ReadingsCollector(Collector):
     def __init__(self, cache: Cache, catalog: Catalog, interval_seconds: float):
         self.cache = cache
         self.catalog = catalog
-        self.help = {name: catalog.help_text(name, interval_seconds) for name in catalog.metrics}
+        self.interval_seconds = interval_seconds
 
     def _family(self, name: str) -> Metric:
-        m = self.catalog.metrics[name]
+        m = self.catalog.describe_metric(name)
         cls = CounterMetricFamily if m.type == "counter" else GaugeMetricFamily
-        return cls(m.family, self.help[name], labels=BASE_LABELS + m.labels)
+        return cls(m.family, self.catalog.help_text(name, self.interval_seconds), labels=BASE_LABELS + m.labels)
 
     def describe(self) -> Iterator[Metric]:
         for name in self.catalog.metrics:
@@ -74,18 +77,13 @@ class ReadingsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         devices = self.cache.snapshot()
-        for name in self.catalog.metrics:
-            family = None
+        names = sorted({name for dev in devices for name in dev.samples})
+        for name in names:
+            family = self._family(name)
             for dev in devices:
-                rows = dev.samples.get(name)
-                if not rows:
-                    continue
-                if family is None:
-                    family = self._family(name)
-                for labels, value in rows:
+                for labels, value in dev.samples.get(name, ()):
                     family.add_metric((dev.sn, dev.model) + labels, value)
-            if family is not None:
-                yield family
+            yield family
 
 
 class BuildInfoCollector(Collector):

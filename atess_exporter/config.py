@@ -101,6 +101,11 @@ class DeviceConfig:
     type: str
     model: str = ""
     timezone: str | None = None
+    plant_id: str = ""
+    plant_name: str = ""
+
+    def info(self) -> dict[str, str]:
+        return {k: v for k, v in (("plant_id", self.plant_id), ("plant_name", self.plant_name)) if v}
 
 
 @dataclass(frozen=True)
@@ -315,6 +320,8 @@ def _devices(data: Any, families: set[str]) -> tuple[DeviceConfig, ...]:
             type=kind,
             model=section.str("model", ""),
             timezone=_timezone(tz, section.key("timezone")) if tz else None,
+            plant_id=str(section.raw("plant_id", "")),
+            plant_name=section.str("plant_name", ""),
         ))
         section.done()
     return tuple(out)

@@ -47,7 +47,8 @@ class Poller:
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         for device in config.devices:
-            self.cache.put(DeviceSnapshot(sn=device.sn, device_type=device.type, model=device.model or "unknown"))
+            self.cache.put(DeviceSnapshot(sn=device.sn, device_type=device.type, model=device.model or "unknown",
+                                          info=device.info()))
 
     def poll_device(self, device: DeviceConfig) -> DeviceSnapshot:
         """One latest-data call for one device; the cache gets the result either way."""
@@ -69,6 +70,7 @@ class Poller:
                 last_success=now,
                 data_time=parse_time(payload.get("time"), self.config.device_timezone(device)),
                 samples=payload_samples(self.catalog.families[device.type], payload),
+                info=previous.info,
             )
             log.debug("polled", extra={"fields": {"sn": device.sn, "series": sum(map(len, snapshot.samples.values()))}})
         self.cache.put(snapshot)

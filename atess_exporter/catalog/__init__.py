@@ -80,9 +80,13 @@ class Catalog:
                     out.append(f"{fam.name}.{f.field} \"{f.doc}\"" if f.doc else f"{fam.name}.{f.field}")
         return out
 
+    def describe_metric(self, name: str) -> MetricDef:
+        """The definition of any metric a payload can produce."""
+        return self.metrics[name]
+
     def help_text(self, metric: str, interval_seconds: float) -> str:
         """HELP: what it is, which vendor fields feed it, and that it is cached."""
-        m = self.metrics[metric]
+        m = self.describe_metric(metric)
         fields = self.vendor_fields(metric)
         source = f" Vendor field {', '.join(fields)}." if fields else ""
         return f"{m.help}.{source} Cached from the last poll (every {interval_seconds:g}s per device)."
