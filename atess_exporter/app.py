@@ -8,7 +8,7 @@ from prometheus_client.exposition import generate_latest
 from .cache import Cache
 from .catalog import load_catalog
 from .client import AtessClient
-from .collector import BuildInfoCollector, DeviceStatusCollector, ReadingsCollector
+from .collector import AuthCollector, BuildInfoCollector, DeviceStatusCollector, ReadingsCollector
 from .config import Config
 from .instrumentation import ApiStats
 from .poller import Poller
@@ -27,8 +27,9 @@ class Exporter:
         self.cache = Cache()
         self.poller = Poller(config, self.client, self.cache, self.catalog)
         self.registry.register(BuildInfoCollector())
-        self.registry.register(DeviceStatusCollector(self.cache))
-        self.registry.register(ReadingsCollector(self.cache, self.catalog, config.poll.interval_seconds))
+        self.registry.register(AuthCollector(self.poller.auth))
+        self.registry.register(DeviceStatusCollector(self.cache, config.poll))
+        self.registry.register(ReadingsCollector(self.cache, self.catalog, config.poll))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -26,6 +26,8 @@ class DeviceSnapshot:
     samples: Samples = field(default_factory=dict)
     error: str | None = None
     info: dict[str, str] = field(default_factory=dict)  # plant_id, plant_name, datalog_sn, firmware
+    glitches: int = 0          # lifetime totals seen going backwards, since start
+    unusable_fields: int = 0   # catalogued fields of the last payload that carried no number
 
     def failed(self, at: float, error: str) -> "DeviceSnapshot":
         """The same device after a failed poll: readings kept, marked down."""

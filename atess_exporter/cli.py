@@ -51,6 +51,7 @@ def demo_config(base_url: str, devices) -> "Config":  # noqa: F821 - annotation 
     return parse_config({
         "atess": {"base_url": base_url, "token": "demo-token", "timezone": "Etc/GMT-1"},
         "poll": {"interval_seconds": DEMO_INTERVAL_SECONDS, "concurrency": 4},
+        "state_file": "",
         "devices": [{"sn": d.sn, "type": d.family, "model": d.model,
                      "plant_id": f"DEMO{i % 2 + 1}", "plant_name": ("Harbour Depot", "Hill Farm")[i % 2]}
                     for i, d in enumerate(devices)],

@@ -108,12 +108,15 @@ class AtessClient:
         if api.company_type:
             self.session.headers["CompanyType"] = api.company_type
 
-    def get(self, path: str, params: dict[str, Any]) -> Any:
-        """GET base_url+path and return the envelope's `data`, or raise AtessError."""
+    def get(self, path: str, params: dict[str, Any], expect: type | None = None) -> Any:
+        """GET base_url+path and return the envelope's `data` (of type `expect`), or raise AtessError."""
         started = time.monotonic()
         outcome = "success"
         try:
-            return self._get(path, params)
+            data = self._get(path, params)
+            if expect is not None and not isinstance(data, expect):
+                raise MalformedResponseError(f"{path}: data is {type(data).__name__}, expected {expect.__name__}")
+            return data
         except AtessError as exc:
             outcome = exc.outcome
             raise
@@ -159,7 +162,4 @@ class AtessClient:
         return data
 
     def latest(self, path: str, sn: str) -> dict:
-        data = self.get(path, {"deviceSn": sn})
-        if not isinstance(data, dict):
-            raise MalformedResponseError(f"{path}: data is {type(data).__name__}, expected an object")
-        return data
+        return self.get(path, {"deviceSn": sn}, expect=dict)

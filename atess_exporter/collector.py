@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+import math
+import time
+from typing import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from . import __version__
-from .cache import Cache
+from .cache import Cache, DeviceSnapshot
 from .catalog import BASE_LABELS, Catalog
+from .config import PollConfig
+from .poller import AuthGate
 
 
 INFO_LABELS = ("sn", "model", "device_type", "plant_id", "plant_name", "datalog_sn", "firmware")
@@ -19,22 +23,31 @@ class DeviceStatusCollector(Collector):
     """One series per device about the polling itself.
 
     atess_device_info{sn,model,device_type,plant_id,plant_name,datalog_sn,firmware} 1
-    atess_device_up{sn,model} 1 when the last poll succeeded
+    atess_device_up{sn,model}      1 when the last poll succeeded
+    atess_device_online{sn,model}  1 when the device's data is fresher than stale_after_seconds
     atess_device_last_poll_timestamp_seconds{sn,model}
     atess_device_last_poll_success_timestamp_seconds{sn,model}
     atess_device_data_timestamp_seconds{sn,model}   the reading's own time
+    atess_device_unusable_fields{sn,model}          text where a number was expected, last payload
+    atess_lifetime_glitches_total{sn,model}         lifetime totals that went backwards, held back
     """
 
-    def __init__(self, cache: Cache):
+    def __init__(self, cache: Cache, poll: PollConfig, clock: Callable[[], float] = time.time):
         self.cache = cache
+        self.poll = poll
+        self.clock = clock
 
     def _families(self) -> dict[str, Metric]:
+        stale = f"{self.poll.stale_after_seconds:g}"
         return {
             "info": InfoMetricFamily("atess_device", "Device identity: SN, model, device family, plant, datalogger and firmware where known (join on sn)", labels=INFO_LABELS),
             "up": GaugeMetricFamily("atess_device_up", "1 when the last poll of the device's latest data succeeded, else 0", labels=BASE_LABELS),
+            "online": GaugeMetricFamily("atess_device_online", f"1 when the device's latest reading (vendor field time) is at most {stale}s old, else 0 (device asleep or offline, or never read)", labels=BASE_LABELS),
             "attempt": GaugeMetricFamily("atess_device_last_poll_timestamp_seconds", "Unix time of the last poll attempt", labels=BASE_LABELS),
             "success": GaugeMetricFamily("atess_device_last_poll_success_timestamp_seconds", "Unix time of the last successful poll", labels=BASE_LABELS),
             "data": GaugeMetricFamily("atess_device_data_timestamp_seconds", "Unix time of the device's latest reading (vendor field time, plant-local time zone as configured)", labels=BASE_LABELS),
+            "unusable": GaugeMetricFamily("atess_device_unusable_fields", "Catalogued fields of the last payload that held text instead of a number (not exported)", labels=BASE_LABELS),
+            "glitches": CounterMetricFamily("atess_lifetime_glitches", "Lifetime totals read lower than before and held at the last good value, since the exporter started", labels=BASE_LABELS),
         }
 
     def describe(self) -> Iterator[Metric]:
@@ -42,14 +55,46 @@ class DeviceStatusCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         fams = self._families()
+        now = self.clock()
         for dev in self.cache.snapshot():
             ids = (dev.sn, dev.model)
             fams["info"].add_metric((dev.sn, dev.model, dev.device_type) + tuple(dev.info.get(k, "") for k in INFO_LABELS[3:]), {})
             fams["up"].add_metric(ids, 1.0 if dev.up else 0.0)
+            fams["online"].add_metric(ids, 1.0 if data_age(dev, now) <= self.poll.stale_after_seconds else 0.0)
             for key, value in (("attempt", dev.last_attempt), ("success", dev.last_success), ("data", dev.data_time)):
                 if value is not None:
                     fams[key].add_metric(ids, value)
+            if dev.last_success is not None:
+                fams["unusable"].add_metric(ids, float(dev.unusable_fields))
+            fams["glitches"].add_metric(ids, float(dev.glitches))
         return iter(fams.values())
+
+
+def data_age(dev: DeviceSnapshot, now: float) -> float:
+    """Seconds since the device's latest reading; infinite when never read.
+
+    The payload's own time is the evidence; without one, the last successful
+    poll stands in for it.
+    """
+    seen = dev.data_time if dev.data_time is not None else dev.last_success
+    return math.inf if seen is None else max(0.0, now - seen)
+
+
+class AuthCollector(Collector):
+    """atess_api_auth_ok 1 while the API accepts the credentials, 0 after a refusal
+    (emitted once the API has answered)."""
+
+    def __init__(self, gate: AuthGate):
+        self.gate = gate
+
+    def collect(self) -> Iterator[Metric]:
+        fam = GaugeMetricFamily("atess_api_auth_ok", "1 when the ATESS API accepted the credentials on the last answer, 0 when it refused them (all polls pause)")
+        if self.gate.ok is not None:
+            fam.add_metric((), 1.0 if self.gate.ok else 0.0)
+        yield fam
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("atess_api_auth_ok", "")
 
 
 class ReadingsCollector(Collector):
@@ -61,10 +106,12 @@ class ReadingsCollector(Collector):
     (the full list: `atess-exporter --list-metrics`, or the README)
     """
 
-    def __init__(self, cache: Cache, catalog: Catalog, interval_seconds: float):
+    def __init__(self, cache: Cache, catalog: Catalog, poll: PollConfig, clock: Callable[[], float] = time.time):
         self.cache = cache
         self.catalog = catalog
-        self.interval_seconds = interval_seconds
+        self.interval_seconds = poll.interval_seconds
+        self.max_data_age = poll.max_data_age_seconds
+        self.clock = clock
 
     def _family(self, name: str) -> Metric:
         m = self.catalog.describe_metric(name)
@@ -76,14 +123,21 @@ class ReadingsCollector(Collector):
             yield self._family(name)
 
     def collect(self) -> Iterator[Metric]:
+        now = self.clock()
         devices = self.cache.snapshot()
+        # Past max_data_age a frozen gauge would draw a flat line; leaving it
+        # out lets Prometheus mark it stale. Lifetime counters stay true.
+        fresh = {dev.sn: data_age(dev, now) <= self.max_data_age for dev in devices}
         names = sorted({name for dev in devices for name in dev.samples})
         for name in names:
             family = self._family(name)
+            counter = family.type == "counter"
             for dev in devices:
-                for labels, value in dev.samples.get(name, ()):
-                    family.add_metric((dev.sn, dev.model) + labels, value)
-            yield family
+                if counter or fresh[dev.sn]:
+                    for labels, value in dev.samples.get(name, ()):
+                        family.add_metric((dev.sn, dev.model) + labels, value)
+            if family.samples:
+                yield family
 
 
 class BuildInfoCollector(Collector):

@@ -93,6 +93,12 @@ class ApiConfig:
 class PollConfig:
     interval_seconds: float = float(MIN_INTERVAL_SECONDS)
     concurrency: int = 4
+    retries: int = 2                       # transport errors and HTTP 5xx only
+    retry_backoff_seconds: float = 2.0     # first retry; doubles, with jitter
+    stale_after_seconds: float = 900.0     # data older than this: atess_device_online 0
+    max_data_age_seconds: float = 3600.0   # older than this: instantaneous gauges withdrawn
+    counter_reset_confirm_polls: int = 3   # lower lifetime totals in a row before a reset is believed
+    auth_backoff_seconds: float = 0.0      # pause after refused credentials; 0 means one interval
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,7 @@ class Config:
     devices: tuple[DeviceConfig, ...]
     endpoints: dict[str, dict[str, str]] = field(default_factory=dict)
     source: str = "config.yaml"
+    state_file: str | None = None          # lifetime counters' last good values; None: not kept
 
     def endpoint(self, family: str, operation: str) -> str:
         return self.endpoints[family][operation]
@@ -269,7 +276,16 @@ def _poll(section: _Section, min_interval: float) -> PollConfig:
             hint=f"the ATESS API allows one call per device every 5 minutes; set it to {min_interval:g} or more",
         ),
         concurrency=section.number("concurrency", 4, 1, integer=True),
+        retries=section.number("retries", 2, 0, integer=True),
+        retry_backoff_seconds=section.number("retry_backoff_seconds", 2.0, 0),
+        stale_after_seconds=section.number("stale_after_seconds", 900.0, 1),
+        max_data_age_seconds=section.number("max_data_age_seconds", 3600.0, 1),
+        counter_reset_confirm_polls=section.number("counter_reset_confirm_polls", 3, 1, integer=True),
+        auth_backoff_seconds=section.number("auth_backoff_seconds", 0.0, 0),
     )
+    if poll.max_data_age_seconds < poll.stale_after_seconds:
+        raise ConfigError(f"{section.key('max_data_age_seconds')}: {poll.max_data_age_seconds:g} is below "
+                          f"stale_after_seconds ({poll.stale_after_seconds:g}); set it at least as high")
     section.done()
     return poll
 
@@ -337,10 +353,11 @@ def parse_config(data: Any, source: str = "config.yaml", *, min_interval: float 
     poll = _poll(_Section(top.raw("poll", None), "poll"), min_interval)
     endpoints = _endpoints(top.raw("endpoints", None))
     devices = _devices(top.raw("devices", None), families)
+    state_file = top.str("state_file", "atess-exporter-state.json") or None
+    top.done()
     if not devices:
         raise ConfigError("devices: no device configured; list at least one (- sn: YKD0F1022A, type: hps_central)")
-    top.done()
-    return Config(api=api, poll=poll, devices=devices, endpoints=endpoints, source=source)
+    return Config(api=api, poll=poll, devices=devices, endpoints=endpoints, source=source, state_file=state_file)
 
 
 def load_config(path: str, **kwargs: Any) -> Config:

@@ -12,18 +12,66 @@ from __future__ import annotations
 
 import heapq
 import logging
+import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from .cache import Cache, DeviceSnapshot
-from .catalog import Catalog
-from .client import AtessClient, AtessError
+from .cache import Cache, DeviceSnapshot, Samples
+from .catalog import Catalog, FamilyCatalog, parse_number
+from .client import AtessClient, AtessError, AuthError, HttpError, RateLimitError, TransportError
 from .config import Config, DeviceConfig
+from .counterguard import CounterGuard
 from .readings import parse_time, payload_samples
+from .state import load_state, save_state
 
 log = logging.getLogger(__name__)
+
+
+STATE_SAVE_SECONDS = 60.0
+
+
+def count_unusable(family: FamilyCatalog, payload: dict) -> int:
+    """Catalogued fields carrying something that is not a number (text, a list...).
+
+    Null and empty values are routine (a model without that input) and not counted.
+    """
+    return sum(1 for name, raw in payload.items()
+               if name in family.fields and raw not in (None, "") and parse_number(raw) is None)
+
+
+class AuthGate:
+    """One refused credential pauses every device's polls, so it cannot hammer the API.
+
+    The pause starts at `base` seconds and doubles with each refusal, up to an
+    hour; the first poll after the pause is the probe.
+    """
+
+    MAX_PAUSE = 3600.0
+
+    def __init__(self, base: float):
+        self.base = base
+        self.ok: bool | None = None   # None until the API has answered once
+        self._failures = 0
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def blocked(self, now: float) -> bool:
+        with self._lock:
+            return now < self._until
+
+    def failed(self, now: float) -> float:
+        with self._lock:
+            self.ok = False
+            pause = min(self.base * 2 ** self._failures, max(self.MAX_PAUSE, self.base))
+            self._failures += 1
+            self._until = now + pause
+            return pause
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.ok, self._failures, self._until = True, 0, 0.0
 
 
 def spread_phases(sns: list[str], interval: float) -> dict[str, float]:
@@ -34,33 +82,51 @@ def spread_phases(sns: list[str], interval: float) -> dict[str, float]:
 
 class Poller:
     def __init__(self, config: Config, client: AtessClient, cache: Cache, catalog: Catalog,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None):
         self.config = config
         self.client = client
         self.cache = cache
         self.catalog = catalog
         self.clock = clock
+        self.rng = rng or random.Random()
         self.devices: dict[str, DeviceConfig] = {d.sn: d for d in config.devices}
+        self.auth = AuthGate(config.poll.auth_backoff_seconds or config.poll.interval_seconds)
+        self.guards: dict[str, CounterGuard] = {}
+        self._rate_limited: dict[str, int] = {}  # consecutive rate-limit answers per device
         self._stop = threading.Event()
         self._cond = threading.Condition()
         self._heap: list[tuple[float, str]] = []
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._state_lock = threading.Lock()
+        self._state_saved = time.monotonic()
+        self._restore_state()
         for device in config.devices:
             self.cache.put(DeviceSnapshot(sn=device.sn, device_type=device.type, model=device.model or "unknown",
                                           info=device.info()))
 
+    # -- one poll ------------------------------------------------------------
+
     def poll_device(self, device: DeviceConfig) -> DeviceSnapshot:
-        """One latest-data call for one device; the cache gets the result either way."""
+        """One latest-data poll for one device; the cache gets the result either way."""
         now = self.clock()
         previous = self.cache.get(device.sn) or DeviceSnapshot(device.sn, device.type, device.model or "unknown")
+        if self.auth.blocked(now):
+            snapshot = previous.failed(now, "not polled: the API refused the credentials; backing off")
+            self.cache.put(snapshot)
+            return snapshot
         path = self.config.endpoint(device.type, "latest")
         try:
-            payload = self.client.latest(path, device.sn)
+            payload = self._fetch(path, device.sn)
         except AtessError as exc:
-            log.warning("poll failed", extra={"fields": {"sn": device.sn, "outcome": exc.outcome, "error": str(exc)}})
+            self._failed(device.sn, exc, now)
             snapshot = previous.failed(now, str(exc))
         else:
+            self.auth.succeeded()
+            self._rate_limited.pop(device.sn, None)
+            samples = payload_samples(self.catalog.families[device.type], payload)
+            guard = self.guards.setdefault(device.sn, CounterGuard(self.config.poll.counter_reset_confirm_polls))
+            glitches_before = guard.glitches
             snapshot = DeviceSnapshot(
                 sn=device.sn,
                 device_type=device.type,
@@ -69,16 +135,81 @@ class Poller:
                 last_attempt=now,
                 last_success=now,
                 data_time=parse_time(payload.get("time"), self.config.device_timezone(device)),
-                samples=payload_samples(self.catalog.families[device.type], payload),
+                samples=self._guard_counters(guard, samples),
                 info=previous.info,
+                glitches=previous.glitches + guard.glitches - glitches_before,
+                unusable_fields=count_unusable(self.catalog.families[device.type], payload),
             )
+            if guard.glitches > glitches_before:
+                log.info("lifetime total went backwards; kept the last good value",
+                         extra={"fields": {"sn": device.sn, "glitches": guard.glitches - glitches_before}})
             log.debug("polled", extra={"fields": {"sn": device.sn, "series": sum(map(len, snapshot.samples.values()))}})
         self.cache.put(snapshot)
         return snapshot
 
+    def _fetch(self, path: str, sn: str) -> dict:
+        """The latest data, retrying what a retry can fix: no answer, or a 5xx."""
+        retries = self.config.poll.retries
+        for attempt in range(retries + 1):
+            try:
+                return self.client.latest(path, sn)
+            except (TransportError, HttpError) as exc:
+                retryable = isinstance(exc, TransportError) or exc.status >= 500
+                if attempt == retries or not retryable:
+                    raise
+                base = self.config.poll.retry_backoff_seconds * 2 ** attempt
+                delay = base / 2 + self.rng.uniform(0, base / 2)
+                log.info("retrying", extra={"fields": {"sn": sn, "outcome": exc.outcome, "attempt": attempt + 1,
+                                                       "in_seconds": round(delay, 2)}})
+                if self._stop.wait(delay):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _failed(self, sn: str, exc: AtessError, now: float) -> None:
+        fields = {"sn": sn, "outcome": exc.outcome, "error": str(exc)}
+        if isinstance(exc, AuthError):
+            pause = self.auth.failed(now)
+            log.error("API refused the credentials; pausing all polls",
+                      extra={"fields": {**fields, "pause_seconds": round(pause)}})
+            return
+        if isinstance(exc, RateLimitError):
+            self._rate_limited[sn] = self._rate_limited.get(sn, 0) + 1
+            fields["next_poll_in_intervals"] = self.rate_limit_factor(sn)
+        log.warning("poll failed", extra={"fields": fields})
+
+    def rate_limit_factor(self, sn: str) -> int:
+        """Intervals to wait before the next call: doubles per rate-limit answer, up to 8."""
+        return 2 ** min(self._rate_limited.get(sn, 0), 3)
+
+    def _guard_counters(self, guard: CounterGuard, samples: Samples) -> Samples:
+        out: Samples = {}
+        for name, rows in samples.items():
+            if self.catalog.describe_metric(name).type == "counter":
+                rows = tuple((labels, guard.check((name, labels), value)) for labels, value in rows)
+            out[name] = rows
+        return out
+
     def poll_all_once(self) -> list[DeviceSnapshot]:
         with ThreadPoolExecutor(max_workers=self.config.poll.concurrency, thread_name_prefix="poll") as pool:
-            return list(pool.map(self.poll_device, self.devices.values()))
+            snapshots = list(pool.map(self.poll_device, self.devices.values()))
+        self.save_state()
+        return snapshots
+
+    # -- state across restarts ------------------------------------------------
+
+    def _restore_state(self) -> None:
+        counters = load_state(self.config.state_file).get("counters", {})
+        confirm = self.config.poll.counter_reset_confirm_polls
+        for sn, rows in counters.items():
+            if sn in self.devices:
+                guard = self.guards[sn] = CounterGuard(confirm)
+                guard.load(rows)
+
+    def save_state(self) -> None:
+        with self._state_lock:
+            counters = {sn: guard.dump() for sn, guard in list(self.guards.items())}
+            save_state(self.config.state_file, {"counters": counters})
+            self._state_saved = time.monotonic()
 
     # -- the background schedule -------------------------------------------
 
@@ -102,6 +233,8 @@ class Poller:
             self._thread.join(timeout=5)
         if self._pool:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._thread:
+            self.save_state()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -130,13 +263,14 @@ class Poller:
             self._reschedule(sn, due, started)
 
     def next_due(self, sn: str, due: float, started: float) -> float:
-        """Keep the device's phase, but never call it within one interval."""
+        """Keep the device's phase, but never call it within one interval
+        (several after rate-limit answers)."""
         interval = self.config.poll.interval_seconds
         phase = self._phases.get(sn, 0.0)
         slot = self._origin + phase
         periods = max(1, int((due - slot) // interval) + 1)
         planned = slot + periods * interval
-        return max(planned, started + interval)
+        return max(planned, started + interval * self.rate_limit_factor(sn))
 
     def _reschedule(self, sn: str, due: float, started: float) -> None:
         if self._stop.is_set():
@@ -148,3 +282,5 @@ class Poller:
         with self._cond:
             heapq.heappush(self._heap, (nxt, sn))
             self._cond.notify()
+        if time.monotonic() - self._state_saved > STATE_SAVE_SECONDS:
+            self.save_state()

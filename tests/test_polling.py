@@ -1,0 +1,92 @@
+"""The rate limit: one latest-data call per device per interval, whatever the scrapes."""
+
+import threading
+import time
+import urllib.request
+
+from atess_exporter.app import Exporter
+from atess_exporter.poller import spread_phases
+from atess_exporter.server import MetricsServer
+from atess_exporter.simulator import Simulator, demo_devices
+from conftest import TOKEN, make_config, parse_exposition, value
+
+LATEST = "/api/v1/hps/data-last"
+
+
+def test_scrapes_never_call_the_api():
+    with Simulator(demo_devices(), token=TOKEN, min_interval_seconds=300) as sim:
+        exporter = Exporter(make_config(sim.base_url))
+        exporter.poller.poll_all_once()
+        server = MetricsServer(exporter.registry, "127.0.0.1:0")
+        server.start()
+        try:
+            for _ in range(25):
+                with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=10) as resp:
+                    parsed = parse_exposition(resp.read().decode())
+                for device in demo_devices():
+                    assert value(parsed, "atess_device_up", sn=device.sn) == 1
+        finally:
+            server.stop()
+        assert dict(sim.calls) == {(LATEST, d.sn): 1 for d in demo_devices()}
+        assert sim.rate_limit_violations == 0
+
+
+def test_scheduler_keeps_each_device_at_one_call_per_interval():
+    interval = 0.4
+    devices = demo_devices()
+    # The simulator refuses a second call within the interval (minus a little
+    # for the HTTP round trip), exactly as the real API's limit would.
+    with Simulator(devices, token=TOKEN, min_interval_seconds=interval * 0.9) as sim:
+        exporter = Exporter(make_config(sim.base_url, poll={"interval_seconds": interval, "concurrency": 2}))
+        done = threading.Event()
+
+        def enough_calls():
+            while not done.is_set():
+                if all(sim.calls[(LATEST, d.sn)] >= 4 for d in devices):
+                    done.set()
+                done.wait(0.02)
+
+        watcher = threading.Thread(target=enough_calls)
+        exporter.start()
+        watcher.start()
+        assert done.wait(timeout=30), f"polls did not happen: {dict(sim.calls)}"
+        exporter.stop()
+        watcher.join()
+        assert sim.rate_limit_violations == 0
+        for device in devices:
+            times = [t for t, path, sn in sim.call_log if sn == device.sn]
+            gaps = [b - a for a, b in zip(times, times[1:])]
+            assert min(gaps) >= interval * 0.9, (device.sn, gaps)
+            assert exporter.cache.get(device.sn).up
+
+
+def test_phases_spread_devices_evenly_over_the_interval():
+    sns = [f"SN{i:03d}" for i in range(10)]
+    phases = spread_phases(sns, 300)
+    assert sorted(phases.values()) == [30.0 * i for i in range(10)]
+
+
+def test_next_due_keeps_the_phase_and_never_comes_early():
+    with Simulator(demo_devices(), token=TOKEN) as sim:
+        exporter = Exporter(make_config(sim.base_url))
+        poller = exporter.poller
+        poller._phases = {"A": 100.0}
+        poller._origin = 0.0
+        # After the start-up sweep: the first slot on the device's phase that
+        # is a whole interval away.
+        assert poller.next_due("A", due=0.0, started=0.0) == 400.0
+        # On time: the next slot on the phase...
+        assert poller.next_due("A", due=400.0, started=400.0) == 700.0
+        # ...unless the call started late: never two calls within one interval.
+        assert poller.next_due("A", due=100.0, started=100.5) == 400.5
+        # A poll that started late (slow API) still waits a whole interval.
+        assert poller.next_due("A", due=100.0, started=399.0) == 699.0
+
+
+def test_once_polls_each_device_exactly_once(sim):
+    exporter = Exporter(make_config(sim.base_url))
+    start = time.monotonic()
+    snaps = exporter.poller.poll_all_once()
+    assert time.monotonic() - start < 30
+    assert [s.up for s in snaps] == [True] * len(demo_devices())
+    assert sum(sim.calls.values()) == len(demo_devices())
