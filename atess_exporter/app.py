@@ -8,7 +8,8 @@ from prometheus_client.exposition import generate_latest
 from .cache import Cache
 from .catalog import load_catalog
 from .client import AtessClient
-from .collector import AuthCollector, BuildInfoCollector, DeviceStatusCollector, ReadingsCollector
+from .collector import (AuthCollector, BuildInfoCollector, DeviceStatusCollector, ReadingsCollector, SettingsCollector,
+                        TopologyCollector)
 from .config import Config
 from .instrumentation import ApiStats
 from .poller import Poller
@@ -30,6 +31,8 @@ class Exporter:
         self.registry.register(AuthCollector(self.poller.auth))
         self.registry.register(DeviceStatusCollector(self.cache, config.poll))
         self.registry.register(ReadingsCollector(self.cache, self.catalog, config.poll))
+        self.registry.register(TopologyCollector(self.poller))
+        self.registry.register(SettingsCollector(self.poller, self.cache))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Iterable
+from typing import Callable, Iterable
 
 # metric name -> ((label values after sn/model, value), ...)
 Samples = dict[str, tuple[tuple[tuple[str, ...], float], ...]]
@@ -44,6 +44,17 @@ class Cache:
         with self._lock:
             self._devices[snapshot.sn] = snapshot
             self.version += 1
+
+    def update(self, sn: str, change: Callable[[DeviceSnapshot | None], DeviceSnapshot | None]) -> DeviceSnapshot | None:
+        """Replace a device's snapshot with change(current), atomically: two writers
+        (a poll and a discovery refresh) never lose each other's update. A change
+        that returns None leaves the cache alone."""
+        with self._lock:
+            snapshot = change(self._devices.get(sn))
+            if snapshot is not None:
+                self._devices[sn] = snapshot
+                self.version += 1
+            return snapshot
 
     def get(self, sn: str) -> DeviceSnapshot | None:
         with self._lock:

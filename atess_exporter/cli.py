@@ -7,6 +7,7 @@ references or `*_file` keys, never from argv (visible in `ps`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -15,6 +16,7 @@ import threading
 from . import __version__
 from .catalog import load_catalog
 from .config import ConfigError, load_config, parse_config
+from .sharding import parse_shard
 
 log = logging.getLogger("atess_exporter")
 
@@ -33,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="path of the metrics endpoint (default: %(default)s)")
     p.add_argument("--log.level", dest="log_level", default="info", choices=("debug", "info", "warn", "error"))
     p.add_argument("--log.format", dest="log_format", default="logfmt", choices=("logfmt", "json"))
+    p.add_argument("--shard", metavar="INDEX/COUNT", default=None,
+                   help="poll and expose only this replica's share of the devices (0-based INDEX, e.g. 0/3); "
+                        "overrides the config's shard")
     p.add_argument("--demo", action="store_true",
                    help="ignore --config.file and run against the embedded ATESS API simulator")
     p.add_argument("--check-config", action="store_true", help="validate the configuration, print a verdict, exit 0 or 1")
@@ -47,14 +52,14 @@ def _level(name: str) -> str:
     return "warning" if name == "warn" else name
 
 
-def demo_config(base_url: str, devices) -> "Config":  # noqa: F821 - annotation only
+def demo_config(base_url: str) -> "Config":  # noqa: F821 - annotation only
+    """The demo finds its devices the way a real account would: by discovery."""
     return parse_config({
         "atess": {"base_url": base_url, "token": "demo-token", "timezone": "Etc/GMT-1"},
         "poll": {"interval_seconds": DEMO_INTERVAL_SECONDS, "concurrency": 4},
+        "discovery": {"enabled": True},
+        "settings": {"enabled": True},
         "state_file": "",
-        "devices": [{"sn": d.sn, "type": d.family, "model": d.model,
-                     "plant_id": f"DEMO{i % 2 + 1}", "plant_name": ("Harbour Depot", "Hill Farm")[i % 2]}
-                    for i, d in enumerate(devices)],
     }, source="demo", min_interval=1.0)
 
 
@@ -94,11 +99,16 @@ def main(argv: list[str] | None = None) -> int:
 
             devices = demo_devices()
             simulator = Simulator(devices, token="demo-token", min_interval_seconds=DEMO_INTERVAL_SECONDS * 0.9)
-            config = demo_config(simulator.start(), devices)
+            config = demo_config(simulator.start())
         else:
             config = load_config(args.config_file)
+        if args.shard is not None:
+            config = dataclasses.replace(config, shard=parse_shard(args.shard))
     except ConfigError as exc:
         print(f"atess-exporter: config error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # --shard
+        print(f"atess-exporter: {exc}", file=sys.stderr)
         return 1
 
     if args.check_config:
@@ -112,14 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     exporter = Exporter(config)
     try:
         if args.once:
-            snaps = exporter.poller.poll_all_once()
+            snaps = exporter.poller.run_once()
             sys.stdout.write(exporter.exposition().decode())
             return 0 if any(s.up for s in snaps) else 1
         try:
             server = MetricsServer(exporter.registry, args.listen_address, args.telemetry_path,
                                    web_config_file=args.web_config_file)
         except (OSError, ValueError) as exc:
-            print(f"atess-exporter: cannot listen on {args.listen_address}: {exc}", file=sys.stderr)
+            from .webconfig import WebConfigError
+
+            what = "web config error" if isinstance(exc, WebConfigError) else f"cannot listen on {args.listen_address}"
+            print(f"atess-exporter: {what}: {exc}", file=sys.stderr)
             return 1
         server.start()
         exporter.start()

@@ -13,7 +13,7 @@ from . import __version__
 from .cache import Cache, DeviceSnapshot
 from .catalog import BASE_LABELS, Catalog
 from .config import PollConfig
-from .poller import AuthGate
+from .poller import AuthGate, Poller
 
 
 INFO_LABELS = ("sn", "model", "device_type", "plant_id", "plant_name", "datalog_sn", "firmware")
@@ -149,3 +149,82 @@ class BuildInfoCollector(Collector):
         yield fam
 
     describe = collect
+
+
+class TopologyCollector(Collector):
+    """The account as discovery last read it (empty without discovery).
+
+    atess_plant_info{plant_id,plant_name,country,city,timezone} 1
+    atess_plant_capacity_watts{plant_id}             rated PV capacity (vendor kW/kWp)
+    atess_datalog_info{datalog_sn,plant_id,model} 1
+    atess_datalog_online{datalog_sn,plant_id}        1 online, 0 offline (when the API says)
+    """
+
+    def __init__(self, poller: Poller):
+        self.poller = poller
+
+    def collect(self) -> Iterator[Metric]:
+        topology = self.poller.topology
+        if topology is None:
+            return
+        plant = InfoMetricFamily("atess_plant", "Plant identity and location, from the account's plant list (read on discovery refresh)",
+                                 labels=("plant_id", "plant_name", "country", "city", "timezone"))
+        capacity = GaugeMetricFamily("atess_plant_capacity_watts", "Plant rated capacity (vendor field capacity, kW assumed), from the plant list", labels=("plant_id",))
+        datalog = InfoMetricFamily("atess_datalog", "Datalogger identity and its plant, from the datalogger list", labels=("datalog_sn", "plant_id", "model"))
+        online = GaugeMetricFamily("atess_datalog_online", "1 when the datalogger list reports the datalogger online, else 0", labels=("datalog_sn", "plant_id"))
+        for p in topology.plants:
+            plant.add_metric((p.plant_id, p.name, p.country, p.city, p.timezone), {})
+            if p.capacity_kw is not None:
+                capacity.add_metric((p.plant_id,), p.capacity_kw * 1000)
+        for d in topology.datalogs:
+            datalog.add_metric((d.sn, d.plant_id, d.model), {})
+            if d.online is not None:
+                online.add_metric((d.sn, d.plant_id), 1.0 if d.online else 0.0)
+        yield from (plant, capacity, datalog, online)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+_RESERVED_SUFFIXES = ("_total", "_created", "_info", "_count", "_sum", "_bucket")
+
+
+def setting_metric_name(key: str) -> str:
+    name = f"atess_setting_{key}"
+    return name + "_value" if name.endswith(_RESERVED_SUFFIXES) else name
+
+
+class SettingsCollector(Collector):
+    """Each device's settings, read hourly (read-only).
+
+    atess_setting_<name>{sn,model}                 numeric settings, as the vendor gives them
+    atess_setting_info{sn,model,setting,value} 1   text settings
+    """
+
+    def __init__(self, poller: Poller, cache: Cache):
+        self.poller = poller
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        settings = dict(self.poller.settings)
+        if not settings:
+            return
+        numbers: dict[str, GaugeMetricFamily] = {}
+        texts = InfoMetricFamily("atess_setting", "Text settings of the device (read-only, refreshed hourly); value is the vendor's text",
+                                 labels=("sn", "model", "setting", "value"))
+        for dev in self.cache.snapshot():
+            current = settings.get(dev.sn)
+            if current is None:
+                continue
+            for key, value in current.numbers.items():
+                name = setting_metric_name(key)
+                if name not in numbers:
+                    numbers[name] = GaugeMetricFamily(name, f"Device setting {key} (vendor settings endpoint, no unit conversion; read-only, refreshed hourly)", labels=BASE_LABELS)
+                numbers[name].add_metric((dev.sn, dev.model), value)
+            for key, value in current.texts.items():
+                texts.add_metric((dev.sn, dev.model, key, value), {})
+        yield from (numbers[name] for name in sorted(numbers))
+        yield texts
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from .endpoints import DEFAULT_ENDPOINTS, OPERATIONS
+from .sharding import parse_shard
 
 # The vendor doc: "The frequency of acquisition is once every 5 minutes".
 MIN_INTERVAL_SECONDS = 300
@@ -115,6 +116,32 @@ class DeviceConfig:
 
 
 @dataclass(frozen=True)
+class DiscoveryConfig:
+    enabled: bool = False
+    refresh_seconds: float = 3600.0
+    page_size: int = 100
+    families: tuple[str, ...] = ()        # device families whose lists are read; () = all
+    include_sns: frozenset[str] = frozenset()
+    include_plants: frozenset[str] = frozenset()   # plant ids or names
+    exclude_sns: frozenset[str] = frozenset()
+    exclude_plants: frozenset[str] = frozenset()
+
+    def wants(self, sn: str, plant_id: str = "", plant_name: str = "") -> bool:
+        plants = {plant_id, plant_name} - {""}
+        if sn in self.exclude_sns or plants & self.exclude_plants:
+            return False
+        if self.include_sns or self.include_plants:
+            return sn in self.include_sns or bool(plants & self.include_plants)
+        return True
+
+
+@dataclass(frozen=True)
+class SettingsConfig:
+    enabled: bool = False
+    refresh_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
 class Config:
     api: ApiConfig
     poll: PollConfig
@@ -122,6 +149,9 @@ class Config:
     endpoints: dict[str, dict[str, str]] = field(default_factory=dict)
     source: str = "config.yaml"
     state_file: str | None = None          # lifetime counters' last good values; None: not kept
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    settings: SettingsConfig = field(default_factory=SettingsConfig)
+    shard: tuple[int, int] = (0, 1)        # (index, count): this replica polls its share of the SNs
 
     def endpoint(self, family: str, operation: str) -> str:
         return self.endpoints[family][operation]
@@ -180,6 +210,20 @@ class _Section:
         if value < minimum:
             raise ConfigError(f"{self.key(name)}: {value:g} is below the minimum {minimum:g}; {hint or f'set it to {minimum:g} or more'}")
         return int(value) if integer else float(value)
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.raw(name, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self.key(name)}: must be true or false, got {value!r}")
+        return value
+
+    def str_list(self, name: str) -> tuple[str, ...]:
+        value = self.raw(name, [])
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{self.key(name)}: must be a list of strings, e.g. [YKD0F1022A]")
+        return tuple(_expand_env(str(v), self.key(name)) for v in value)
 
     def int_list(self, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
         value = self.raw(name, default)
@@ -290,6 +334,43 @@ def _poll(section: _Section, min_interval: float) -> PollConfig:
     return poll
 
 
+def _filter(data: Any, key: str) -> tuple[frozenset[str], frozenset[str]]:
+    section = _Section(data, key)
+    sns, plants = frozenset(section.str_list("sn")), frozenset(section.str_list("plant"))
+    section.done()
+    return sns, plants
+
+
+def _discovery(section: _Section, families: set[str]) -> DiscoveryConfig:
+    chosen = section.str_list("families")
+    for family in chosen:
+        if family not in families:
+            close = difflib.get_close_matches(family, families, n=1)
+            raise ConfigError(f"{section.key('families')}: unknown device family {family!r}; "
+                              f"{'did you mean ' + repr(close[0]) + '?' if close else 'use ' + ', '.join(sorted(families))}")
+    include = _filter(section.raw("include", None), section.key("include"))
+    exclude = _filter(section.raw("exclude", None), section.key("exclude"))
+    discovery = DiscoveryConfig(
+        enabled=section.bool("enabled", False),
+        refresh_seconds=section.number("refresh_seconds", 3600.0, 300, hint="discovery lists the whole account; refresh at most every 5 minutes"),
+        page_size=section.number("page_size", 100, 1, integer=True),
+        families=chosen,
+        include_sns=include[0], include_plants=include[1],
+        exclude_sns=exclude[0], exclude_plants=exclude[1],
+    )
+    section.done()
+    return discovery
+
+
+def _settings(section: _Section) -> SettingsConfig:
+    settings = SettingsConfig(
+        enabled=section.bool("enabled", False),
+        refresh_seconds=section.number("refresh_seconds", 3600.0, 3600, hint="settings are read at most hourly"),
+    )
+    section.done()
+    return settings
+
+
 def _endpoints(data: Any) -> dict[str, dict[str, str]]:
     merged = {family: dict(ops) for family, ops in DEFAULT_ENDPOINTS.items()}
     top = _Section(data, "endpoints")
@@ -354,10 +435,19 @@ def parse_config(data: Any, source: str = "config.yaml", *, min_interval: float 
     endpoints = _endpoints(top.raw("endpoints", None))
     devices = _devices(top.raw("devices", None), families)
     state_file = top.str("state_file", "atess-exporter-state.json") or None
+    discovery = _discovery(_Section(top.raw("discovery", None), "discovery"), families)
+    settings = _settings(_Section(top.raw("settings", None), "settings"))
+    shard_text = top.str("shard", "0/1")
+    try:
+        shard = parse_shard(shard_text)
+    except ValueError as exc:
+        raise ConfigError(f"shard: {str(exc).split(': ', 1)[1]}") from None
     top.done()
-    if not devices:
-        raise ConfigError("devices: no device configured; list at least one (- sn: YKD0F1022A, type: hps_central)")
-    return Config(api=api, poll=poll, devices=devices, endpoints=endpoints, source=source, state_file=state_file)
+    if not devices and not discovery.enabled:
+        raise ConfigError("devices: no device configured; list at least one (- sn: YKD0F1022A, type: hps_central) "
+                          "or set discovery: {enabled: true}")
+    return Config(api=api, poll=poll, devices=devices, endpoints=endpoints, source=source, state_file=state_file,
+                  discovery=discovery, settings=settings, shard=shard)
 
 
 def load_config(path: str, **kwargs: Any) -> Config:

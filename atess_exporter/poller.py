@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Callable
 
 from .cache import Cache, DeviceSnapshot, Samples
@@ -23,6 +24,8 @@ from .catalog import Catalog, FamilyCatalog, parse_number
 from .client import AtessClient, AtessError, AuthError, HttpError, RateLimitError, TransportError
 from .config import Config, DeviceConfig
 from .counterguard import CounterGuard
+from .discovery import Topology, discover, select_devices
+from .settings import Settings, split_settings
 from .readings import parse_time, payload_samples
 from .state import load_state, save_state
 
@@ -89,7 +92,10 @@ class Poller:
         self.catalog = catalog
         self.clock = clock
         self.rng = rng or random.Random()
-        self.devices: dict[str, DeviceConfig] = {d.sn: d for d in config.devices}
+        self.topology: Topology | None = None
+        self.settings: dict[str, Settings] = {}
+        self._devices_lock = threading.Lock()
+        self.devices: dict[str, DeviceConfig] = select_devices(config, None)
         self.auth = AuthGate(config.poll.auth_backoff_seconds or config.poll.interval_seconds)
         self.guards: dict[str, CounterGuard] = {}
         self._rate_limited: dict[str, int] = {}  # consecutive rate-limit answers per device
@@ -100,8 +106,10 @@ class Poller:
         self._pool: ThreadPoolExecutor | None = None
         self._state_lock = threading.Lock()
         self._state_saved = time.monotonic()
+        self._phases: dict[str, float] = {}
+        self._origin = time.monotonic()
         self._restore_state()
-        for device in config.devices:
+        for device in self.devices.values():
             self.cache.put(DeviceSnapshot(sn=device.sn, device_type=device.type, model=device.model or "unknown",
                                           info=device.info()))
 
@@ -112,15 +120,15 @@ class Poller:
         now = self.clock()
         previous = self.cache.get(device.sn) or DeviceSnapshot(device.sn, device.type, device.model or "unknown")
         if self.auth.blocked(now):
-            snapshot = previous.failed(now, "not polled: the API refused the credentials; backing off")
-            self.cache.put(snapshot)
-            return snapshot
+            return self._write(device.sn, lambda current: (current or previous).failed(
+                now, "not polled: the API refused the credentials; backing off"))
         path = self.config.endpoint(device.type, "latest")
         try:
             payload = self._fetch(path, device.sn)
         except AtessError as exc:
             self._failed(device.sn, exc, now)
-            snapshot = previous.failed(now, str(exc))
+            error = str(exc)
+            return self._write(device.sn, lambda current: (current or previous).failed(now, error))
         else:
             self.auth.succeeded()
             self._rate_limited.pop(device.sn, None)
@@ -136,7 +144,6 @@ class Poller:
                 last_success=now,
                 data_time=parse_time(payload.get("time"), self.config.device_timezone(device)),
                 samples=self._guard_counters(guard, samples),
-                info=previous.info,
                 glitches=previous.glitches + guard.glitches - glitches_before,
                 unusable_fields=count_unusable(self.catalog.families[device.type], payload),
             )
@@ -144,8 +151,13 @@ class Poller:
                 log.info("lifetime total went backwards; kept the last good value",
                          extra={"fields": {"sn": device.sn, "glitches": guard.glitches - glitches_before}})
             log.debug("polled", extra={"fields": {"sn": device.sn, "series": sum(map(len, snapshot.samples.values()))}})
-        self.cache.put(snapshot)
-        return snapshot
+        # info may have changed (discovery) while we polled: take the current one
+        return self._write(device.sn, lambda current: replace(snapshot, info=current.info) if current else snapshot)
+
+    def _write(self, sn: str, change) -> DeviceSnapshot:
+        """Store a poll's result unless discovery removed the device meanwhile."""
+        stored = self.cache.update(sn, lambda current: change(current) if sn in self.devices else None)
+        return stored if stored is not None else change(None)
 
     def _fetch(self, path: str, sn: str) -> dict:
         """The latest data, retrying what a retry can fix: no answer, or a 5xx."""
@@ -195,6 +207,16 @@ class Poller:
         self.save_state()
         return snapshots
 
+    def run_once(self) -> list[DeviceSnapshot]:
+        """Everything a scheduled run does, once: discovery, latest data, settings."""
+        if self.config.discovery.enabled:
+            self.refresh_topology()
+        snapshots = self.poll_all_once()
+        if self.config.settings.enabled:
+            with ThreadPoolExecutor(max_workers=self.config.poll.concurrency, thread_name_prefix="poll") as pool:
+                list(pool.map(self.poll_settings, list(self.devices.values())))
+        return snapshots
+
     # -- state across restarts ------------------------------------------------
 
     def _restore_state(self) -> None:
@@ -211,19 +233,93 @@ class Poller:
             save_state(self.config.state_file, {"counters": counters})
             self._state_saved = time.monotonic()
 
+    # -- the account: discovery and settings --------------------------------
+
+    def refresh_topology(self) -> bool:
+        """List the account and adopt its devices; on failure keep the devices we have."""
+        families = list(self.config.discovery.families or self.catalog.families)
+        try:
+            topology = discover(self.client, self.config, families)
+        except AtessError as exc:
+            if isinstance(exc, AuthError):
+                self.auth.failed(self.clock())
+            log.warning("discovery failed; keeping the known devices",
+                        extra={"fields": {"outcome": exc.outcome, "error": str(exc)}})
+            return False
+        self.auth.succeeded()
+        self.topology = topology
+        added, removed = self.apply_devices(select_devices(self.config, topology))
+        log.info("discovery", extra={"fields": {"plants": len(topology.plants), "devices": len(self.devices),
+                                                "added": len(added), "removed": len(removed)}})
+        return True
+
+    def apply_devices(self, wanted: dict[str, DeviceConfig]) -> tuple[list[str], list[str]]:
+        """Adopt a new device set: new devices get a snapshot (and a poll soon), gone ones
+        lose their series."""
+        with self._devices_lock:
+            added = [sn for sn in wanted if sn not in self.devices]
+            removed = [sn for sn in self.devices if sn not in wanted]
+            self.devices = dict(wanted)
+        self.cache.retain(wanted)
+        for sn in removed:
+            self.guards.pop(sn, None)
+            self.settings.pop(sn, None)
+            self._rate_limited.pop(sn, None)
+        for sn, device in wanted.items():
+            info = self.device_info(device)
+            self.cache.update(sn, lambda prev, d=device, i=info: replace(prev, info=i) if prev else
+                              DeviceSnapshot(sn=d.sn, device_type=d.type, model=d.model or "unknown", info=i))
+        if self._thread is not None:
+            self._replan(added)
+        return added, removed
+
+    def device_info(self, device: DeviceConfig) -> dict[str, str]:
+        info = device.info()
+        if self.topology is not None:
+            for key, value in (("firmware", self.topology.firmware.get(device.sn)),
+                               ("datalog_sn", self.topology.datalog_of.get(device.sn))):
+                if value:
+                    info[key] = value
+        return info
+
+    def poll_settings(self, device: DeviceConfig) -> None:
+        """Read-only: GET the device's settings. Nothing here ever writes to the API."""
+        if self.auth.blocked(self.clock()):
+            return
+        try:
+            data = self.client.get(self.config.endpoint(device.type, "settings"), {"deviceSn": device.sn}, expect=dict)
+        except AtessError as exc:
+            if isinstance(exc, AuthError):
+                self.auth.failed(self.clock())
+            log.warning("settings read failed", extra={"fields": {"sn": device.sn, "outcome": exc.outcome, "error": str(exc)}})
+            return
+        self.settings[device.sn] = split_settings(data)
+
     # -- the background schedule -------------------------------------------
+    # Heap entries: (due, kind, sn); kinds "latest", "settings", "discovery".
 
     def start(self) -> None:
-        interval = self.config.poll.interval_seconds
         start = time.monotonic()
-        self._phases = spread_phases(list(self.devices), interval)
-        self._pool = ThreadPoolExecutor(max_workers=self.config.poll.concurrency, thread_name_prefix="poll")
-        with self._cond:
-            for sn in sorted(self.devices):
-                heapq.heappush(self._heap, (start, sn))
         self._origin = start
+        self._pool = ThreadPoolExecutor(max_workers=self.config.poll.concurrency, thread_name_prefix="poll")
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+        with self._cond:
+            if self.config.discovery.enabled:
+                heapq.heappush(self._heap, (start, "discovery", ""))
+        self._replan(list(self.devices))
         self._thread.start()
+
+    def _replan(self, new_sns: list[str]) -> None:
+        """Phases for the current device set; new devices are due now (their start-up poll)."""
+        sns = list(self.devices)
+        self._phases = spread_phases(sns, self.config.poll.interval_seconds)
+        now = time.monotonic()
+        with self._cond:
+            for sn in sorted(new_sns):
+                heapq.heappush(self._heap, (now, "latest", sn))
+                if self.config.settings.enabled:  # read at once, then hourly
+                    heapq.heappush(self._heap, (now, "settings", sn))
+            self._cond.notify()
 
     def stop(self) -> None:
         self._stop.set()
@@ -242,25 +338,50 @@ class Poller:
                 if not self._heap:
                     self._cond.wait()
                     continue
-                due, sn = self._heap[0]
+                due, kind, sn = self._heap[0]
                 wait = due - time.monotonic()
                 if wait > 0:
                     self._cond.wait(timeout=wait)
                     continue
                 heapq.heappop(self._heap)
-            self._pool.submit(self._timed_poll, sn, due)
+            try:
+                self._pool.submit(self._job, kind, sn, due)
+            except RuntimeError:  # the pool is shutting down
+                return
 
-    def _timed_poll(self, sn: str, due: float) -> None:
+    def _job(self, kind: str, sn: str, due: float) -> None:
         started = time.monotonic()
+        if self._stop.is_set():
+            return
+        if kind == "discovery":
+            try:
+                self.refresh_topology()
+            except Exception:  # a bug must not end discovery
+                log.exception("discovery crashed")
+            self._push(started + self.config.discovery.refresh_seconds, kind, sn)
+            return
         device = self.devices.get(sn)
-        if device is None or self._stop.is_set():
+        if device is None:  # removed since it was scheduled: its schedule ends here
             return
         try:
-            self.poll_device(device)
+            if kind == "settings":
+                self.poll_settings(device)
+            else:
+                self.poll_device(device)
         except Exception:  # a bug must not end the device's schedule
-            log.exception("poll crashed", extra={"fields": {"sn": sn}})
+            log.exception("poll crashed", extra={"fields": {"sn": sn, "kind": kind}})
         finally:
-            self._reschedule(sn, due, started)
+            if kind == "settings":
+                self._push(started + self.config.settings.refresh_seconds, kind, sn)
+            else:
+                self._reschedule(sn, due, started)
+
+    def _push(self, due: float, kind: str, sn: str) -> None:
+        if self._stop.is_set():
+            return
+        with self._cond:
+            heapq.heappush(self._heap, (due, kind, sn))
+            self._cond.notify()
 
     def next_due(self, sn: str, due: float, started: float) -> float:
         """Keep the device's phase, but never call it within one interval
@@ -273,14 +394,9 @@ class Poller:
         return max(planned, started + interval * self.rate_limit_factor(sn))
 
     def _reschedule(self, sn: str, due: float, started: float) -> None:
-        if self._stop.is_set():
-            return
-        nxt = self.next_due(sn, due, started)
         lag = time.monotonic() - started
         if lag > self.config.poll.interval_seconds:
             log.warning("poll slower than the interval", extra={"fields": {"sn": sn, "seconds": round(lag, 1)}})
-        with self._cond:
-            heapq.heappush(self._heap, (nxt, sn))
-            self._cond.notify()
+        self._push(self.next_due(sn, due, started), "latest", sn)
         if time.monotonic() - self._state_saved > STATE_SAVE_SECONDS:
             self.save_state()

@@ -19,7 +19,7 @@ def config_file(tmp_path, base_url, credentials):
         "atess": {"base_url": base_url, "timeout_seconds": 2, **credentials},
         "poll": {"retry_backoff_seconds": 0.001},
         "state_file": str(tmp_path / "state.json"),
-        "devices": [{"sn": d.sn, "type": "hps_central", "model": d.model} for d in demo_devices()],
+        "devices": [{"sn": d.sn, "type": d.family, "model": d.model} for d in demo_devices()],
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -27,7 +27,11 @@ def scrape(exporter):
 
 
 def outcomes(parsed):
-    return {dict(lbls)["outcome"]: v for lbls, v in series(parsed, "atess_api_requests_total", endpoint=LATEST).items()}
+    """Requests by outcome, summed over the endpoints of all families."""
+    out = {}
+    for lbls, v in series(parsed, "atess_api_requests_total").items():
+        out[dict(lbls)["outcome"]] = out.get(dict(lbls)["outcome"], 0) + v
+    return out
 
 
 FAULTS = [

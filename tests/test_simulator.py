@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from atess_exporter.simulator import SimDevice, Simulator, demo_devices
-from atess_exporter.simulator.physics import hps_central_latest
+from atess_exporter.simulator.physics import LATEST_BUILDERS, hps_central_latest
 
 PATH = "/api/v1/hps/data-last"
 FIELDS_TSV = Path(__file__).parent / "fixtures" / "hps_central_fields.tsv"
@@ -287,8 +287,109 @@ def test_payload_is_fast():
 
 def test_demo_devices():
     devs = demo_devices()
-    assert [d.model for d in devs] == ["HPS150", "HPS100HV", "HPS50"]
-    assert len({d.sn for d in devs}) == 3 and all(d.family == "hps_central" for d in devs)
+    # The three central HPS first and unchanged, then one device of every other family.
+    assert [(d.sn, d.model, d.family) for d in devs[:3]] == [
+        (SN150, "HPS150", "hps_central"), (SNHV, "HPS100HV", "hps_central"), (SN50, "HPS50", "hps_central"),
+    ]
+    assert [d.family for d in devs[3:]] == ["hps_string", "pcs", "pbd", "bcu", "mbms"]
+    assert len({d.sn for d in devs}) == len(devs)
+    assert set(LATEST_BUILDERS) == {d.family for d in devs}
+
+
+# -- the other device families ---------------------------------------------------------
+
+OTHERS = [d for d in demo_devices() if d.family != "hps_central"]
+
+
+def _family_path(family: str) -> str:
+    from atess_exporter.endpoints import DEFAULT_ENDPOINTS
+
+    return DEFAULT_ENDPOINTS[family]["latest"]
+
+
+@pytest.fixture
+def fleet(clock):
+    with Simulator(demo_devices(), token=TOKEN, clock=clock) as s:
+        yield s
+
+
+@pytest.mark.parametrize("dev", OTHERS, ids=lambda d: d.family)
+def test_every_family_is_served_on_its_latest_path(fleet, dev):
+    r = get(fleet, dev.sn, path=_family_path(dev.family))
+    body = r.json()
+    assert r.status_code == 200 and body["code"] == 0, body
+    assert body["data"]["deviceSn"] == dev.sn and body["data"]["time"] == "2025-06-02 13:00:00"
+    assert fleet.last_payload[dev.sn] == body["data"]
+    # A device is only found on its own family's path.
+    assert get(fleet, dev.sn, path=PATH).json()["code"] == 400
+
+
+def test_hps_string_path_is_the_confirmed_one():
+    assert _family_path("hps_string") == "/api/v1/hps/data-last-small"
+
+
+@pytest.mark.parametrize("dev", OTHERS, ids=lambda d: d.family)
+def test_other_families_send_some_numbers_as_strings(dev):
+    d = LATEST_BUILDERS[dev.family](dev, T0 + 12 * HOUR)
+    numbers = {k: v for k, v in d.items() if k not in ("deviceSn", "time")}
+    assert all(v is not None for v in numbers.values())
+    as_text = [k for k, v in numbers.items() if isinstance(v, str)]
+    assert as_text, "the vendor sends some numbers as strings"
+    for k in as_text:
+        assert math.isfinite(float(numbers[k])), k
+
+
+def _lifetime(d: dict) -> list[str]:
+    return [k for k in d if "Total" in k]
+
+
+def _today(d: dict) -> list[str]:
+    return [k for k in d if "Today" in k or k.startswith("eToday")]
+
+
+@pytest.mark.parametrize("dev", OTHERS, ids=lambda d: d.family)
+def test_other_families_totals_grow_and_today_resets(dev):
+    prev = LATEST_BUILDERS[dev.family](dev, T0)
+    assert _lifetime(prev) and _today(prev)
+    grew: set[str] = set()
+    for i in range(1, 3 * 288):
+        cur = LATEST_BUILDERS[dev.family](dev, T0 + i * 300)
+        for k in _lifetime(cur):
+            assert float(cur[k]) >= float(prev[k]), (k, cur["time"])
+            if float(cur[k]) > float(prev[k]):
+                grew.add(k)
+        if cur["time"].endswith("00:00:00"):
+            assert all(float(cur[k]) == 0 for k in _today(cur)), cur["time"]
+        prev = cur
+    assert grew, "lifetime totals must move"
+
+
+@pytest.mark.parametrize("dev", [d for d in OTHERS if d.family in ("hps_string", "pcs", "pbd")], ids=lambda d: d.family)
+def test_pv_of_the_other_families_follows_the_sun(dev):
+    night = LATEST_BUILDERS[dev.family](dev, T0 + 1 * HOUR)
+    assert night["ppv"] == 0
+    noons = [LATEST_BUILDERS[dev.family](dev, T0 + day * 24 * HOUR + 11 * HOUR)["ppv"] for day in range(7)]
+    assert 0.5 * dev.rating_kw < max(noons) <= dev.rating_kw
+
+
+@pytest.mark.parametrize("dev", [d for d in OTHERS if d.family in ("bcu", "mbms")], ids=lambda d: d.family)
+def test_battery_families_are_plausible(dev):
+    flows = set()
+    for i in range(0, 2 * 288, 3):
+        d = LATEST_BUILDERS[dev.family](dev, T0 + i * 300)
+        assert 0 <= d["soc"] <= 100
+        assert 3.0 <= float(d["minVolt"]) < float(d["maxVolt"]) <= 3.5
+        assert float(d["minTemp"]) < float(d["maxTemp"]) < 60
+        assert d["maxChargeCurr"] >= 0 and d["maxDischargeCurr"] >= 0
+        assert d["batFlag"] in (-1, 0, 1)
+        if d["batFlag"]:
+            assert (d["cBat"] > 0) == (d["batFlag"] == 1)
+        flows.add(d["batFlag"])
+        if dev.family == "mbms":
+            assert 1 <= d["maxVoltGroup"] <= d["rackNum"] and d["rackNum"] > 1
+        else:
+            assert "maxVoltGroup" not in d
+    assert {-1, 1} <= flows
 
 
 # -- envelope, auth, errors --------------------------------------------------------

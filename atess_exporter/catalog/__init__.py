@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import math
 import re
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field as dc_field
 from importlib import resources
 from typing import Any, Iterable
 
@@ -30,6 +31,22 @@ UNIT_SCALE: dict[str, float] = {
 
 BASE_LABELS = ("sn", "model")
 _NAME = re.compile(r"^atess_[a-z][a-z0-9_]*$")
+_STATE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+# Name suffixes a gauge must not end in (promtool: counters, histograms, summaries, info).
+RESERVED_SUFFIXES = ("_total", "_info", "_created", "_bucket", "_count", "_sum", "_gcount", "_gsum")
+# Name parts promtool's lint rejects: abbreviated units, metric types, non-base units.
+_ABBREVIATIONS = frozenset({"s", "ms", "us", "ns", "sec", "b", "kb", "mb", "gb", "tb", "pb", "m", "h", "d"})
+_TYPE_WORDS = ("gauge", "counter", "histogram", "summary", "untyped")
+_NON_BASE_UNITS = ("minutes", "hours", "days", "weeks", "kelvins", "fahrenheit", "rankine", "inches",
+                   "yards", "miles", "bits", "calories", "pounds", "ounces")
+_BASE_UNITS = ("amperes", "bytes", "celsius", "grams", "joules", "kelvin", "meters", "metres", "seconds", "volts")
+# Names the exporter itself uses (collector.py, instrumentation.py): a vendor
+# field must not land there, so such generated names get "atess_vendor_".
+_OWN_NAMES = ("atess_device", "atess_exporter", "atess_api", "atess_lifetime_glitches", "atess_poll",
+              "atess_scrape", "atess_backfill", "atess_state")
+_UNIT_PREFIXES = ("pico", "nano", "micro", "milli", "centi", "deci", "deca", "hecto", "kilo", "kibi",
+                  "mega", "mibi", "giga", "gibi", "tera", "tebi", "peta", "pebi")
 
 
 class CatalogError(Exception):
@@ -58,6 +75,99 @@ class FieldMap:
     label_values: tuple[str, ...]
     doc: str = ""
     note: str = ""
+    # Enumerations with known meanings: (raw value, state name) pairs, emitted
+    # as one 0/1 series per state on state_metric (label "state").
+    states: tuple[tuple[float, str], ...] = ()
+    state_metric: MetricDef | None = None
+
+
+class Uncatalogued:
+    """Gauges for numeric vendor fields the catalog does not know, made on first sight.
+
+    A field gets ``atess_<snake_case_field>``; the same field name shares one
+    gauge across families. A name that would clash with a catalogued metric,
+    with another field's generated name, end in a reserved suffix (``_total``,
+    ``_count``...) or trip promtool's lint is changed so the exposition stays
+    valid. Thread-safe: polls of several devices may meet new fields at once.
+    """
+
+    def __init__(self, catalogued: Iterable[str] = ()):
+        self._lock = threading.Lock()
+        self._catalogued = frozenset(catalogued)
+        self._by_field: dict[str, str] = {}            # vendor field -> metric name
+        self._sources: dict[str, list[str]] = {}       # metric name -> ["family.field", ...]
+
+    def metric_name(self, family: str, field: str) -> str | None:
+        """The gauge for ``family.field`` (registering it), or None when the
+        field name has no usable characters."""
+        with self._lock:
+            name = self._by_field.get(field)
+            if name is None:
+                name = self._new_name(field)
+                if name is None:
+                    return None
+                self._by_field[field] = name
+                self._sources[name] = []
+            source = f"{family}.{field}"
+            if source not in self._sources[name]:
+                self._sources[name].append(source)
+            return name
+
+    def _new_name(self, field: str) -> str | None:
+        base = generated_name(field)
+        if base is None:
+            return None
+        if base in self._catalogued or base.endswith(RESERVED_SUFFIXES):
+            base += "_value"
+        name, n = base, 1
+        while name in self._catalogued or name in self._sources:
+            n += 1
+            name = f"{base}{n}"
+        return name
+
+    def get(self, name: str) -> MetricDef | None:
+        with self._lock:
+            sources = list(self._sources.get(name, ()))
+        if not sources:
+            return None
+        return MetricDef(name=name, type="gauge", labels=(),
+                         help=f"Uncatalogued vendor field {', '.join(sources)}: the raw value as sent, unit unknown")
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._sources)
+
+
+def generated_name(field: str) -> str | None:
+    """``atess_<snake_case(field)>``, with parts promtool's lint rejects (``_h``,
+    ``_ms``, ``_gauge``, ``_minutes``...) glued to a neighbouring part."""
+    parts = [p for p in snake_case(field).split("_") if p]
+    if not parts:
+        return None
+    i = 0
+    while i < len(parts):
+        if _lint_bad(parts[i]):
+            if i > 0:
+                parts[i - 1] += parts.pop(i)
+                continue
+            if len(parts) > 1:
+                parts[0] += parts.pop(1)
+            else:
+                parts[0] += "value"
+            continue  # re-check the glued part
+        i += 1
+    name = "atess_" + "_".join(parts)
+    if any(name == own or name.startswith(own + "_") for own in _OWN_NAMES):
+        name = "atess_vendor_" + name[len("atess_"):]
+    return name
+
+
+def _lint_bad(part: str) -> bool:
+    if part in _ABBREVIATIONS or part in _TYPE_WORDS:
+        return True
+    if part.startswith(_NON_BASE_UNITS):
+        return True
+    return any(part.startswith(p + u) for p in _UNIT_PREFIXES for u in _BASE_UNITS)
 
 
 @dataclass(frozen=True)
@@ -65,12 +175,15 @@ class FamilyCatalog:
     name: str
     fields: dict[str, FieldMap]
     skip: dict[str, str]
+    # Shared with the Catalog: where payload_samples registers uncatalogued fields.
+    uncatalogued: Uncatalogued = dc_field(default_factory=Uncatalogued, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Catalog:
     metrics: dict[str, MetricDef]
     families: dict[str, FamilyCatalog]
+    uncatalogued: Uncatalogued = dc_field(default_factory=Uncatalogued, compare=False, repr=False)
 
     def vendor_fields(self, metric: str) -> list[str]:
         out = []
@@ -78,11 +191,19 @@ class Catalog:
             for f in fam.fields.values():
                 if f.metric.name == metric:
                     out.append(f"{fam.name}.{f.field} \"{f.doc}\"" if f.doc else f"{fam.name}.{f.field}")
+                elif f.state_metric is not None and f.state_metric.name == metric:
+                    out.append(f"{fam.name}.{f.field} (1 for the current state)")
         return out
 
     def describe_metric(self, name: str) -> MetricDef:
-        """The definition of any metric a payload can produce."""
-        return self.metrics[name]
+        """The definition of any metric a payload can produce: catalogued, or a
+        gauge made for an uncatalogued field. KeyError for anything else."""
+        m = self.metrics.get(name)
+        if m is None:
+            m = self.uncatalogued.get(name)
+        if m is None:
+            raise KeyError(name)
+        return m
 
     def help_text(self, metric: str, interval_seconds: float) -> str:
         """HELP: what it is, which vendor fields feed it, and that it is cached."""
@@ -138,7 +259,7 @@ def _metrics(data: dict) -> dict[str, MetricDef]:
     return out
 
 
-def _family(data: dict, metrics: dict[str, MetricDef]) -> FamilyCatalog:
+def _family(data: dict, metrics: dict[str, MetricDef], uncatalogued: Uncatalogued) -> FamilyCatalog:
     name = data["family"]
     fields: dict[str, FieldMap] = {}
     taken: dict[tuple, str] = {}
@@ -157,9 +278,46 @@ def _family(data: dict, metrics: dict[str, MetricDef]) -> FamilyCatalog:
         if key in taken:
             raise CatalogError(f"{name}.{field}: same series as {taken[key]}")
         taken[key] = field
+        states, state_metric = _states(name, field, spec, metrics, taken)
         fields[field] = FieldMap(field=field, metric=metric, unit=unit, scale=UNIT_SCALE[unit],
-                                 label_values=values, doc=str(spec.get("doc", "")), note=str(spec.get("note", "")))
-    return FamilyCatalog(name=name, fields=fields, skip=dict(data.get("skip") or {}))
+                                 label_values=values, doc=str(spec.get("doc", "")), note=str(spec.get("note", "")),
+                                 states=states, state_metric=state_metric)
+    skip = dict(data.get("skip") or {})
+    both = sorted(set(skip) & set(fields))
+    if both:
+        raise CatalogError(f"{name}: {both} are both mapped and skipped")
+    return FamilyCatalog(name=name, fields=fields, skip=skip, uncatalogued=uncatalogued)
+
+
+def _states(family: str, field: str, spec: dict, metrics: dict[str, MetricDef],
+            taken: dict[tuple, str]) -> tuple[tuple[tuple[float, str], ...], MetricDef | None]:
+    """An enumeration's `states: {value: state_name}` and its `state_metric`."""
+    raw = spec.get("states")
+    if raw is None:
+        if "state_metric" in spec:
+            raise CatalogError(f"{family}.{field}: state_metric without states")
+        return (), None
+    where = f"{family}.{field}"
+    metric = metrics.get(spec.get("state_metric"))
+    if metric is None:
+        raise CatalogError(f"{where}: states need a state_metric from metrics.yaml, got {spec.get('state_metric')!r}")
+    if metric.type != "gauge" or metric.labels != ("state",):
+        raise CatalogError(f"{where}: state_metric {metric.name} must be a gauge with the single label state")
+    if not isinstance(raw, dict) or not raw:
+        raise CatalogError(f"{where}: states must map values to state names")
+    out = []
+    for value, state in raw.items():
+        number = parse_number(value)
+        if number is None or isinstance(value, bool):
+            raise CatalogError(f"{where}: state value {value!r} is not a number")
+        if not isinstance(state, str) or not _STATE.match(state):
+            raise CatalogError(f"{where}: state name {state!r} must be snake_case")
+        key = (metric.name, (state,))
+        if key in taken:
+            raise CatalogError(f"{where}: state {state} repeated (also {taken[key]})")
+        taken[key] = field
+        out.append((number, state))
+    return tuple(out), metric
 
 
 def _read(name: str) -> Any:
@@ -170,12 +328,15 @@ def _read(name: str) -> Any:
 def load_catalog() -> Catalog:
     """The packaged catalog, validated once per process."""
     metrics = _metrics(_read("metrics.yaml"))
+    uncatalogued = Uncatalogued(metrics)
     families = {}
     for entry in sorted(resources.files(__package__).iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".yaml") and entry.name != "metrics.yaml":
-            fam = _family(_read(entry.name), metrics)
+            fam = _family(_read(entry.name), metrics, uncatalogued)
+            if fam.name in families:
+                raise CatalogError(f"{entry.name}: family {fam.name} defined twice")
             families[fam.name] = fam
-    return Catalog(metrics=metrics, families=families)
+    return Catalog(metrics=metrics, families=families, uncatalogued=uncatalogued)
 
 
 def iter_field_samples(family: FamilyCatalog, payload: dict) -> Iterable[tuple[FieldMap, float]]:

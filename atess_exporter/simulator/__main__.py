@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import threading
 
+from ..endpoints import DEFAULT_ENDPOINTS
 from . import Simulator, demo_devices
 
 
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     url = sim.start(port=args.port)
     print(url, flush=True)
     for dev in sim.devices.values():
-        print(f"  {dev.model:<9} {url}/api/v1/hps/data-last?deviceSn={dev.sn}", flush=True)
+        print(f"  {dev.model:<9} {url}{DEFAULT_ENDPOINTS[dev.family]['latest']}?deviceSn={dev.sn}", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -469,5 +469,8 @@ def hps_central_latest(device: SimDevice, now: float) -> dict:
     return {k: data[k] for k in HPS_CENTRAL_FIELDS}
 
 
-# Payload builders by device family; other families register here.
+# Payload builders by device family; the other families (simulator/families.py)
+# register themselves here when that module is imported, just below.
 LATEST_BUILDERS = {"hps_central": hps_central_latest}
+
+from . import families as _families  # noqa: E402,F401  (fills LATEST_BUILDERS)

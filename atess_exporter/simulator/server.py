@@ -97,8 +97,21 @@ def latest_handler(family: str) -> Handler:
     return handle
 
 
+from .history import history_handler  # noqa: E402 - history imports this module lazily, no cycle
+
+from .account import account_routes  # noqa: E402 - plants, dataloggers, device lists, settings
+
 DEFAULT_ROUTES: dict[str, Handler] = {
+    **account_routes(),
     "/api/v1/hps/data-last": latest_handler("hps_central"),
+    # The other families' latest data (paths as endpoints.DEFAULT_ENDPOINTS;
+    # data-last-small confirmed, the rest assumed).
+    "/api/v1/hps/data-last-small": latest_handler("hps_string"),
+    "/api/v1/pcs/data-last": latest_handler("pcs"),
+    "/api/v1/pbd/data-last": latest_handler("pbd"),
+    "/api/v1/bcu/data-last": latest_handler("bcu"),
+    "/api/v1/mbms/data-last": latest_handler("mbms"),
+    "/api/v1/hps/data-list": history_handler("hps_central"),
 }
 
 
@@ -242,7 +255,8 @@ class Simulator:
                 return self._fault_reply(fault.kind, sn)
 
         if self.min_interval_seconds is not None:
-            key = (req.path, sn)
+            # per device and endpoint; account-level lists (no SN) per query
+            key = (req.path, sn if sn is not None else "&".join(f"{k}={v}" for k, v in sorted(req.query.items())))
             with self._lock:
                 now = self.clock()
                 last = self._last_accepted.get(key)

