@@ -15,7 +15,7 @@ import threading
 
 from . import __version__
 from .catalog import load_catalog
-from .config import ConfigError, load_config, parse_config
+from .config import Config, ConfigError, load_config, parse_config
 from .sharding import parse_shard
 
 log = logging.getLogger("atess_exporter")
@@ -52,7 +52,7 @@ def _level(name: str) -> str:
     return "warning" if name == "warn" else name
 
 
-def demo_config(base_url: str) -> "Config":  # noqa: F821 - annotation only
+def demo_config(base_url: str) -> Config:
     """The demo finds its devices the way a real account would: by discovery."""
     return parse_config({
         "atess": {"base_url": base_url, "token": "demo-token", "timezone": "Etc/GMT-1"},
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         server.start()
         exporter.start()
         host = server.httpd.server_address[0] or "localhost"
-        url = f"http://{'localhost' if host in ('0.0.0.0', '::') else host}:{server.port}{args.telemetry_path}"
+        url = f"{server.scheme}://{'localhost' if host in ('0.0.0.0', '::') else host}:{server.port}{args.telemetry_path}"
         log.info("serving metrics", extra={"fields": {"url": url, "devices": len(config.devices),
                                                          "interval_seconds": config.poll.interval_seconds}})
         if args.demo:

@@ -56,12 +56,14 @@ class CounterGuard:
     # -- persistence: the last good values survive a restart -----------------
 
     def dump(self) -> list[list]:
-        """JSON-ready state: [[key parts...], value] per counter."""
-        return [[list(_flatten(k)), t.value] for k, t in self._tracks.items()]
+        """JSON-ready state: [[key parts...], value, pending, pending_last] per counter,
+        so a restored guard behaves exactly as the saved one would have."""
+        return [[list(_flatten(k)), t.value, t.pending, t.pending_last] for k, t in self._tracks.items()]
 
     def load(self, rows: list) -> None:
-        for parts, value in rows:
-            self._tracks[_unflatten(parts)] = _Track(float(value))
+        for parts, value, *pending in rows:
+            count, last = (int(pending[0]), float(pending[1])) if len(pending) == 2 else (0, 0.0)
+            self._tracks[_unflatten(parts)] = _Track(float(value), count, last)
 
 
 def _flatten(key: Hashable) -> tuple:

@@ -12,7 +12,7 @@ from atess_exporter.client import TransportError
 from atess_exporter.collector import DeviceStatusCollector, ReadingsCollector
 from atess_exporter.poller import Poller
 from atess_exporter.simulator import Simulator, demo_devices
-from conftest import TOKEN, FakeClient, make_config, parse_exposition, series, value
+from conftest import FakeClient, make_config, parse_exposition, series, value
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 

@@ -30,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ..endpoints import DEFAULT_ENDPOINTS
 from .device import SimDevice
 from .physics import LATEST_BUILDERS
 
@@ -111,7 +112,7 @@ DEFAULT_ROUTES: dict[str, Handler] = {
     "/api/v1/pbd/data-last": latest_handler("pbd"),
     "/api/v1/bcu/data-last": latest_handler("bcu"),
     "/api/v1/mbms/data-last": latest_handler("mbms"),
-    "/api/v1/hps/data-list": history_handler("hps_central"),
+    **{ops["history"]: history_handler(family) for family, ops in DEFAULT_ENDPOINTS.items() if "history" in ops},
 }
 
 
