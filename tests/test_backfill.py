@@ -25,7 +25,7 @@ from atess_exporter.simulator import Request, SimDevice, Simulator
 from atess_exporter.simulator.history import history_handler
 from atess_exporter.simulator.physics import hps_central_latest
 from conftest import TOKEN
-from tests.tools import require_tool
+from tools import require_tool, stop_process
 
 PATH = "/api/v1/hps/data-list"
 # Two plants in different zones: UTC+1 from atess.timezone, UTC-5 as a per-device override.
@@ -323,12 +323,7 @@ def test_backfill_through_promtool_into_prometheus(tmp_path):
         assert gained == pytest.approx((hps_central_latest(DEV_A, end_of_day)["epvTotal"]
                                         - hps_central_latest(DEV_A, midnight)["epvTotal"]) * 3.6e6)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
         log.close()
 
 

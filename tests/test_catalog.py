@@ -21,7 +21,7 @@ from atess_exporter.readings import payload_samples
 from atess_exporter.simulator import SimDevice, demo_devices
 from atess_exporter.simulator.physics import LATEST_BUILDERS
 from atess_exporter.simulator.server import DEFAULT_ROUTES
-from tests.tools import require_tool
+from tools import require_tool
 
 FIELDS_TSV = Path(__file__).parent / "fixtures" / "hps_central_fields.tsv"
 T0 = 1748865600.0  # Monday 2025-06-02 12:00 UTC

@@ -22,10 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-try:
-    from tests.tools import require_tool
-except ImportError:  # plain `pytest` (not `python -m pytest`) puts tests/ itself on sys.path
-    from tools import require_tool
+from tools import require_tool, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 PROM_DIR = ROOT / "dashboards" / "prometheus"
@@ -96,16 +93,6 @@ def wait_for(what: str, check, deadline_seconds: float = DEADLINE_SECONDS, procs
     pytest.fail(f"timed out after {deadline_seconds}s waiting for {what} (last error: {last!r})")
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def exporter_url(tmp_path_factory):
     port = free_port()
@@ -124,7 +111,7 @@ def exporter_url(tmp_path_factory):
         assert devices >= 3, body[:2000]
         yield {"address": f"127.0.0.1:{port}", "devices": devices}
     finally:
-        stop(proc)
+        stop_process(proc)
         log.close()
 
 
@@ -161,7 +148,7 @@ def prometheus(exporter_url, tmp_path_factory):
                  == scalar("count(count by (plant_name) (atess_device_info))") > 0, procs=[proc])
         yield base
     finally:
-        stop(proc)
+        stop_process(proc)
         log.close()
         if proc.returncode not in (0, -15):
             print((work / "prometheus.log").read_text()[-3000:])

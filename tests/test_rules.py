@@ -14,10 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-try:
-    from tests.tools import require_tool
-except ImportError:  # plain `pytest` (not `python -m pytest`) puts tests/ itself on sys.path
-    from tools import require_tool
+from tools import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 PROM = ROOT / "dashboards" / "prometheus"

@@ -6,6 +6,7 @@ prometheus-alertmanager), so a missing tool there is a failure, not a skip.
 
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -17,3 +18,14 @@ def require_tool(name: str) -> str:
     if os.environ.get("ATESS_REQUIRE_PROMTOOL") == "1":
         pytest.fail(f"{name} is required (ATESS_REQUIRE_PROMTOOL=1) but not on PATH")
     pytest.skip(f"{name} not installed (apt-get install prometheus prometheus-alertmanager)")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate a server the test started; kill it if it does not go."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
