@@ -73,6 +73,9 @@ def list_metrics() -> str:
                 if f.metric.name == name:
                     lbl = ",".join(f"{k}={v}" for k, v in zip(m.labels, f.label_values))
                     fields.append(f"{fam.name}.{f.field}{'{' + lbl + '}' if lbl else ''} \"{f.doc}\" {f.unit}")
+                elif f.state_metric is not None and f.state_metric.name == name:
+                    states = ", ".join(f"{value:g}={state}" for value, state in f.states)
+                    fields.append(f"{fam.name}.{f.field}: 1 for the current state ({states})")
         labels = ", ".join(("sn", "model") + m.labels)
         lines.append(f"| `{name}` | {m.type} | {labels} | {'<br>'.join(fields).replace('|', '/')} |")
     return "\n".join(lines) + "\n"

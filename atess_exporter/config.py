@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from .endpoints import DEFAULT_ENDPOINTS, OPERATIONS
+from .endpoints import DEFAULT_ENDPOINTS, NON_DEVICE_FAMILIES, OPERATIONS
 from .sharding import parse_shard
 
 # The vendor doc: "The frequency of acquisition is once every 5 minutes".
@@ -380,7 +380,8 @@ def _endpoints(data: Any) -> dict[str, dict[str, str]]:
             close = difflib.get_close_matches(str(family), merged, n=1)
             raise ConfigError(f"endpoints.{family}: unknown device family; {'did you mean ' + repr(close[0]) + '?' if close else 'known: ' + ', '.join(sorted(merged))}")
         ops = _Section(top.raw(family), f"endpoints.{family}")
-        for op in OPERATIONS:
+        # plant and datalog have only list and info; device families all operations
+        for op in (DEFAULT_ENDPOINTS[family] if family in NON_DEVICE_FAMILIES else OPERATIONS):
             path = ops.str(op, None)
             if path is None:
                 continue

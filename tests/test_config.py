@@ -52,6 +52,10 @@ BAD = [
     (GOOD.replace("base_url: http://127.0.0.1:8080", "base_url: 127.0.0.1"), "atess.base_url: '127.0.0.1' is not an http(s) URL"),
     (GOOD + "  - sn: YKD0F1022A\n    type: hps_central\n", "devices[1].sn: YKD0F1022A is listed twice"),
     (GOOD.replace("devices:", "device:"), "device: unknown key; did you mean 'devices'?"),
+    (GOOD + "endpoints:\n  plant: {latest: /api/v1/plant/x}\n", "endpoints.plant.latest: unknown key; did you mean 'endpoints.plant.list'?"),
+    (GOOD + "endpoints:\n  pcs: {latest: api/v1/pcs/x}\n", "endpoints.pcs.latest: 'api/v1/pcs/x' must be a path starting with '/'"),
+    (GOOD + "discovery: {enabled: yes-please}\n", "discovery.enabled: must be true or false"),
+    (GOOD + "shard: 3/3\n", "shard: INDEX is 0-based and must be below COUNT (3)"),
     (GOOD.replace("poll:\n  interval_seconds: 300", "poll:\n  interval_seconds: 300\n  stale_after_seconds: 900\n  max_data_age_seconds: 60"), "poll.max_data_age_seconds: 60 is below stale_after_seconds"),
 ]
 
