@@ -67,6 +67,8 @@ class AuthGate:
     def failed(self, now: float) -> float:
         with self._lock:
             self.ok = False
+            if now < self._until:  # another call of the same episode: no extra doubling
+                return self._until - now
             pause = min(self.base * 2 ** self._failures, max(self.MAX_PAUSE, self.base))
             self._failures += 1
             self._until = now + pause
@@ -101,7 +103,8 @@ class Poller:
         self._rate_limited: dict[str, int] = {}  # consecutive rate-limit answers per device
         self._stop = threading.Event()
         self._cond = threading.Condition()
-        self._heap: list[tuple[float, str]] = []
+        self._heap: list[tuple[float, str, str]] = []
+        self._queued: set[tuple[str, str]] = set()  # (kind, sn) in the heap: one entry each, ever
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._state_lock = threading.Lock()
@@ -222,10 +225,9 @@ class Poller:
     def _restore_state(self) -> None:
         counters = load_state(self.config.state_file).get("counters", {})
         confirm = self.config.poll.counter_reset_confirm_polls
-        for sn, rows in counters.items():
-            if sn in self.devices:
-                guard = self.guards[sn] = CounterGuard(confirm)
-                guard.load(rows)
+        for sn, rows in counters.items():  # discovered devices are not known yet: keep all
+            guard = self.guards[sn] = CounterGuard(confirm)
+            guard.load(rows)
 
     def save_state(self) -> None:
         with self._state_lock:
@@ -314,12 +316,10 @@ class Poller:
         sns = list(self.devices)
         self._phases = spread_phases(sns, self.config.poll.interval_seconds)
         now = time.monotonic()
-        with self._cond:
-            for sn in sorted(new_sns):
-                heapq.heappush(self._heap, (now, "latest", sn))
-                if self.config.settings.enabled:  # read at once, then hourly
-                    heapq.heappush(self._heap, (now, "settings", sn))
-            self._cond.notify()
+        kinds = ("latest", "settings") if self.config.settings.enabled else ("latest",)
+        for sn in sorted(new_sns):
+            for kind in kinds:  # settings: read at once, then hourly
+                self._push(now, kind, sn)
 
     def stop(self) -> None:
         self._stop.set()
@@ -358,10 +358,12 @@ class Poller:
                 self.refresh_topology()
             except Exception:  # a bug must not end discovery
                 log.exception("discovery crashed")
-            self._push(started + self.config.discovery.refresh_seconds, kind, sn)
+            self._push(started + self.config.discovery.refresh_seconds, kind, sn, again=True)
             return
         device = self.devices.get(sn)
         if device is None:  # removed since it was scheduled: its schedule ends here
+            with self._cond:
+                self._queued.discard((kind, sn))
             return
         try:
             if kind == "settings":
@@ -372,14 +374,19 @@ class Poller:
             log.exception("poll crashed", extra={"fields": {"sn": sn, "kind": kind}})
         finally:
             if kind == "settings":
-                self._push(started + self.config.settings.refresh_seconds, kind, sn)
+                self._push(started + self.config.settings.refresh_seconds, kind, sn, again=True)
             else:
                 self._reschedule(sn, due, started)
 
-    def _push(self, due: float, kind: str, sn: str) -> None:
+    def _push(self, due: float, kind: str, sn: str, again: bool = False) -> None:
+        """Queue a job. A device re-added by discovery while its old entry is still
+        queued keeps that one entry, so it is never polled twice per interval."""
         if self._stop.is_set():
             return
         with self._cond:
+            if (kind, sn) in self._queued and not again:
+                return
+            self._queued.add((kind, sn))
             heapq.heappush(self._heap, (due, kind, sn))
             self._cond.notify()
 
@@ -397,6 +404,6 @@ class Poller:
         lag = time.monotonic() - started
         if lag > self.config.poll.interval_seconds:
             log.warning("poll slower than the interval", extra={"fields": {"sn": sn, "seconds": round(lag, 1)}})
-        self._push(self.next_due(sn, due, started), "latest", sn)
+        self._push(self.next_due(sn, due, started), "latest", sn, again=True)
         if time.monotonic() - self._state_saved > STATE_SAVE_SECONDS:
             self.save_state()

@@ -238,3 +238,15 @@ def test_an_unreadable_state_file_is_not_fatal(tmp_path, caplog):
     poller = guarded_poller(["7"], state_file=str(state))
     assert exposed_totals(poller, 1) == [(7, 0)]
     assert "state file unreadable" in caplog.text
+
+
+def test_one_refusal_episode_pauses_once_not_per_device():
+    with Simulator(DEVICES, token="the-right-token") as sim:
+        exporter = Exporter(make_config(sim.base_url, poll={"concurrency": 4}))
+        now = [1_000_000.0]
+        exporter.poller.clock = lambda: now[0]
+        exporter.poller.poll_all_once()      # several devices refused at once
+        now[0] += 300                         # one interval: the pause is over
+        calls = sum(sim.calls.values())
+        exporter.poller.poll_all_once()
+        assert sum(sim.calls.values()) > calls, "the pause did not escalate per refused device"

@@ -91,3 +91,34 @@ def test_once_polls_each_device_exactly_once(sim):
     assert time.monotonic() - start < 30
     assert [s.up for s in snaps] == [True] * len(demo_devices())
     assert sum(sim.calls.values()) == len(demo_devices())
+
+
+def test_a_device_removed_and_readded_is_still_polled_once_per_interval():
+    interval = 0.4
+    devices = demo_devices()[:3]
+    with Simulator(devices, token=TOKEN, min_interval_seconds=interval * 0.9) as sim:
+        exporter = Exporter(make_config(sim.base_url, devices=devices, poll={"interval_seconds": interval}))
+        poller = exporter.poller
+        everyone = dict(poller.devices)
+        gone = devices[0].sn
+        exporter.start()
+        try:
+            assert wait_for(lambda: all(calls_of(sim, d.sn) >= 2 for d in devices))
+            poller.apply_devices({sn: d for sn, d in everyone.items() if sn != gone})
+            assert exporter.cache.get(gone) is None, "a removed device's series go away"
+            poller.apply_devices(everyone)    # back before its old schedule entry came due
+            before = calls_of(sim, gone)
+            assert wait_for(lambda: calls_of(sim, gone) >= before + 3)
+        finally:
+            exporter.stop()
+        assert sim.rate_limit_violations == 0
+
+
+def wait_for(condition, timeout=30.0):
+    done = threading.Event()
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        done.wait(0.02)
+    return True
