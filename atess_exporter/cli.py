@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         exporter.start()
         host = server.httpd.server_address[0] or "localhost"
         url = f"{server.scheme}://{'localhost' if host in ('0.0.0.0', '::') else host}:{server.port}{args.telemetry_path}"
-        log.info("serving metrics", extra={"fields": {"url": url, "devices": len(config.devices),
+        log.info("serving metrics", extra={"fields": {"url": url, "devices": len(exporter.poller.devices),
+                                                         "discovery": config.discovery.enabled,
                                                          "interval_seconds": config.poll.interval_seconds}})
         if args.demo:
             print(f"atess-exporter demo: metrics at {url} (simulated devices, Ctrl-C to stop)", flush=True)
