@@ -24,7 +24,8 @@ class Exporter:
         self.catalog = load_catalog()
         self.registry = CollectorRegistry()
         self.api_stats = ApiStats(self.registry)
-        self.client = AtessClient(config.api, observer=self.api_stats.observe, session=session)
+        self.client = AtessClient(config.api, observer=self.api_stats.observe, session=session,
+                                  connections=config.poll.concurrency)
         self.cache = Cache()
         self.poller = Poller(config, self.client, self.cache, self.catalog)
         self.registry.register(BuildInfoCollector())

@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from . import __version__
 from .config import ApiConfig
@@ -95,10 +96,16 @@ def _transport_outcome(exc: requests.RequestException) -> str:
 
 class AtessClient:
     def __init__(self, api: ApiConfig, observer: RequestObserver | None = None,
-                 session: requests.Session | None = None):
+                 session: requests.Session | None = None, connections: int = 10):
         self.api = api
         self.observer = observer
-        self.session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            # One kept-alive connection per worker: fewer TLS handshakes with the API.
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(connections, 10))
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        self.session = session
         self.session.headers.update({
             "Authorization": api.credentials.authorization().reveal(),
             "Accept-Language": api.language,

@@ -304,6 +304,7 @@ class Simulator:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default 5 drops connections when many workers call at once
     sim: Simulator
 
 
