@@ -66,7 +66,9 @@ def test_a_faulty_device_goes_down_alone(sim, caplog, fault, outcome, calls):
 
 def test_slow_device_times_out_without_delaying_the_others(sim):
     sim.set_fault(BAD, "delay", seconds=5)
-    exporter = Exporter(make_config(sim.base_url, atess={"timeout_seconds": 0.3}, poll={"retries": 0}))
+    # as many workers as devices: every poll starts at once, so "not delayed" is exact
+    exporter = Exporter(make_config(sim.base_url, atess={"timeout_seconds": 0.3},
+                                    poll={"retries": 0, "concurrency": len(DEVICES)}))
     snaps = {s.sn: s for s in exporter.poller.poll_all_once()}
     assert not snaps[BAD].up and "no answer within 0.3s" in snaps[BAD].error
     assert all(snaps[sn].up for sn in GOOD)
