@@ -73,6 +73,13 @@ class _Reading:
                   - physics._whole_days(self.prefix[k], p.commissioning_day))
         return before + self.today(k)
 
+    def energies(self, *fields: tuple[str, str, str]) -> dict[str, float]:
+        """(today field, total field, energy kind) -> both readings, as the vendor names them."""
+        out = {}
+        for today, total, kind in fields:
+            out[today], out[total] = self.kwh_today(kind), self.kwh_total(kind)
+        return out
+
     def kwh_today(self, k: str) -> float:
         return round(self.today(k) / 1000.0, 1)
 
@@ -160,12 +167,9 @@ def hps_string_latest(device: SimDevice, now: float) -> dict:
         "pf": _r(pf, 3),
         "envTemp": _r(ambient),
         "invTemp": _r(ambient + 5.0 + 25.0 * abs(ppv + pbat) / R),
-        "ePvToday": r.kwh_today("pv"), "ePvTotal": r.kwh_total("pv"),
-        "eBatChargeToday": r.kwh_today("charge"), "eBatChargeTotal": r.kwh_total("charge"),
-        "eBatDischargeToday": r.kwh_today("discharge"), "eBatDischargeTotal": r.kwh_total("discharge"),
-        "eGridInToday": r.kwh_today("imp"), "eGridInTotal": r.kwh_total("imp"),
-        "eGridOutToday": r.kwh_today("exp"), "eGridOutTotal": r.kwh_total("exp"),
-        "eLoadToday": r.kwh_today("load"), "eLoadTotal": r.kwh_total("load"),
+        **r.energies(("ePvToday", "ePvTotal", "pv"), ("eBatChargeToday", "eBatChargeTotal", "charge"),
+                     ("eBatDischargeToday", "eBatDischargeTotal", "discharge"), ("eGridInToday", "eGridInTotal", "imp"),
+                     ("eGridOutToday", "eGridOutTotal", "exp"), ("eLoadToday", "eLoadTotal", "load")),
     }
 
 
@@ -210,12 +214,9 @@ def pcs_latest(device: SimDevice, now: float) -> dict:
         "loadPf": _r(rng.uniform(0.93, 0.97), 3),
         "envTemp": _r(ambient),
         "temp1": _r(ambient + 5.0 + 25.0 * abs(p_inv) / R),
-        "eToday": r.kwh_today("pv"), "eTotal": r.kwh_total("pv"),
-        "echargeToday": r.kwh_today("charge"), "ebatChargeTotal": r.kwh_total("charge"),
-        "edischargeToday": r.kwh_today("discharge"), "ebatDischargeTotal": r.kwh_total("discharge"),
-        "egridToday": r.kwh_today("imp"), "egridTotal": r.kwh_total("imp"),
-        "etoGridToday": r.kwh_today("exp"), "etoGridTotal": r.kwh_total("exp"),
-        "eloadToday": r.kwh_today("load"), "eloadTotal": r.kwh_total("load"),
+        **r.energies(("eToday", "eTotal", "pv"), ("echargeToday", "ebatChargeTotal", "charge"),
+                     ("edischargeToday", "ebatDischargeTotal", "discharge"), ("egridToday", "egridTotal", "imp"),
+                     ("etoGridToday", "etoGridTotal", "exp"), ("eloadToday", "eloadTotal", "load")),
     }
 
 
