@@ -186,14 +186,6 @@ class TopologyCollector(Collector):
         return iter(())
 
 
-_RESERVED_SUFFIXES = ("_total", "_created", "_info", "_count", "_sum", "_bucket")
-
-
-def setting_metric_name(key: str) -> str:
-    name = f"atess_setting_{key}"
-    return name + "_value" if name.endswith(_RESERVED_SUFFIXES) else name
-
-
 class SettingsCollector(Collector):
     """Each device's settings, read hourly (read-only).
 
@@ -216,8 +208,7 @@ class SettingsCollector(Collector):
             current = settings.get(dev.sn)
             if current is None:
                 continue
-            for key, value in current.numbers.items():
-                name = setting_metric_name(key)
+            for name, (key, value) in current.numbers.items():
                 if name not in numbers:
                     numbers[name] = GaugeMetricFamily(name, f"Device setting {key} (vendor settings endpoint, no unit conversion; read-only, refreshed hourly)", labels=BASE_LABELS)
                 numbers[name].add_metric((dev.sn, dev.model), value)

@@ -268,12 +268,22 @@ class Poller:
             self.settings.pop(sn, None)
             self._rate_limited.pop(sn, None)
         for sn, device in wanted.items():
-            info = self.device_info(device)
-            self.cache.update(sn, lambda prev, d=device, i=info: replace(prev, info=i) if prev else
-                              DeviceSnapshot(sn=d.sn, device_type=d.type, model=d.model or "unknown", info=i))
+            self.cache.update(sn, self._with_info(device))
         if self._thread is not None:
             self._replan(added)
         return added, removed
+
+    def _with_info(self, device: DeviceConfig):
+        """A cache change giving the device its current info; None (no change) when it
+        already has it, so /metrics need not re-render an unchanged device."""
+        info = self.device_info(device)
+
+        def change(prev: DeviceSnapshot | None) -> DeviceSnapshot | None:
+            if prev is None:
+                return DeviceSnapshot(sn=device.sn, device_type=device.type, model=device.model or "unknown", info=info)
+            return None if prev.info == info else replace(prev, info=info)
+
+        return change
 
     def device_info(self, device: DeviceConfig) -> dict[str, str]:
         info = device.info()

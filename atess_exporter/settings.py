@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .catalog import parse_number, snake_case
+from .catalog import RESERVED_SUFFIXES, generated_name, parse_number
 
 MAX_TEXT = 64  # a longer string is not a setting worth a label
 
 
 @dataclass(frozen=True)
 class Settings:
-    numbers: dict[str, float] = field(default_factory=dict)   # snake_case name -> value
+    numbers: dict[str, tuple[str, float]] = field(default_factory=dict)  # metric name -> (vendor name, value)
     texts: dict[str, str] = field(default_factory=dict)       # vendor name -> value
 
 
@@ -26,9 +26,18 @@ def split_settings(data: dict) -> Settings:
         if name in ("deviceSn", "sn", "time", "updateTime"):
             continue
         number = parse_number(raw)
-        key = snake_case(str(name))
-        if number is not None and key:
-            numbers[key] = number
+        metric = setting_metric_name(str(name)) if number is not None else None
+        if metric:
+            numbers[metric] = (str(name), number)
         elif isinstance(raw, str) and raw.strip() and len(raw) <= MAX_TEXT:
             texts[str(name)] = raw.strip()
     return Settings(numbers, texts)
+
+
+def setting_metric_name(vendor_name: str) -> str | None:
+    """atess_setting_<snake_case>, through the catalog's naming rules for uncatalogued
+    fields (promtool-safe parts, no reserved suffix); None when nothing usable is left."""
+    name = generated_name(f"setting_{vendor_name}")
+    if name is None or name == "atess_setting":
+        return None
+    return name + "_value" if name.endswith(RESERVED_SUFFIXES) else name

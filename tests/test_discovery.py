@@ -205,3 +205,12 @@ def test_simulator_pages_and_refuses_writes(sim):
     assert first["data"]["datas"][0]["plantId"] != second["data"]["datas"][0]["plantId"]
     put = requests.put(sim.base_url + "/api/v1/pcs/setting", params={"deviceSn": "PCS100A2309000058"}, headers=auth, timeout=5)
     assert put.status_code == 405
+
+
+def test_setting_names_follow_the_catalogs_promtool_safe_rules():
+    from atess_exporter.settings import split_settings
+
+    numbers = split_settings({"chargeTimeMinutes": 30, "maxCount": "4", "exportLimit": "50"}).numbers
+    assert numbers == {"atess_setting_charge_timeminutes": ("chargeTimeMinutes", 30.0),
+                       "atess_setting_max_count_value": ("maxCount", 4.0),
+                       "atess_setting_export_limit": ("exportLimit", 50.0)}

@@ -185,15 +185,20 @@ class Catalog:
     families: dict[str, FamilyCatalog]
     uncatalogued: Uncatalogued = dc_field(default_factory=Uncatalogued, compare=False, repr=False)
 
-    def vendor_fields(self, metric: str) -> list[str]:
-        out = []
+    @functools.cached_property
+    def _vendor_index(self) -> dict[str, list[str]]:
+        """metric -> the vendor fields feeding it, built once: HELP texts are asked per scrape."""
+        out: dict[str, list[str]] = {}
         for fam in self.families.values():
             for f in fam.fields.values():
-                if f.metric.name == metric:
-                    out.append(f"{fam.name}.{f.field} \"{f.doc}\"" if f.doc else f"{fam.name}.{f.field}")
-                elif f.state_metric is not None and f.state_metric.name == metric:
-                    out.append(f"{fam.name}.{f.field} (1 for the current state)")
+                out.setdefault(f.metric.name, []).append(
+                    f"{fam.name}.{f.field} \"{f.doc}\"" if f.doc else f"{fam.name}.{f.field}")
+                if f.state_metric is not None:
+                    out.setdefault(f.state_metric.name, []).append(f"{fam.name}.{f.field} (1 for the current state)")
         return out
+
+    def vendor_fields(self, metric: str) -> list[str]:
+        return list(self._vendor_index.get(metric, ()))
 
     def describe_metric(self, name: str) -> MetricDef:
         """The definition of any metric a payload can produce: catalogued, or a
