@@ -21,7 +21,7 @@ disable_created_metrics()
 class Exporter:
     def __init__(self, config: Config, session=None):
         self.config = config
-        self.catalog = load_catalog()
+        self.catalog = config.catalog()
         self.registry = CollectorRegistry()
         self.api_stats = ApiStats(self.registry)
         self.client = AtessClient(config.api, observer=self.api_stats.observe, session=session,

@@ -7,7 +7,7 @@ The rows of the history endpoint (one per 5-minute slot) go through the same
 catalog (`readings.payload_samples`) and the same lifetime-counter guard
 (`counterguard.CounterGuard`) as the live exporter, so the file holds exactly
 the live exporter's metric names, labels and scaling, each sample stamped with
-the row's own `recordTime` (fallback `time`) read in the device's time zone.
+the row's own `time` (fallback `recordTime`, the older spelling) read in the device's time zone.
 
 Dates: `--from` and `--to` are plant-local days and BOTH INCLUSIVE, like the
 API's startDate/endDate. `--to` defaults to yesterday (in `atess.timezone`).
@@ -61,7 +61,7 @@ from .client import AtessClient, AtessError, HttpError, MalformedResponseError, 
 from .config import MIN_INTERVAL_SECONDS, Config, ConfigError, DeviceConfig, load_config
 from .counterguard import CounterGuard
 from .discovery import discover, select_devices
-from .readings import parse_time, payload_samples
+from .readings import payload_samples, row_time
 
 log = logging.getLogger("atess_exporter.backfill")
 
@@ -510,9 +510,15 @@ class Backfill:
             pacer.defer(delay)
 
     def fetch(self, pacer: Pacer, path: str, sn: str, first: date, last: date) -> list:
+        """Every row of [first 00:00:00, last 23:59:59]: pages from 1 until `total`, a short
+        page, or a page identical to the previous one (a server ignoring pageNo)."""
         rows: list = []
+        previous = None
+        fmt = self.config.history_date_format
+        start = datetime.combine(first, dtime(0, 0, 0)).strftime(fmt)
+        end = datetime.combine(last, dtime(23, 59, 59)).strftime(fmt)
         for page in range(1, MAX_PAGES + 1):
-            data = self.call(pacer, path, {"deviceSn": sn, "startDate": first.isoformat(), "endDate": last.isoformat(),
+            data = self.call(pacer, path, {"deviceSn": sn, "startDate": start, "endDate": end,
                                            "pageNo": page, "pageSize": self.page_size})
             if data is None:
                 datas: Any = []
@@ -524,9 +530,14 @@ class Backfill:
                 datas = []
             if not isinstance(datas, list):
                 raise MalformedResponseError(f"{path}: data.datas is {type(datas).__name__}, expected a list")
+            if datas and datas == previous:
+                return rows  # the same page again: the server ignores pageNo
+            previous = datas
             rows.extend(datas)
+            total = data.get("total") if isinstance(data, dict) else None
+            if isinstance(total, int) and not isinstance(total, bool) and 0 <= total <= len(rows) and datas:
+                return rows
             if len(datas) < self.page_size:
-                total = data.get("total") if isinstance(data, dict) else None
                 if isinstance(total, int) and not isinstance(total, bool) and total > len(rows):
                     log.warning("history has fewer rows than the API's total; the API may cap pageSize, "
                                 "try a smaller --page-size", extra={"fields": {
@@ -543,9 +554,7 @@ class Backfill:
         for row in rows:
             ts = None
             if isinstance(row, dict):
-                ts = parse_time(row.get("recordTime"), tz)
-                if ts is None:
-                    ts = parse_time(row.get("time"), tz)
+                ts = row_time(row, tz)
             if ts is None or not lo <= ts < hi or ts in by_time:
                 dropped += 1  # no usable time, outside the window, or a repeated slot
                 continue
@@ -555,7 +564,7 @@ class Backfill:
                                                                 "dropped": dropped}})
         series: dict[tuple[str, tuple[str, ...]], list[tuple[float, float]]] = {}
         for ts in sorted(by_time):
-            for name, entries in payload_samples(family, by_time[ts]).items():
+            for name, entries in payload_samples(family, by_time[ts], device.model).items():
                 counter = self.catalog.describe_metric(name).type == "counter"
                 for labels, value in entries:
                     if counter:
@@ -716,7 +725,7 @@ def main(argv: list[str], *, clock: Clock | None = None, sleep: Sleep | None = N
             config, devices, start=args.start, end=end, output=output, window_days=args.window,
             page_size=args.page_size, call_interval=call_interval, concurrency=concurrency,
             retries=args.retries, retry_backoff=args.retry_backoff, client=AtessClient(config.api),
-            catalog=load_catalog(), clock=clock or time.monotonic, sleep=sleep, progress=progress,
+            catalog=config.catalog(), clock=clock or time.monotonic, sleep=sleep, progress=progress,
             after_window=after_window)
         if end >= today:
             log.warning("--to includes today: today's history is partial and overlaps what the live exporter "

@@ -28,6 +28,9 @@ class DeviceSnapshot:
     info: dict[str, str] = field(default_factory=dict)  # plant_id, plant_name, datalog_sn, firmware
     glitches: int = 0          # lifetime totals seen going backwards, since start
     unusable_fields: int = 0   # catalogued fields of the last payload that carried no number
+    implausible_fields: int = 0  # catalogued fields of the last payload outside their physical range
+    lost: bool | None = None   # the payload's own `lost` flag (the cloud lost contact), when sent
+    changed_at: float | None = None  # when the samples last changed (freshness without a usable `time`)
 
     def failed(self, at: float, error: str) -> "DeviceSnapshot":
         """The same device after a failed poll: readings kept, marked down."""

@@ -60,6 +60,10 @@ def demo_config(base_url: str) -> Config:
         "discovery": {"enabled": True},
         "settings": {"enabled": True},
         "state_file": "",
+        # No source gives these tables (docs/api.md): the demo shows how a user who
+        # knows their site's values supplies them, without a release.
+        "enums": {"dgGridSelect": {0: "grid", 1: "generator"}, "atsBypass": {0: "absent", 1: "present"},
+                  "bmsVoltStatus": {0: "open", 1: "closed"}, "bmsSystemStatus": {0: "idle", 1: "normal"}},
     }, source="demo", min_interval=1.0)
 
 

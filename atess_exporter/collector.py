@@ -29,6 +29,7 @@ class DeviceStatusCollector(Collector):
     atess_device_last_poll_success_timestamp_seconds{sn,model}
     atess_device_data_timestamp_seconds{sn,model}   the reading's own time
     atess_device_unusable_fields{sn,model}          text where a number was expected, last payload
+    atess_device_implausible_fields{sn,model}       values outside their physical range, withheld, last payload
     atess_lifetime_glitches_total{sn,model}         lifetime totals that went backwards, held back
     """
 
@@ -42,11 +43,12 @@ class DeviceStatusCollector(Collector):
         return {
             "info": InfoMetricFamily("atess_device", "Device identity: SN, model, device family, plant, datalogger and firmware where known (join on sn)", labels=INFO_LABELS),
             "up": GaugeMetricFamily("atess_device_up", "1 when the last poll of the device's latest data succeeded, else 0", labels=BASE_LABELS),
-            "online": GaugeMetricFamily("atess_device_online", f"1 when the device's latest reading (vendor field time) is at most {stale}s old, else 0 (device asleep or offline, or never read)", labels=BASE_LABELS),
+            "online": GaugeMetricFamily("atess_device_online", f"1 when the device's latest reading (vendor field time) is at most {stale}s old and the cloud does not flag it lost, else 0 (without a usable time: the lost flag, else whether the payload changed within {stale}s)", labels=BASE_LABELS),
             "attempt": GaugeMetricFamily("atess_device_last_poll_timestamp_seconds", "Unix time of the last poll attempt", labels=BASE_LABELS),
             "success": GaugeMetricFamily("atess_device_last_poll_success_timestamp_seconds", "Unix time of the last successful poll", labels=BASE_LABELS),
             "data": GaugeMetricFamily("atess_device_data_timestamp_seconds", "Unix time of the device's latest reading (vendor field time, plant-local time zone as configured)", labels=BASE_LABELS),
             "unusable": GaugeMetricFamily("atess_device_unusable_fields", "Catalogued fields of the last payload that held text instead of a number (not exported)", labels=BASE_LABELS),
+            "implausible": GaugeMetricFamily("atess_device_implausible_fields", "Catalogued fields of the last payload whose value was outside its physical range (withheld, not exported; see --log.level debug)", labels=BASE_LABELS),
             "glitches": CounterMetricFamily("atess_lifetime_glitches", "Lifetime totals read lower than before and held at the last good value, since the exporter started", labels=BASE_LABELS),
         }
 
@@ -60,12 +62,13 @@ class DeviceStatusCollector(Collector):
             ids = (dev.sn, dev.model)
             fams["info"].add_metric((dev.sn, dev.model, dev.device_type) + tuple(dev.info.get(k, "") for k in INFO_LABELS[3:]), {})
             fams["up"].add_metric(ids, 1.0 if dev.up else 0.0)
-            fams["online"].add_metric(ids, 1.0 if data_age(dev, now) <= self.poll.stale_after_seconds else 0.0)
+            fams["online"].add_metric(ids, 1.0 if is_online(dev, now, self.poll.stale_after_seconds) else 0.0)
             for key, value in (("attempt", dev.last_attempt), ("success", dev.last_success), ("data", dev.data_time)):
                 if value is not None:
                     fams[key].add_metric(ids, value)
             if dev.last_success is not None:
                 fams["unusable"].add_metric(ids, float(dev.unusable_fields))
+                fams["implausible"].add_metric(ids, float(dev.implausible_fields))
             fams["glitches"].add_metric(ids, float(dev.glitches))
         return iter(fams.values())
 
@@ -73,11 +76,22 @@ class DeviceStatusCollector(Collector):
 def data_age(dev: DeviceSnapshot, now: float) -> float:
     """Seconds since the device's latest reading; infinite when never read.
 
-    The payload's own time is the evidence; without one, the last successful
-    poll stands in for it.
+    The payload's own time is the evidence; without a usable one, the last time
+    the payload changed stands in for it (a cloud repeating a frozen payload is
+    not a fresh reading).
     """
-    seen = dev.data_time if dev.data_time is not None else dev.last_success
+    seen = dev.data_time if dev.data_time is not None else dev.changed_at
     return math.inf if seen is None else max(0.0, now - seen)
+
+
+def is_online(dev: DeviceSnapshot, now: float, stale_after: float) -> bool:
+    """The cloud's `lost` flag wins; else a reading at most stale_after old. With no
+    usable time, the `lost` flag alone decides when it was sent."""
+    if dev.lost:
+        return False
+    if dev.data_time is None and dev.lost is not None:
+        return True
+    return data_age(dev, now) <= stale_after
 
 
 class AuthCollector(Collector):

@@ -125,6 +125,8 @@ class DiscoveryConfig:
     include_plants: frozenset[str] = frozenset()   # plant ids or names
     exclude_sns: frozenset[str] = frozenset()
     exclude_plants: frozenset[str] = frozenset()
+    max_pages: int = 50                   # pages per list and refresh: a list that never ends stops here
+    max_calls: int = 2000                 # list calls per refresh
 
     def wants(self, sn: str, plant_id: str = "", plant_name: str = "") -> bool:
         plants = {plant_id, plant_name} - {""}
@@ -152,6 +154,14 @@ class Config:
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     settings: SettingsConfig = field(default_factory=SettingsConfig)
     shard: tuple[int, int] = (0, 1)        # (index, count): this replica polls its share of the SNs
+    catalog_overrides: dict = field(default_factory=dict)   # the user's corrections (catalog/overrides.py)
+    enums: dict = field(default_factory=dict)               # enumeration tables replaced by the user
+    history_date_format: str = "%Y-%m-%d %H:%M:%S"          # startDate/endDate of history calls
+
+    def catalog(self):
+        """The packaged catalog with this config's overrides applied."""
+        from .catalog import load_catalog
+        return load_catalog().with_overrides(self.catalog_overrides, self.enums)
 
     def endpoint(self, family: str, operation: str) -> str:
         return self.endpoints[family][operation]
@@ -354,6 +364,8 @@ def _discovery(section: _Section, families: set[str]) -> DiscoveryConfig:
         enabled=section.bool("enabled", False),
         refresh_seconds=section.number("refresh_seconds", 3600.0, 300, hint="discovery lists the whole account; refresh at most every 5 minutes"),
         page_size=section.number("page_size", 100, 1, integer=True),
+        max_pages=section.number("max_pages", 50, 1, integer=True),
+        max_calls=section.number("max_calls", 2000, 1, integer=True),
         families=chosen,
         include_sns=include[0], include_plants=include[1],
         exclude_sns=exclude[0], exclude_plants=exclude[1],
@@ -438,6 +450,8 @@ def parse_config(data: Any, source: str = "config.yaml", *, min_interval: float 
     state_file = top.str("state_file", "atess-exporter-state.json") or None
     discovery = _discovery(_Section(top.raw("discovery", None), "discovery"), families)
     settings = _settings(_Section(top.raw("settings", None), "settings"))
+    overrides, enums = _catalog_overrides(top.raw("catalog_overrides", None), top.raw("enums", None))
+    history_format = _history(top.raw("history", None))
     shard_text = top.str("shard", "0/1")
     try:
         shard = parse_shard(shard_text)
@@ -448,7 +462,33 @@ def parse_config(data: Any, source: str = "config.yaml", *, min_interval: float 
         raise ConfigError("devices: no device configured; list at least one (- sn: YKD0F1022A, type: hps_central) "
                           "or set discovery: {enabled: true}")
     return Config(api=api, poll=poll, devices=devices, endpoints=endpoints, source=source, state_file=state_file,
-                  discovery=discovery, settings=settings, shard=shard)
+                  discovery=discovery, settings=settings, shard=shard, catalog_overrides=overrides, enums=enums,
+                  history_date_format=history_format)
+
+
+def _catalog_overrides(overrides: Any, enums: Any) -> tuple[dict, dict]:
+    """`catalog_overrides:` and `enums:`, checked by building the corrected catalog once."""
+    from .catalog import CatalogError, load_catalog
+
+    overrides, enums = overrides or {}, enums or {}
+    for key, value in (("catalog_overrides", overrides), ("enums", enums)):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: must be a mapping, got {_kind(value)}; see README 'Correcting the catalog'")
+    try:
+        load_catalog().with_overrides(overrides, enums)
+    except CatalogError as exc:
+        raise ConfigError(f"{exc}; see README 'Correcting the catalog'") from None
+    return overrides, enums
+
+
+def _history(data: Any) -> str:
+    section = _Section(data, "history")
+    fmt = section.str("date_format", "%Y-%m-%d %H:%M:%S")
+    if "%Y" not in fmt or "%m" not in fmt or "%d" not in fmt or len(fmt) > 40:
+        raise ConfigError(f"{section.key('date_format')}: {fmt!r} must be a strftime pattern with %Y, %m and %d, "
+                          "e.g. '%Y-%m-%d %H:%M:%S' (the doc) or '%Y-%m-%d'")
+    section.done()
+    return fmt
 
 
 def load_config(path: str, **kwargs: Any) -> Config:

@@ -1,26 +1,36 @@
-"""The account's topology: plants, their dataloggers and their devices.
+"""The account's topology: plants, their dataloggers and the devices on each.
 
-Read from the paginated list endpoints (plant list; per plant the datalogger
-list and each device family's list) on every discovery refresh, never per
-poll. The list rows carry the devices' base info (model, datalogger,
-firmware), so no per-device info call is needed. Row field names are
-assumed (the vendor documents only the HPS latest data); each is looked up
-under a few spellings.
+Walks plants -> dataloggers (per plant) -> devices (per datalogger and device
+family) on every discovery refresh, never per poll. Device lists are keyed by
+the datalogger SN (`dataLogSn`) and answer a bare JSON array, as the vendor
+documents for the BCU list; the plant and datalogger lists are undocumented,
+so both shapes are accepted everywhere: a bare array, or a page object
+`{datas, total, pageNo, pageSize, offset}`.
+
+A list never floods the API: paging stops on `total`, on a short page, on a
+page identical to the previous one, and at `discovery.max_pages` pages; one
+refresh makes at most `discovery.max_calls` calls. Every value taken from a
+row is checked here, where it enters: SNs follow the config's rules, label
+texts are cut to a sane length, a non-finite capacity is no capacity.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from .client import AtessClient, MalformedResponseError
+from .client import AtessClient, MalformedResponseError, NoDataError
 from .config import Config, DeviceConfig
+from .endpoints import LIST_KEY
+from .models import label_text, valid_sn
 from .sharding import in_shard
 
 log = logging.getLogger(__name__)
 
-MAX_PAGES = 1000  # a server that never returns a short page must not loop forever
+MAX_PAGES = 50       # per list and refresh, unless the config says otherwise
+MAX_CALLS = 2000     # per refresh
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,8 @@ class Topology:
     devices: tuple[DeviceConfig, ...] = ()
     firmware: dict[str, str] = field(default_factory=dict)   # sn -> firmware version
     datalog_of: dict[str, str] = field(default_factory=dict)  # sn -> datalogger SN
+    lost: dict[str, bool] = field(default_factory=dict)      # sn -> the list's `lost` flag
+    skipped: int = 0                                         # rows refused (bad SN, no SN)
 
 
 def pick(row: dict, *names: str, default: Any = "") -> Any:
@@ -58,58 +70,115 @@ def pick(row: dict, *names: str, default: Any = "") -> Any:
     return default
 
 
-def _float(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
+def _capacity(value: Any) -> float | None:
+    if isinstance(value, bool):
         return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) and 0 <= number <= 1e7 else None
 
 
-def pages(client: AtessClient, path: str, params: dict[str, Any], page_size: int) -> Iterator[dict]:
-    """Every row of a paginated list: `data.datas` (or a bare list), until a short page."""
-    for page in range(1, MAX_PAGES + 1):
-        data = client.get(path, {**params, "pageNo": page, "pageSize": page_size})
-        rows = data.get("datas", data.get("records", data.get("list"))) if isinstance(data, dict) else data
-        if not isinstance(rows, list):
-            raise MalformedResponseError(f"{path}: list answer without data.datas rows")
+class ListBudget:
+    """Calls one refresh may still make: a misbehaving list cannot flood the API."""
+
+    def __init__(self, max_calls: int):
+        self.left = max_calls
+
+    def take(self, path: str) -> None:
+        if self.left <= 0:
+            raise MalformedResponseError(f"{path}: discovery stopped after its call budget; "
+                                         "raise discovery.max_calls if the account is really this large")
+        self.left -= 1
+
+
+def rows_of(path: str, data: Any) -> tuple[list, float | None]:
+    """(rows, total) from a bare array or a page object."""
+    if isinstance(data, list):
+        return data, None
+    if isinstance(data, dict):
+        rows = data.get("datas", data.get("records", data.get("list")))
+        if isinstance(rows, list):
+            total = _capacity(data.get("total"))
+            return rows, total
+    raise MalformedResponseError(f"{path}: list answer is neither an array nor a page object with datas")
+
+
+def pages(client: AtessClient, path: str, params: dict[str, Any], page_size: int,
+          budget: ListBudget | None = None, max_pages: int = MAX_PAGES) -> Iterator[dict]:
+    """Every row of a list, over as many pages as it honestly has."""
+    previous: list | None = None
+    seen = 0
+    for page in range(1, max_pages + 1):
+        if budget is not None:
+            budget.take(path)
+        try:
+            data = client.get(path, {**params, "pageNo": page, "pageSize": page_size})
+        except NoDataError:
+            return  # success code, no rows: an empty list
+        rows, total = rows_of(path, data)
+        if rows == previous:
+            return  # the server ignores pageNo: the same page again
+        previous = rows
         yield from (r for r in rows if isinstance(r, dict))
-        total = _float(data.get("total")) if isinstance(data, dict) else None
-        if len(rows) < page_size or (total is not None and page * page_size >= total):
-            return
-    log.warning("list endpoint never ended; stopped", extra={"fields": {"path": path, "pages": MAX_PAGES}})
+        seen += len(rows)
+        if isinstance(data, list) or len(rows) < page_size or (total is not None and seen >= total):
+            return  # a bare array is the whole list
+    log.warning("list endpoint never ended; stopped", extra={"fields": {"path": path, "pages": max_pages}})
 
 
 def discover(client: AtessClient, config: Config, families: list[str]) -> Topology:
     """Read the account's plants, dataloggers and devices. Raises AtessError when a list fails,
     so a half-read account never removes devices."""
     size = config.discovery.page_size
+    max_pages = getattr(config.discovery, "max_pages", MAX_PAGES)
+    budget = ListBudget(getattr(config.discovery, "max_calls", MAX_CALLS))
+
+    def listing(kind: str, params: dict[str, Any]) -> Iterator[dict]:
+        return pages(client, config.endpoint(kind, "list"), params, size, budget, max_pages)
+
     plants, datalogs, devices = [], [], []
-    firmware, datalog_of = {}, {}
-    for row in pages(client, config.endpoint("plant", "list"), {}, size):
-        plant_id = str(pick(row, "plantId", "id"))
-        if not plant_id:
+    firmware, datalog_of, lost = {}, {}, {}
+    skipped = 0
+    seen_devices: set[str] = set()
+    for row in listing("plant", {}):
+        plant_id = label_text(pick(row, "plantId", "id"))
+        if not plant_id or any(p.plant_id == plant_id for p in plants):
             continue
-        plant = Plant(plant_id=plant_id, name=str(pick(row, "plantName", "name")),
-                      capacity_kw=_float(pick(row, "capacity", "installedCapacity", default=None)),
-                      country=str(pick(row, "country")), city=str(pick(row, "city")),
-                      timezone=str(pick(row, "timezone", "timeZone")))
+        plant = Plant(plant_id=plant_id, name=label_text(pick(row, "plantName", "name")),
+                      capacity_kw=_capacity(pick(row, "capacity", "installedCapacity", default=None)),
+                      country=label_text(pick(row, "country")), city=label_text(pick(row, "city")),
+                      timezone=label_text(pick(row, "timezone", "timeZone")))
         plants.append(plant)
-        for drow in pages(client, config.endpoint("datalog", "list"), {"plantId": plant_id}, size):
-            sn = str(pick(drow, "datalogSn", "sn"))
-            if sn:
-                status = pick(drow, "status", "online", default=None)
-                datalogs.append(Datalog(sn=sn, plant_id=plant_id, model=str(pick(drow, "model", "datalogType")),
-                                        online=None if status is None else str(status) in ("1", "true", "True", "online")))
-        for family in families:
-            for drow in pages(client, config.endpoint(family, "list"), {"plantId": plant_id}, size):
-                sn = str(pick(drow, "deviceSn", "sn"))
-                if not sn:
-                    continue
-                devices.append(DeviceConfig(sn=sn, type=family, model=str(pick(drow, "deviceModel", "model")),
-                                            plant_id=plant_id, plant_name=plant.name))
-                firmware[sn] = str(pick(drow, "firmwareVersion", "version", "softVersion"))
-                datalog_of[sn] = str(pick(drow, "datalogSn"))
-    return Topology(tuple(plants), tuple(datalogs), tuple(devices), firmware, datalog_of)
+        for drow in listing("datalog", {LIST_KEY["datalog"]: plant_id}):
+            dl_sn = str(pick(drow, "dataLogSn", "datalogSn", "sn"))
+            if not valid_sn(dl_sn):
+                skipped += 1
+                continue
+            status = pick(drow, "status", "online", default=None)
+            datalogs.append(Datalog(sn=dl_sn, plant_id=plant_id, model=label_text(pick(drow, "model", "datalogType")),
+                                    online=None if status is None else str(status).lower() in ("1", "true", "online")))
+            for family in families:
+                for rowd in listing(family, {LIST_KEY[family]: dl_sn}):
+                    sn = pick(rowd, "deviceSn", "sn")
+                    if not valid_sn(sn):
+                        skipped += 1
+                        continue
+                    if sn in seen_devices:
+                        continue
+                    seen_devices.add(sn)
+                    devices.append(DeviceConfig(sn=sn, type=family,
+                                                model=label_text(pick(rowd, "deviceModel", "model", "deviceType")),
+                                                plant_id=plant_id, plant_name=plant.name))
+                    firmware[sn] = label_text(pick(rowd, "firmwareVersion", "version", "softVersion"))
+                    datalog_of[sn] = dl_sn
+                    if isinstance(rowd.get("lost"), bool):
+                        lost[sn] = rowd["lost"]
+    if skipped:
+        log.warning("discovery skipped list rows without a usable serial number",
+                    extra={"fields": {"rows": skipped}})
+    return Topology(tuple(plants), tuple(datalogs), tuple(devices), firmware, datalog_of, lost, skipped)
 
 
 def select_devices(config: Config, topology: Topology | None) -> dict[str, DeviceConfig]:

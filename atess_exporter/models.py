@@ -42,3 +42,22 @@ def is_hv(model: str | None) -> bool:
         return False
     match = _MODEL.match(model.strip())
     return bool(match and match.group(1).upper() == "HPS" and (match.group(4) or "").upper() == "HV")
+
+
+_SN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MAX_LABEL_TEXT = 128
+
+
+def valid_sn(text: object) -> bool:
+    """A serial number as the config accepts it: 1-64 letters, digits, . _ -"""
+    return isinstance(text, str) and bool(_SN.match(text))
+
+
+def label_text(value: object) -> str:
+    """An API string fit for a label value: control characters dropped, at most
+    MAX_LABEL_TEXT characters; anything that is not a string or number becomes ""."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return ""
+    text = _CONTROL.sub("", str(value)).strip()
+    return text[:MAX_LABEL_TEXT]

@@ -26,22 +26,13 @@ from .config import Config, DeviceConfig
 from .counterguard import CounterGuard
 from .discovery import Topology, discover, select_devices
 from .settings import Settings, split_settings
-from .readings import parse_time, payload_samples
+from .readings import Reading, looks_like_watts, parse_time, read_payload
 from .state import load_state, save_state
 
 log = logging.getLogger(__name__)
 
 
 STATE_SAVE_SECONDS = 60.0
-
-
-def count_unusable(family: FamilyCatalog, payload: dict) -> int:
-    """Catalogued fields carrying something that is not a number (text, a list...).
-
-    Null and empty values are routine (a model without that input) and not counted.
-    """
-    return sum(1 for name, raw in payload.items()
-               if name in family.fields and raw not in (None, "") and parse_number(raw) is None)
 
 
 class AuthGate:
@@ -101,6 +92,7 @@ class Poller:
         self.auth = AuthGate(config.poll.auth_backoff_seconds or config.poll.interval_seconds)
         self.guards: dict[str, CounterGuard] = {}
         self._rate_limited: dict[str, int] = {}  # consecutive rate-limit answers per device
+        self._watts_warned: set[str] = set()
         self._stop = threading.Event()
         self._cond = threading.Condition()
         self._heap: list[tuple[float, str, str]] = []
@@ -135,20 +127,26 @@ class Poller:
         else:
             self.auth.succeeded()
             self._rate_limited.pop(device.sn, None)
-            samples = payload_samples(self.catalog.families[device.type], payload)
+            model = device.model or previous.model
+            reading = read_payload(self.catalog.families[device.type], payload, model)
+            self._report(device, reading)
             guard = self.guards.setdefault(device.sn, CounterGuard(self.config.poll.counter_reset_confirm_polls))
             glitches_before = guard.glitches
+            samples = self._guard_counters(guard, reading.samples)
             snapshot = DeviceSnapshot(
                 sn=device.sn,
                 device_type=device.type,
-                model=device.model or previous.model,
+                model=model,
                 up=True,
                 last_attempt=now,
                 last_success=now,
-                data_time=parse_time(payload.get("time"), self.config.device_timezone(device)),
-                samples=self._guard_counters(guard, samples),
+                data_time=parse_time(payload.get("time"), self.config.device_timezone(device), now),
+                samples=samples,
                 glitches=previous.glitches + guard.glitches - glitches_before,
-                unusable_fields=count_unusable(self.catalog.families[device.type], payload),
+                unusable_fields=reading.unusable,
+                implausible_fields=len(reading.implausible),
+                lost=reading.lost,
+                changed_at=previous.changed_at if previous.samples == samples and previous.changed_at else now,
             )
             if guard.glitches > glitches_before:
                 log.info("lifetime total went backwards; kept the last good value",
@@ -156,6 +154,18 @@ class Poller:
             log.debug("polled", extra={"fields": {"sn": device.sn, "series": sum(map(len, snapshot.samples.values()))}})
         # info may have changed (discovery) while we polled: take the current one
         return self._write(device.sn, lambda current: replace(snapshot, info=current.info) if current else snapshot)
+
+    def _report(self, device: DeviceConfig, reading: Reading) -> None:
+        """One debug line per withheld value; one warning per device when its powers look like W."""
+        for bad in reading.implausible:
+            log.debug("implausible value withheld", extra={"fields": {
+                "sn": device.sn, "field": bad.field, "value": bad.value, "allowed": bad.allowed}})
+        if looks_like_watts(reading) and device.sn not in self._watts_warned:
+            self._watts_warned.add(device.sn)
+            fields = ", ".join(f"{f}: {{unit: W}}" for f in reading.kilo_suspects[:4])
+            log.warning("most power fields look 1000x too large for the model: the cloud seems to send W, not kW",
+                        extra={"fields": {"sn": device.sn, "model": device.model, "fields": ",".join(reading.kilo_suspects),
+                                          "fix": f"catalog_overrides: {{{device.type}: {{fields: {{{fields}}}}}}}"}})
 
     def _write(self, sn: str, change) -> DeviceSnapshot:
         """Store a poll's result unless discovery removed the device meanwhile."""

@@ -1,56 +1,145 @@
 """A vendor payload turned into samples through the catalog.
 
 Shared by the live poller and the history backfill, so both produce the same
-series from the same row.
+series from the same row: the device's model picks its catalog variant
+(HPS100HV/HPS150HV), a packed word is split, values outside their physical
+range are withheld, and flags and identifiers never become gauges.
 """
 
 from __future__ import annotations
 
+import time as _time
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Mapping
 from zoneinfo import ZoneInfo
 
 from .cache import Samples
-from .catalog import FamilyCatalog, iter_field_samples, parse_number
+from .catalog import FamilyCatalog, FieldMap, parse_number
+from .models import rated_power_watts
 
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S")
+FUTURE_SLACK_SECONDS = 86400.0   # a reading time further ahead than this is not believed
+_EARLIEST = 946684800.0          # 2000-01-01: older "readings" are placeholders
 
 
-def parse_time(value: object, tz: ZoneInfo) -> float | None:
-    """The vendor's plant-local 'YYYY-MM-DD HH:MM:SS' as a Unix timestamp."""
-    if not isinstance(value, str):
+def parse_time(value: object, tz: ZoneInfo, now: float | None = None) -> float | None:
+    """The vendor's plant-local 'YYYY-MM-DD HH:MM:SS' as a Unix timestamp, or None
+    when it is missing, malformed or not credible (before 2000, or a day ahead)."""
+    if not isinstance(value, str) or len(value) > 40:
         return None
     text = value.strip()
     for fmt in TIME_FORMATS:
         try:
-            return datetime.strptime(text, fmt).replace(tzinfo=tz).timestamp()
-        except ValueError:
+            ts = datetime.strptime(text, fmt).replace(tzinfo=tz).timestamp()
+        except (ValueError, OverflowError):
             continue
+        limit = (now if now is not None else _time.time()) + FUTURE_SLACK_SECONDS
+        return ts if _EARLIEST <= ts <= limit else None
     return None
 
 
-def payload_samples(family: FamilyCatalog, payload: dict) -> Samples:
-    """Every number of the payload as samples.
+def row_time(row: Mapping, tz: ZoneInfo, now: float | None = None) -> float | None:
+    """A history row's time: `time` as documented, `recordTime` as the older spelling."""
+    ts = parse_time(row.get("time"), tz, now)
+    return ts if ts is not None else parse_time(row.get("recordTime"), tz, now)
 
-    Catalogued fields become their metric (scaled to base units); an
-    enumeration with known states also gives one 0/1 series per state; a
-    numeric field the catalog does not know becomes a gauge of its own
-    (``atess_<snake_case_field>``, raw value); text, nulls and empty strings
-    give nothing.
+
+@dataclass(frozen=True)
+class Implausible:
+    field: str
+    value: float
+    allowed: str
+
+
+@dataclass(frozen=True)
+class Reading:
+    samples: Samples
+    implausible: tuple[Implausible, ...] = ()
+    unusable: int = 0            # catalogued fields carrying text or a flag instead of a number
+    lost: bool | None = None     # the cloud's own "lost contact" flag, when sent
+    variant: str = ""            # the catalog variant used ("hv"), "" for the family's base
+    kilo_suspects: tuple[str, ...] = ()   # kW fields whose value looks like W (1,000x too large)
+    kw_fields: int = 0           # kW power fields that carried a non-zero number
+
+
+def _split_packed(family: FamilyCatalog, payload: Mapping) -> Mapping:
+    """A packed status word (bmsStatus above 255): high byte to the field, low byte
+    to its `low_byte` partner."""
+    out = None
+    for name, fmap in family.fields.items():
+        if not fmap.low_byte_field:
+            continue
+        number = parse_number(payload.get(name))
+        if number is not None and number > 255 and number == int(number) and number < 65536:
+            out = dict(payload) if out is None else out
+            out[name], out[fmap.low_byte_field] = int(number) >> 8, int(number) & 0xFF
+    return payload if out is None else out
+
+
+def read_payload(family: FamilyCatalog, payload: Mapping, model: str | None = None) -> Reading:
+    """Every number of the payload as samples, with what was withheld and why.
+
+    Catalogued fields become their metric (scaled to base units) unless the value
+    is outside the metric's range; an enumeration with a table also gives one
+    0/1 series per state; a numeric field the catalog does not know becomes an
+    ``atess_vendor_*`` gauge (raw value); text, flags, identifiers, nulls and
+    nested objects give nothing.
     """
+    fam = family.for_model(model, payload)
+    payload = _split_packed(fam, payload)
+    rated = rated_power_watts(model)
     grouped: dict[str, list] = {}
-    for fmap, value in iter_field_samples(family, payload):
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    implausible: list[Implausible] = []
+    unusable = kw = 0
+    suspects: list[str] = []
+    for name, raw in payload.items():
+        fmap: FieldMap | None = fam.fields.get(name)
+        if fmap is None:
+            continue
+        number = parse_number(raw)
+        if number is None:
+            if raw not in (None, "") and not isinstance(raw, (dict, list)):
+                unusable += 1
+            continue
+        key = (fmap.metric.name, fmap.label_values)
+        if key in seen:
+            continue  # an alternative spelling of a field this payload already gave
+        value = number * fmap.scale
+        if fmap.unit == "kW" and number:
+            kw += 1
+        if not fmap.plausible.allows(value, rated):
+            implausible.append(Implausible(name, number, fmap.plausible.describe(rated)))
+            if fmap.unit == "kW" and rated and fmap.plausible.allows(value / 1000.0, rated):
+                suspects.append(name)
+            continue
+        seen.add(key)
         grouped.setdefault(fmap.metric.name, []).append((fmap.label_values, value))
-        if fmap.state_metric is not None:
-            raw = value / fmap.scale
+        if fmap.state_metric is not None and fmap.states:
             rows = grouped.setdefault(fmap.state_metric.name, [])
-            rows.extend(((state,), 1.0 if raw == code else 0.0) for code, state in fmap.states)
-    for field, raw in payload.items():
-        if field in family.fields or field in family.skip:
+            rows.extend(((state,), 1.0 if number == code else 0.0) for code, state in fmap.states)
+    for name, raw in payload.items():
+        if name in fam.fields or name in fam.skip or isinstance(raw, bool):
             continue
         number = parse_number(raw)
         if number is None:
             continue
-        name = family.uncatalogued.metric_name(family.name, field)
-        if name is not None:
-            grouped.setdefault(name, []).append(((), number))
-    return {name: tuple(rows) for name, rows in grouped.items()}
+        metric = fam.uncatalogued.metric_name(fam.name, name)
+        if metric is not None:
+            grouped.setdefault(metric, []).append(((), number))
+    lost = payload.get("lost")
+    return Reading(samples={name: tuple(rows) for name, rows in grouped.items()},
+                   implausible=tuple(implausible), unusable=unusable,
+                   lost=lost if isinstance(lost, bool) else None, variant=fam.variant,
+                   kilo_suspects=tuple(suspects), kw_fields=kw)
+
+
+def payload_samples(family: FamilyCatalog, payload: Mapping, model: str | None = None) -> Samples:
+    """Just the samples of read_payload (backfill, tests, benchmarks)."""
+    return read_payload(family, payload, model).samples
+
+
+def looks_like_watts(reading: Reading) -> bool:
+    """Most power fields 1,000x too large for the model: the cloud sends W, not kW."""
+    return reading.kw_fields >= 2 and len(reading.kilo_suspects) * 2 > reading.kw_fields

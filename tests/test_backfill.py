@@ -134,14 +134,15 @@ def _request(sn: str | None, **query) -> Request:
 
 def test_simulator_history_rows_are_the_latest_payload_of_each_slot():
     sim = Simulator([DEV_A], token=TOKEN)
-    reply = sim.handle(_request(DEV_A.sn, startDate="2024-03-01", endDate="2024-03-01", pageNo=3, pageSize=100))
+    reply = sim.handle(_request(DEV_A.sn, startDate="2024-03-01 00:00:00", endDate="2024-03-01 23:59:59",
+                                pageNo=3, pageSize=100))
     data = reply.envelope["data"]
     assert reply.envelope["code"] == 0
-    assert (data["total"], data["totalPage"], len(data["datas"])) == (288, 3, 88)  # the last page is short
+    # the documented page object; the last page is short
+    assert (data["total"], data["offset"], data["pageNo"], len(data["datas"])) == (288, 200, 3, 88)
     row = data["datas"][0]
-    assert row["recordTime"] == "2024-03-01 16:40:00"
-    expected = hps_central_latest(DEV_A, utc(DAY1, 16, 40, 1.0))
-    assert {k: v for k, v in row.items() if k != "recordTime"} == expected
+    assert row["time"] == "2024-03-01 16:40:00" and "recordTime" not in row
+    assert row == hps_central_latest(DEV_A, utc(DAY1, 16, 40, 1.0))
     past_end = sim.handle(_request(DEV_A.sn, startDate="2024-03-01", endDate="2024-03-01", pageNo=4, pageSize=100))
     assert past_end.envelope["data"]["datas"] == []
 
@@ -150,7 +151,7 @@ def test_simulator_history_has_no_future_rows():
     clock = FakeClock(utc(DAY1, 0, 12, 1.0))  # 00:12 local: slots 00:00, 00:05, 00:10 exist
     sim = Simulator([DEV_A], token=TOKEN, clock=clock.time)
     data = sim.handle(_request(DEV_A.sn, startDate="2024-03-01", endDate="2024-03-02", pageSize=100)).envelope["data"]
-    assert [r["recordTime"][11:] for r in data["datas"]] == ["00:00:00", "00:05:00", "00:10:00"]
+    assert [r["time"][11:] for r in data["datas"]] == ["00:00:00", "00:05:00", "00:10:00"]
 
 
 @pytest.mark.parametrize("query, code, msg", [
@@ -206,13 +207,14 @@ def test_backfill_values_timestamps_and_names(sim2, tmp_path):
             ts = utc(day, hh, mm, offset)
             payload = hps_central_latest(dev, ts)
             assert payload["time"] == f"{day} {hh:02d}:{mm:02d}:00"
-            assert pv[ts] == pytest.approx(float(payload["ppv"]) * 1000)
+            # total PV power on both models: ppv1 on the HPS100HV, ppv elsewhere
+            assert pv[ts] == pytest.approx(float(payload["ppv1" if dev.model.endswith("HV") else "ppv"]) * 1000)
             assert series(samples, "atess_pv_energy_joules_total", dev.sn, dev.model)[ts] == pytest.approx(
                 payload["epvTotal"] * 3.6e6)
             assert series(samples, "atess_battery_soc_ratio", dev.sn, dev.model)[ts] == pytest.approx(
                 payload["capacity"] / 100)
             # Exactly the live mapping: every series the catalog makes of this payload, same value.
-            for name, rows in payload_samples(catalog.families["hps_central"], payload).items():
+            for name, rows in payload_samples(catalog.families["hps_central"], payload, dev.model).items():
                 m = catalog.describe_metric(name)
                 for labels, value in rows:
                     got = series(samples, name, dev.sn, dev.model, **dict(zip(m.labels, labels)))[ts]
@@ -404,7 +406,7 @@ def _override_rows(sim: Simulator, overrides: dict[tuple[str, str], dict]) -> No
     def handle(s, req):
         reply = inner(s, req)
         for row in reply.envelope["data"]["datas"] if reply.envelope and reply.envelope["data"] else ():
-            row.update(overrides.get((req.sn, row["recordTime"]), {}))
+            row.update(overrides.get((req.sn, row["time"]), {}))
         return reply
 
     sim.routes[PATH] = handle
@@ -542,7 +544,8 @@ def test_every_simulated_family_gets_history_for_free(tmp_path):
     samples = samples_of(out)
     for d in devices:
         first = utc(DAY1, 12, 0, d.tz_offset_hours)
-        expected = payload_samples(catalog.families[d.family], LATEST_BUILDERS[d.family](d, first))
+        expected = {name: rows for name, rows in payload_samples(
+            catalog.families[d.family], LATEST_BUILDERS[d.family](d, first), d.model).items() if name in catalog.metrics}
         assert expected, d.family
         for name, rows in expected.items():
             m = catalog.describe_metric(name)
@@ -562,3 +565,45 @@ def test_backfill_takes_the_devices_from_discovery(tmp_path):
         config = make_config(sim.base_url, devices=[], discovery={"enabled": True, "exclude": {"plant": ["Hill Farm"]}})
         found = known_devices(config)
     assert sorted(found) == sorted(d.sn for d in demo_devices() if d.plant_id == "PL1001")
+
+
+def test_backfill_asks_for_date_times_and_reads_time(sim2, tmp_path):
+    """The doc: startDate/endDate are 'YYYY-MM-DD HH:MM:SS' (a day is 00:00:00 .. 23:59:59),
+    pages start at 1, rows carry `time`; recordTime stays a fallback."""
+    queries = []
+    inner = sim2.routes[PATH]
+
+    def spy(s, req):
+        queries.append(dict(req.query))
+        reply = inner(s, req)
+        if reply.envelope and reply.envelope["data"] and req.sn == DEV_A.sn:
+            for row in reply.envelope["data"]["datas"]:
+                row["recordTime"] = row.pop("time")  # the older spelling
+        return reply
+
+    sim2.routes[PATH] = spy
+    out = tmp_path / "history.om"
+    rc, err = run(write_config(tmp_path, sim2), out, "--quiet", end=DAY1)
+    assert rc == 0, err
+    assert queries and all(q["startDate"] == "2024-03-01 00:00:00" and q["endDate"] == "2024-03-01 23:59:59"
+                           for q in queries)
+    assert min(int(q["pageNo"]) for q in queries) == 1
+    samples = samples_of(out)
+    for dev, offset in ((DEV_A, 1.0), (DEV_B, -5.0)):
+        assert len(series(samples, "atess_pv_power_watts", dev.sn, dev.model)) == 288
+
+
+def test_history_stops_on_a_page_that_repeats(sim2, tmp_path):
+    """A server that ignores pageNo: the second page equals the first, and the backfill stops."""
+    calls = []
+    inner = sim2.routes[PATH]
+
+    def stuck(s, req):
+        calls.append(req.query["pageNo"])
+        return inner(s, Request(req.method, req.path, {**req.query, "pageNo": "1"}, req.headers))
+
+    sim2.routes[PATH] = stuck
+    out = tmp_path / "history.om"
+    rc, err = run(write_config(tmp_path, sim2), out, "--quiet", "--sn", DEV_A.sn, "--page-size", "100", end=DAY1)
+    assert rc == 0, err
+    assert len(calls) == 2

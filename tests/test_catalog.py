@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from atess_exporter import collector as collector_module
 from atess_exporter.cache import Cache, DeviceSnapshot
-from atess_exporter.catalog import RESERVED_SUFFIXES, UNIT_SCALE, load_catalog, snake_case
+from atess_exporter.catalog import NOT_MEASUREMENTS, RESERVED_SUFFIXES, UNIT_SCALE, load_catalog, snake_case
 from atess_exporter.endpoints import DEFAULT_ENDPOINTS, OPERATIONS
-from atess_exporter.readings import payload_samples
+from atess_exporter.readings import payload_samples, read_payload
 from atess_exporter.simulator import SimDevice, demo_devices
 from atess_exporter.simulator.physics import LATEST_BUILDERS
 from atess_exporter.simulator.server import DEFAULT_ROUTES
@@ -59,8 +59,10 @@ def test_every_documented_central_field_is_mapped_or_skipped(catalog):
     missing = sorted(doc - set(fam.fields) - set(fam.skip))
     assert not missing
     assert not set(fam.fields) & set(fam.skip)
-    # Nothing catalogued that the doc does not have (recordTime: history rows).
-    assert set(fam.fields) <= doc and set(fam.skip) - doc <= {"recordTime"}
+    # Nothing catalogued that the doc does not have; skipped besides: what is never a measurement.
+    assert set(fam.fields) <= doc and set(fam.skip) - doc <= set(NOT_MEASUREMENTS)
+    hv = fam.for_model("HPS150HV")
+    assert set(hv.fields) <= doc and "ppv1" in hv.fields
 
 
 # Unit in the description's parentheses -> (catalog unit, factor to the base unit).
@@ -169,22 +171,33 @@ def _sim_devices() -> list[SimDevice]:
     return demo_devices() + [SimDevice("HPS150HVX0000001", model="HPS150HV")]
 
 
+# Deliberately uncatalogued numbers in the simulated payloads (names with no
+# documented meaning), so the demo exercises the atess_vendor_* path.
+SIM_UNCATALOGUED = {"temp2", "soh", "rackNum"}
+
+
 @pytest.mark.parametrize("family", sorted(DEVICE_FAMILIES))
-def test_simulated_payload_is_fully_catalogued(catalog, family):
+def test_simulated_payload_is_catalogued(catalog, family):
     fam = catalog.families[family]
     devices = [d for d in _sim_devices() if d.family == family]
     assert devices
     seen: set[str] = set()
     for dev in devices:
+        view = fam.for_model(dev.model)
         for hour in (0, 6, 12, 18):
             payload = LATEST_BUILDERS[family](dev, T0 + hour * 3600)
-            unknown = sorted(set(payload) - set(fam.fields) - set(fam.skip))
-            assert not unknown, f"{family}: uncatalogued fields from our own simulator: {unknown}"
+            unknown = sorted(k for k, v in payload.items()
+                             if k not in view.fields and k not in view.skip and not isinstance(v, dict))
+            assert set(unknown) <= SIM_UNCATALOGUED, f"{family}: uncatalogued fields from our own simulator: {unknown}"
             seen |= {k for k, v in payload.items() if v is not None}
-            samples = payload_samples(fam, payload)
-            assert not [n for n in samples if catalog.uncatalogued.get(n) is not None]
-    # ... and the simulator fills every catalogued field (nulls only where a model lacks it).
-    assert set(fam.fields) <= seen, sorted(set(fam.fields) - seen)
+            reading = read_payload(fam, payload, dev.model)
+            assert not reading.implausible and not reading.unusable, (dev.sn, reading.implausible)
+            vendor = {n for n in reading.samples if catalog.uncatalogued.get(n) is not None}
+            assert vendor == {f"atess_vendor_{snake_case(k)}" for k in unknown}
+    if family == "hps_central":
+        # ... and the simulator fills every catalogued central field, the HV ones included.
+        hv = fam.for_model("HPS150HV")
+        assert set(fam.fields) | set(hv.fields) <= seen, sorted(set(fam.fields) - seen)
 
 
 @pytest.mark.parametrize("family", sorted(DEVICE_FAMILIES))
@@ -198,8 +211,8 @@ def test_lifetime_fields_are_counters_and_today_fields_gauges(catalog, family):
 
 def test_metric_names_follow_the_rules(catalog):
     units = ("watts", "joules", "volts", "amperes", "volt_amperes", "celsius", "hertz", "seconds", "ratio")
-    used = {f.metric.name for fam in catalog.families.values() for f in fam.fields.values()}
-    used |= {f.state_metric.name for fam in catalog.families.values() for f in fam.fields.values() if f.state_metric}
+    used = {f.metric.name for fam in catalog.families.values() for _, f in fam.all_fields()}
+    used |= {f.state_metric.name for fam in catalog.families.values() for _, f in fam.all_fields() if f.state_metric}
     for name, m in catalog.metrics.items():
         assert re.fullmatch(r"atess_[a-z][a-z0-9_]*", name)
         assert name.endswith("_total") == (m.type == "counter")
@@ -214,31 +227,34 @@ def test_metric_names_follow_the_rules(catalog):
 
 def test_same_meaning_same_name_across_families(catalog):
     f = catalog.families
-    assert {f[x].fields["ppv"].metric.name for x in ("hps_central", "hps_string", "pcs", "pbd")} == {"atess_pv_power_watts"}
-    assert f["hps_string"].fields["soc"].metric.name == f["bcu"].fields["soc"].metric.name == \
-        f["mbms"].fields["soc"].metric.name == f["pcs"].fields["capacity"].metric.name == "atess_battery_soc_ratio"
-    assert {f[x].fields[v].metric.name for x, v in (("hps_central", "vbat"), ("pcs", "vbat"), ("bcu", "vBat"),
-                                                   ("mbms", "vBat"), ("hps_string", "vbat"))} == {"atess_battery_voltage_volts"}
-    assert {f[x].fields[v].metric.name for x, v in (("hps_central", "ibat"), ("bcu", "cBat"), ("mbms", "cBat"))} == \
-        {"atess_battery_current_amperes"}
-    assert f["pcs"].fields["gvpvuv"].metric.name == f["hps_string"].fields["gridVoltUv"].metric.name == "atess_grid_voltage_volts"
+    # Every family reads the central names the same way...
+    for name in ("ppv", "vbat", "ibat", "capacity", "epvTotal", "maxVolt", "bmsStatus"):
+        assert len({f[x].fields[name].metric.name for x in DEVICE_FAMILIES}) == 1, name
+    # ... and the other spellings with a source land on the same metrics.
+    assert f["bcu"].fields["soc"].metric.name == f["pcs"].fields["capacity"].metric.name == "atess_battery_soc_ratio"
+    assert f["mbms"].fields["vBat"].metric.name == f["hps_central"].fields["vbat"].metric.name
+    assert f["pcs"].fields["bActivePower"].metric.name == f["pcs"].fields["bactivePower"].metric.name
+    assert f["hps_string"].fields["ePvToday"].metric.name == f["hps_string"].fields["epvToday"].metric.name
     # Battery positions are gauges of their own, not labels.
     for fam in ("bcu", "mbms"):
         for field in ("maxVoltNum", "maxVoltCell", "minTempNum"):
             assert f[fam].fields[field].metric.labels == ()
-    assert f["mbms"].fields["maxVoltGroup"].metric.name == "atess_battery_max_cell_voltage_rack_number"
-    for fam in ("bcu", "mbms"):
-        for field in ("maxChargeCurr", "maxDischargeCurr", "maxChargePower", "maxDischargePower",
-                      "maxVolt", "minVolt", "maxTemp", "minTemp"):
-            assert field in f[fam].fields, (fam, field)
+
+
+def test_an_alternative_spelling_gives_its_series_once(catalog):
+    samples = payload_samples(catalog.families["pcs"], {"bactivePower": 2.0, "bActivePower": 3.0})
+    assert samples["atess_bypass_power_watts"] == (((), 2000.0),)
 
 
 @pytest.mark.parametrize("family", sorted(DEVICE_FAMILIES - {"hps_central"}))
-def test_assumed_fields_say_so(catalog, family):
+def test_fields_without_the_doc_say_where_they_come_from(catalog, family):
     text = (Path(__file__).resolve().parents[1] / "atess_exporter" / "catalog" / f"{family}.yaml").read_text()
-    assert "ASSUMED" in text.split("family:")[0]
+    assert re.search(r"NOT documented|ASSUMED|unknown", text.split("family:")[0])
+    central = catalog.families["hps_central"].fields
     for field, fmap in catalog.families[family].fields.items():
-        assert re.search(r"assumed|seen in", fmap.note, re.I), (family, field)
+        if central.get(field) is fmap:
+            continue  # inherited: the central doc is its source
+        assert re.search(r"assumed|seen in|doc's|public client|recorded", fmap.note, re.I), (family, field)
 
 
 # -- (e) uncatalogued fields -----------------------------------------------------------------
@@ -246,37 +262,40 @@ def test_assumed_fields_say_so(catalog, family):
 def test_unknown_numeric_field_becomes_a_gauge(fresh):
     fam = fresh.families["hps_central"]
     samples = payload_samples(fam, {"ppv": 1, "newFancyReading": "42.5", "someNote": "hello", "nothing": None})
-    assert _one(samples, "atess_new_fancy_reading") == 42.5
-    assert "atess_some_note" not in samples and "atess_nothing" not in samples
-    m = fresh.describe_metric("atess_new_fancy_reading")
+    assert _one(samples, "atess_vendor_new_fancy_reading") == 42.5
+    assert not {n for n in samples if "note" in n or "nothing" in n}
+    m = fresh.describe_metric("atess_vendor_new_fancy_reading")
     assert m.type == "gauge" and m.labels == ()
-    help_text = fresh.help_text("atess_new_fancy_reading", 300)
+    help_text = fresh.help_text("atess_vendor_new_fancy_reading", 300)
     assert "uncatalogued" in help_text.lower() and "hps_central.newFancyReading" in help_text
     assert "Cached" in help_text
     assert snake_case("newFancyReading") == "new_fancy_reading"
     with pytest.raises(KeyError):
-        fresh.describe_metric("atess_some_note")
+        fresh.describe_metric("atess_vendor_some_note")
 
 
 def test_same_unknown_field_in_two_families_shares_one_gauge(fresh):
     payload_samples(fresh.families["pcs"], {"gridTie": 1})
     samples = payload_samples(fresh.families["bcu"], {"gridTie": 0})
-    assert _one(samples, "atess_grid_tie") == 0
-    assert "pcs.gridTie" in fresh.help_text("atess_grid_tie", 300)
-    assert "bcu.gridTie" in fresh.help_text("atess_grid_tie", 300)
+    assert _one(samples, "atess_vendor_grid_tie") == 0
+    assert "pcs.gridTie" in fresh.help_text("atess_vendor_grid_tie", 300)
+    assert "bcu.gridTie" in fresh.help_text("atess_vendor_grid_tie", 300)
 
 
 @pytest.mark.parametrize("field,name", [
-    ("pvPowerWatts", "atess_pv_power_watts_value"),        # a catalogued name
-    ("epvTotal2Total", "atess_epv_total2_total_value"),     # a counter suffix on a gauge
-    ("fooCount", "atess_foo_count_value"), ("fooSum", "atess_foo_sum_value"),
-    ("fooInfo", "atess_foo_info_value"), ("fooCreated", "atess_foo_created_value"),
-    ("fooBucket", "atess_foo_bucket_value"),
-    ("chargeTimeH", "atess_charge_timeh"),                  # promtool: abbreviated unit
-    ("delayMs", "atess_delayms"), ("pvGauge", "atess_pvgauge"), ("runMinutes", "atess_runminutes"),
-    ("s", "atess_svalue"),
+    ("pvPowerWatts", "atess_vendor_pv_power_watts"),        # a catalogued name, in the reserved namespace
+    ("epvTotal2Total", "atess_vendor_epv_total2_total_value"),  # a counter suffix on a gauge
+    ("fooCount", "atess_vendor_foo_count_value"), ("fooSum", "atess_vendor_foo_sum_value"),
+    ("fooInfo", "atess_vendor_foo_info_value"), ("fooCreated", "atess_vendor_foo_created_value"),
+    ("fooBucket", "atess_vendor_foo_bucket_value"),
+    ("chargeTimeH", "atess_vendor_charge_timeh"),           # promtool: abbreviated unit
+    ("delayMs", "atess_vendor_delayms"), ("pvGauge", "atess_vendor_pvgauge"),
+    ("runMinutes", "atess_vendor_runminutes"), ("s", "atess_vendor_svalue"),
     ("deviceUp", "atess_vendor_device_up"),                 # the exporter's own names
     ("deviceOnline", "atess_vendor_device_online"),
+    ("settingFooBar", "atess_vendor_setting_foo_bar"),      # names like our settings, plants, dataloggers
+    ("plantCapacityWatts", "atess_vendor_plant_capacity_watts"),
+    ("datalogOnline", "atess_vendor_datalog_online"),
 ])
 def test_generated_names_never_collide(fresh, field, name):
     samples = payload_samples(fresh.families["pcs"], {field: 7})
@@ -286,7 +305,7 @@ def test_generated_names_never_collide(fresh, field, name):
 
 def test_two_fields_with_one_snake_name_get_two_gauges(fresh):
     samples = payload_samples(fresh.families["pbd"], {"fooBar": 1, "foo_bar": 2})
-    assert sorted(samples) == ["atess_foo_bar", "atess_foo_bar2"]
+    assert sorted(samples) == ["atess_vendor_foo_bar", "atess_vendor_foo_bar2"]
     assert sorted(v for rows in samples.values() for _, v in rows) == [1, 2]
 
 
@@ -314,13 +333,13 @@ def test_uncatalogued_registration_is_thread_safe(fresh):
 # -- (f) enumerations with known states ----------------------------------------------------------
 
 @pytest.mark.parametrize("family", ["hps_central", "hps_string", "pcs"])
-@pytest.mark.parametrize("mode,state", [(0, "load_first"), (1, "battery_first"), ("3", "peak_shaving"),
-                                        (10, "smart_meter")])
+@pytest.mark.parametrize("mode,state", [(0, "peak"), (5, "load_first"), ("6", "peak_shaving"),
+                                        (15, "smart_meter")])
 def test_operation_mode_states(catalog, family, mode, state):
     samples = payload_samples(catalog.families[family], {"runModel": mode})
     assert _one(samples, "atess_operation_mode") == float(mode)
     rows = dict(samples["atess_operation_mode_state"])
-    assert len(rows) == 11
+    assert len(rows) == 18
     assert [k for k, v in rows.items() if v == 1.0] == [(state,)]
     assert set(rows.values()) == {0.0, 1.0}
 
@@ -386,7 +405,7 @@ def test_exposition_has_every_family(fresh):
     for dev in _sim_devices():
         assert f'sn="{dev.sn}"' in text
     assert 'atess_operation_mode_state{model="HPS150",sn="HPS150A2312000147",state="load_first"} 1.0' in text
-    assert "atess_new_fancy_reading{" in text and "atess_something_total_value{" in text
+    assert "atess_vendor_new_fancy_reading{" in text and "atess_vendor_something_total_value{" in text
     assert "remark" not in text and "nullish" not in text
     assert re.search(r"^# TYPE atess_pv_energy_joules(_total)? counter$", text, re.M)
     assert re.search(r'^atess_pv_energy_joules_total\{model="PCS100",sn="PCS100A2309000058"\} \S+$', text, re.M)

@@ -10,14 +10,20 @@ import responses
 
 from atess_exporter.app import Exporter
 from atess_exporter.config import ConfigError
+from atess_exporter.endpoints import DEFAULT_ENDPOINTS
 from atess_exporter.sharding import in_shard
 from conftest import TOKEN, make_config, parse_exposition, series, value
 
 BASE = "http://127.0.0.1:9"
 
 
+LIST_FAMILY = {DEFAULT_ENDPOINTS[f]["list"]: f for f in ("hps_central", "hps_string", "pcs")}
+
+
 class Account:
-    """A fake ATESS account behind `responses`: paginated lists, latest data, settings."""
+    """A fake ATESS account behind `responses`: the documented list shapes (device lists
+    keyed by dataLogSn, bare arrays; plant and datalogger lists as page objects),
+    latest data, settings."""
 
     def __init__(self, plants, datalogs, devices, settings=None):
         self.plants, self.datalogs, self.devices = plants, datalogs, devices
@@ -27,7 +33,8 @@ class Account:
 
     def _page(self, rows, query):
         no, size = int(query["pageNo"][0]), int(query["pageSize"][0])
-        return {"code": 0, "msg": "", "data": {"datas": rows[(no - 1) * size: no * size], "pageNo": no, "pageSize": size, "total": len(rows)}}
+        return {"code": 0, "msg": "", "data": {"datas": rows[(no - 1) * size: no * size], "offset": (no - 1) * size,
+                                               "pageNo": no, "pageSize": size, "total": len(rows)}}
 
     def reply(self, request):
         url = urlsplit(request.url)
@@ -40,11 +47,10 @@ class Account:
             body = self._page(self.plants, query)
         elif path == "/api/v1/datalog/list":
             body = self._page([d for d in self.datalogs if d["plantId"] == query["plantId"][0]], query)
-        elif path.endswith("/list") or path.endswith("/list-small"):
-            family = {"/api/v1/hps/list": "hps_central", "/api/v1/hps/list-small": "hps_string", "/api/v1/pcs/list": "pcs"}.get(path)
-            rows = [d for d in self.devices if d["family"] == family and d["plantId"] == query["plantId"][0]]
-            body = self._page(rows, query)
-        elif path.endswith("/setting"):
+        elif path in LIST_FAMILY:
+            rows = [d for d in self.devices if d["family"] == LIST_FAMILY[path] and d["dataLogSn"] == query["dataLogSn"][0]]
+            body = {"code": 0, "msg": "", "data": rows}
+        elif path.endswith("setting"):
             body = {"code": 0, "msg": "", "data": self.settings.get(query["deviceSn"][0])}
         else:  # latest data
             now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
@@ -54,12 +60,13 @@ class Account:
 
 def account():
     plants = [{"plantId": f"P{i}", "plantName": f"Plant {i}", "capacity": 100 * i, "country": "DE", "city": "Kiel"} for i in (1, 2, 3)]
-    datalogs = [{"datalogSn": "DL1", "plantId": "P1", "status": 1}, {"datalogSn": "DL2", "plantId": "P2", "status": 0}]
+    datalogs = [{"dataLogSn": "DL1", "plantId": "P1", "status": 1}, {"dataLogSn": "DL2", "plantId": "P2", "status": 0},
+                {"dataLogSn": "DL3", "plantId": "P3"}]
     devices = [
-        {"family": "hps_central", "plantId": "P1", "deviceSn": "HPS-A", "deviceModel": "HPS150", "datalogSn": "DL1", "firmwareVersion": "V1.2"},
-        {"family": "hps_central", "plantId": "P1", "deviceSn": "HPS-B", "deviceModel": "HPS100", "datalogSn": "DL1"},
-        {"family": "pcs", "plantId": "P2", "deviceSn": "PCS-C", "deviceModel": "PCS250", "datalogSn": "DL2"},
-        {"family": "hps_string", "plantId": "P3", "deviceSn": "TL-D", "deviceModel": "HPS30TL"},
+        {"family": "hps_central", "deviceSn": "HPS-A", "deviceModel": "HPS150", "dataLogSn": "DL1", "firmwareVersion": "V1.2", "lost": False},
+        {"family": "hps_central", "deviceSn": "HPS-B", "deviceModel": "HPS100", "dataLogSn": "DL1"},
+        {"family": "pcs", "deviceSn": "PCS-C", "deviceModel": "PCS250", "dataLogSn": "DL2"},
+        {"family": "hps_string", "deviceSn": "TL-D", "deviceModel": "HPS30TL", "dataLogSn": "DL3"},
     ]
     return Account(plants, datalogs, devices)
 
@@ -108,7 +115,7 @@ def test_devices_that_leave_the_account_lose_their_series(mocked):
     exporter.poller.poll_all_once()
     assert value(scrape(exporter), "atess_pv_power_watts", sn="HPS-B") == 2500
     mocked.devices = [d for d in mocked.devices if d["deviceSn"] != "HPS-B"] + [
-        {"family": "pcs", "plantId": "P3", "deviceSn": "PCS-NEW", "deviceModel": "PCS500"}]
+        {"family": "pcs", "dataLogSn": "DL3", "deviceSn": "PCS-NEW", "deviceModel": "PCS500"}]
     exporter.poller.refresh_topology()
     parsed = scrape(exporter)
     assert not series(parsed, "atess_pv_power_watts", sn="HPS-B")
@@ -188,10 +195,14 @@ def test_discovery_against_the_simulator_finds_the_demo_site(sim):
         families.setdefault(dict(lbls)["plant_name"], set()).add(dict(lbls)["device_type"])
     assert len(families["Harbour Depot"]) >= 3, "several families under one plant"
     assert value(parsed, "atess_datalog_online", datalog_sn="DL1001B") == 0
-    assert series(parsed, "atess_setting_export_limit")
-    # paging: 8 devices, 3 per page -> the central HPS list of PL1001 needed one page, all plant lists one
+    assert series(parsed, "atess_setting_soc_low_limit")
+    assert series(parsed, "atess_setting_level1_cell_volt_high_warning"), "the documented BCU settings"
+    # the documented paths were called: device lists keyed by datalogger, settings big/small/bcu
     assert sim.calls[("/api/v1/plant/list", None)] == 1
-    assert not any(path.endswith("/setting") and sn is None for path, sn in sim.calls)
+    for path in ("/api/v1/hps/big-setting", "/api/v1/hps/small-setting", "/api/v1/bms/bcu-setting"):
+        assert any(p == path for p, _ in sim.calls), path
+    assert sim.calls[("/api/v1/bms/buc-base-info/list", None)] >= 1
+    assert not any(path.endswith("setting") and sn is None for path, sn in sim.calls)
 
 
 def test_simulator_pages_and_refuses_writes(sim):
@@ -203,7 +214,7 @@ def test_simulator_pages_and_refuses_writes(sim):
     third = requests.get(sim.base_url + "/api/v1/plant/list", params={"pageNo": 3, "pageSize": 1}, headers=auth, timeout=5).json()
     assert [len(p["data"]["datas"]) for p in (first, second, third)] == [1, 1, 0]
     assert first["data"]["datas"][0]["plantId"] != second["data"]["datas"][0]["plantId"]
-    put = requests.put(sim.base_url + "/api/v1/pcs/setting", params={"deviceSn": "PCS100A2309000058"}, headers=auth, timeout=5)
+    put = requests.put(sim.base_url + "/api/v1/hps/big-setting", params={"deviceSn": "HPS150A2312000147"}, headers=auth, timeout=5)
     assert put.status_code == 405
 
 
@@ -214,3 +225,95 @@ def test_setting_names_follow_the_catalogs_promtool_safe_rules():
     assert numbers == {"atess_setting_charge_timeminutes": ("chargeTimeMinutes", 30.0),
                        "atess_setting_max_count_value": ("maxCount", 4.0),
                        "atess_setting_export_limit": ("exportLimit", 50.0)}
+
+
+# -- the list shapes and paging rules a real account may answer with ----------------------
+
+def _client_for(mock_answers):
+    """A client whose GETs answer from `mock_answers(path, query) -> data` (envelope added)."""
+    from atess_exporter.client import AtessClient
+
+    calls = []
+
+    def reply(request):
+        url = urlsplit(request.url)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        calls.append((url.path, query))
+        return 200, {}, json.dumps({"code": 0, "msg": "", "data": mock_answers(url.path, query)})
+
+    return AtessClient(make_config(BASE).api), calls, reply
+
+
+@pytest.mark.parametrize("shape", ["bare", "page"])
+def test_lists_answer_a_bare_array_or_a_page_object(shape):
+    from atess_exporter.discovery import pages
+
+    rows = [{"deviceSn": f"SN{i}"} for i in range(5)]
+
+    def answer(path, query):
+        if shape == "bare":
+            return rows
+        no, size = int(query["pageNo"]), int(query["pageSize"])
+        return {"datas": rows[(no - 1) * size: no * size], "offset": (no - 1) * size, "pageNo": no,
+                "pageSize": size, "total": len(rows)}
+
+    client, calls, reply = _client_for(answer)
+    with responses.RequestsMock() as mock:
+        mock.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=reply)
+        got = list(pages(client, "/x/list", {"dataLogSn": "DL"}, 2))
+    assert [r["deviceSn"] for r in got] == [r["deviceSn"] for r in rows]
+    assert len(calls) == (1 if shape == "bare" else 3), "a bare array is the whole list; pages stop on total"
+
+
+def test_a_list_ignoring_pageno_is_read_once_not_forever():
+    from atess_exporter.discovery import pages
+
+    two = [{"plantId": "A"}, {"plantId": "B"}]
+    client, calls, reply = _client_for(lambda path, query: {"datas": two})  # no total, pageNo ignored
+    with responses.RequestsMock() as mock:
+        mock.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=reply)
+        got = list(pages(client, "/api/v1/plant/list", {}, 2))
+    assert [r["plantId"] for r in got] == ["A", "B"], "2 plants, not 2,000"
+    assert len(calls) == 2, "the second page repeats the first: stop"
+
+
+def test_a_list_that_never_ends_stops_at_the_page_cap():
+    from atess_exporter.discovery import pages
+
+    client, calls, reply = _client_for(lambda path, query: {"datas": [{"plantId": query["pageNo"]}] * 2})
+    with responses.RequestsMock() as mock:
+        mock.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=reply)
+        got = list(pages(client, "/api/v1/plant/list", {}, 2, max_pages=7))
+    assert len(calls) == 7 and len(got) == 14
+
+
+def test_an_empty_list_is_no_devices_not_an_error(mocked):
+    mocked.devices = [d for d in mocked.devices if d["dataLogSn"] != "DL2"]
+    exporter = discovering(mocked)
+    assert exporter.poller.refresh_topology()
+    assert sorted(exporter.poller.devices) == ["HPS-A", "HPS-B", "TL-D"]
+
+
+def test_discovery_refuses_what_the_config_would_refuse(mocked):
+    mocked.devices += [{"family": "pcs", "deviceSn": "X" * 5000, "dataLogSn": "DL2"},
+                       {"family": "pcs", "deviceSn": "   ", "dataLogSn": "DL2"},
+                       {"family": "pcs", "deviceSn": "bad sn\n", "dataLogSn": "DL2"}]
+    mocked.plants[0]["capacity"] = "1e309"
+    mocked.plants[1]["plantName"] = "P" * 1000
+    exporter = discovering(mocked)
+    assert exporter.poller.refresh_topology()
+    assert sorted(exporter.poller.devices) == ["HPS-A", "HPS-B", "PCS-C", "TL-D"]
+    assert exporter.poller.topology.skipped == 3
+    parsed = scrape(exporter)
+    assert not series(parsed, "atess_plant_capacity_watts", plant_id="P1"), "no +Inf capacity"
+    names = {dict(lbls)["plant_name"] for lbls in series(parsed, "atess_plant_info")}
+    assert max(len(n) for n in names) <= 128
+
+
+def test_discovery_calls_are_counted_and_budgeted(mocked):
+    exporter = discovering(mocked, discovery={"max_calls": 3})
+    assert not exporter.poller.refresh_topology(), "the budget ends the refresh, which keeps the devices"
+    assert len(mocked.requests) == 3
+    parsed = scrape(exporter)
+    lists = sum(v for lbls, v in series(parsed, "atess_api_requests_total").items() if "list" in dict(lbls)["endpoint"])
+    assert lists == 3

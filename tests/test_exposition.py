@@ -39,7 +39,7 @@ atess_device_info{datalog_sn="",device_type="hps_central",firmware="",model="HPS
 # HELP atess_device_up 1 when the last poll of the device's latest data succeeded, else 0
 # TYPE atess_device_up gauge
 atess_device_up{model="HPS150",sn="YKD0F1022A"} 1.0
-# HELP atess_device_online 1 when the device's latest reading (vendor field time) is at most 900s old, else 0 (device asleep or offline, or never read)
+# HELP atess_device_online 1 when the device's latest reading (vendor field time) is at most 900s old and the cloud does not flag it lost, else 0 (without a usable time: the lost flag, else whether the payload changed within 900s)
 # TYPE atess_device_online gauge
 atess_device_online{model="HPS150",sn="YKD0F1022A"} 1.0
 # HELP atess_device_last_poll_timestamp_seconds Unix time of the last poll attempt
@@ -54,25 +54,28 @@ atess_device_data_timestamp_seconds{model="HPS150",sn="YKD0F1022A"} 1.7672616e+0
 # HELP atess_device_unusable_fields Catalogued fields of the last payload that held text instead of a number (not exported)
 # TYPE atess_device_unusable_fields gauge
 atess_device_unusable_fields{model="HPS150",sn="YKD0F1022A"} 0.0
+# HELP atess_device_implausible_fields Catalogued fields of the last payload whose value was outside its physical range (withheld, not exported; see --log.level debug)
+# TYPE atess_device_implausible_fields gauge
+atess_device_implausible_fields{model="HPS150",sn="YKD0F1022A"} 0.0
 # HELP atess_lifetime_glitches_total Lifetime totals read lower than before and held at the last good value, since the exporter started
 # TYPE atess_lifetime_glitches_total counter
 atess_lifetime_glitches_total{model="HPS150",sn="YKD0F1022A"} 0.0
-# HELP atess_battery_soc_ratio Battery state of charge. Vendor field bcu.soc "SOC (%)", hps_central.capacity "Battery SOC(%)", hps_string.soc "Battery SOC", mbms.soc "SOC (%)", pcs.capacity "Battery SOC(%)". Cached from the last poll (every 300s per device).
+# HELP atess_battery_soc_ratio Battery state of charge. Vendor field hps_central.capacity "Battery SOC(%)", bcu.soc "SOC (%)", mbms.soc "SOC (%)". Cached from the last poll (every 300s per device).
 # TYPE atess_battery_soc_ratio gauge
 atess_battery_soc_ratio{model="HPS150",sn="YKD0F1022A"} 0.87
-# HELP atess_battery_voltage_volts Battery voltage. Vendor field bcu.vBat "Battery total voltage", hps_central.vbat "BAT Voltage (V)", hps_string.vbat "BAT Voltage", mbms.vBat "Battery total voltage", pbd.vbat "Battery Voltage", pcs.vbat "BAT Voltage". Cached from the last poll (every 300s per device).
+# HELP atess_battery_voltage_volts Battery voltage. Vendor field hps_central.vbat "BAT Voltage (V)", bcu.vBat "Battery total voltage", mbms.vBat "Battery total voltage". Cached from the last poll (every 300s per device).
 # TYPE atess_battery_voltage_volts gauge
 atess_battery_voltage_volts{model="HPS150",sn="YKD0F1022A"} 51.2
-# HELP atess_grid_voltage_volts Grid line-to-line voltage. Vendor field hps_central.gvpvuv "Grid Voltage UV (V)", hps_central.gvpvvw "Grid Voltage VW (V)", hps_central.gvpvwu "Grid Voltage WU (V)", hps_string.gridVoltUv "Grid Voltage UV", hps_string.gridVoltVw "Grid Voltage VW", hps_string.gridVoltWu "Grid Voltage WU", pcs.gvpvuv "Grid Voltage UV (V)", pcs.gvpvvw "Grid Voltage VW (V)", pcs.gvpvwu "Grid Voltage WU (V)". Cached from the last poll (every 300s per device).
+# HELP atess_grid_voltage_volts Grid line-to-line voltage. Vendor field hps_central.gvpvuv "Grid Voltage UV (V)", hps_central.gvpvvw "Grid Voltage VW (V)", hps_central.gvpvwu "Grid Voltage WU (V)". Cached from the last poll (every 300s per device).
 # TYPE atess_grid_voltage_volts gauge
 atess_grid_voltage_volts{model="HPS150",phase="uv",sn="YKD0F1022A"} 400.5
-# HELP atess_pv_energy_joules_total Lifetime PV generation energy. Vendor field hps_central.epvTotal "Total.PV Energy (kWh)", hps_string.ePvTotal "Total PV Energy", pbd.eTotal "Total generation", pcs.eTotal "Total generation". Cached from the last poll (every 300s per device).
+# HELP atess_pv_energy_joules_total Lifetime PV generation energy. Vendor field hps_central.epvTotal "Total.PV Energy (kWh)", pcs.eTotal "Total generation", pbd.eTotal "Total generation". Cached from the last poll (every 300s per device).
 # TYPE atess_pv_energy_joules_total counter
 atess_pv_energy_joules_total{model="HPS150",sn="YKD0F1022A"} 4.4442e+09
-# HELP atess_pv_energy_today_joules PV generation energy today (resets at local midnight). Vendor field hps_central.epvToday "Daily.PV Energy (kWh)", hps_string.ePvToday "Daily PV Energy", pbd.eToday "Daily generation", pcs.eToday "Daily generation". Cached from the last poll (every 300s per device).
+# HELP atess_pv_energy_today_joules PV generation energy today (resets at local midnight). Vendor field hps_central.epvToday "Daily.PV Energy (kWh)", hps_string.ePvToday "Daily PV Energy", pcs.eToday "Daily generation", pbd.eToday "Daily generation". Cached from the last poll (every 300s per device).
 # TYPE atess_pv_energy_today_joules gauge
 atess_pv_energy_today_joules{model="HPS150",sn="YKD0F1022A"} 3.6e+07
-# HELP atess_pv_power_watts PV input power. Vendor field hps_central.ppv "PV Power (kW)", hps_string.ppv "PV Power", pbd.ppv "PV Power", pcs.ppv "PV Power". Cached from the last poll (every 300s per device).
+# HELP atess_pv_power_watts Total PV input power over all PV strings (every model: ppv, or ppv1 on HPS100HV/HPS150HV). Vendor field hps_central.ppv "PV Power (kW)", hps_central.ppv1 (hv models) "Total PV Power". Cached from the last poll (every 300s per device).
 # TYPE atess_pv_power_watts gauge
 atess_pv_power_watts{model="HPS150",sn="YKD0F1022A"} 12500.0
 """

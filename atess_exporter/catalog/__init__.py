@@ -1,9 +1,13 @@
 """The field catalog: vendor field -> Prometheus metric, kept as data.
 
-`metrics.yaml` defines each metric once (type, help, extra labels); one YAML
-file per device family maps that family's vendor fields onto those metrics
-with the vendor's unit. The same catalog feeds the live collector and the
-history backfill, so both emit identical names, labels and scaling.
+`metrics.yaml` defines each metric once (type, help, extra labels, physical
+range); one YAML file per device family maps that family's vendor fields onto
+those metrics with the vendor's unit; `enums.yaml` holds the value tables of
+the enumerations. A family may `inherit:` another's fields (the string HPS,
+PCS, PBD and BMS payloads share the central HPS's names) and carry `models:`
+variants whose fields mean something else on some models (HPS100HV/HPS150HV).
+The same catalog, with the user's `catalog_overrides:` applied, feeds the live
+collector and the history backfill, so both emit identical names and scaling.
 """
 
 from __future__ import annotations
@@ -11,19 +15,22 @@ from __future__ import annotations
 import functools
 import math
 import re
-import threading
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass, field as dc_field, replace
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import yaml
+
+from .naming import (RESERVED_SUFFIXES, UNCATALOGUED_PREFIX, Uncatalogued, generated_name,  # noqa: F401 (re-exported)
+                     snake_case)
+from .ranges import Range, default_range, parse_range
 
 # Vendor unit -> factor to the Prometheus base unit.
 UNIT_SCALE: dict[str, float] = {
     "W": 1.0, "kW": 1e3,
     "Wh": 3600.0, "kWh": 3.6e6,
     "VA": 1.0, "kVA": 1e3, "var": 1.0, "kvar": 1e3,
-    "V": 1.0, "A": 1.0, "Hz": 1.0, "C": 1.0,
+    "V": 1.0, "mV": 1e-3, "A": 1.0, "Hz": 1.0, "C": 1.0,
     "percent": 0.01,
     "s": 1.0, "min": 60.0, "h": 3600.0,
     "1": 1.0,
@@ -33,24 +40,21 @@ BASE_LABELS = ("sn", "model")
 _NAME = re.compile(r"^atess_[a-z][a-z0-9_]*$")
 _STATE = re.compile(r"^[a-z][a-z0-9_]*$")
 
-# Name suffixes a gauge must not end in (promtool: counters, histograms, summaries, info).
-RESERVED_SUFFIXES = ("_total", "_info", "_created", "_bucket", "_count", "_sum", "_gcount", "_gsum")
-# Name parts promtool's lint rejects: abbreviated units, metric types, non-base units.
-_ABBREVIATIONS = frozenset({"s", "ms", "us", "ns", "sec", "b", "kb", "mb", "gb", "tb", "pb", "m", "h", "d"})
-_TYPE_WORDS = ("gauge", "counter", "histogram", "summary", "untyped")
-_NON_BASE_UNITS = ("minutes", "hours", "days", "weeks", "kelvins", "fahrenheit", "rankine", "inches",
-                   "yards", "miles", "bits", "calories", "pounds", "ounces")
-_BASE_UNITS = ("amperes", "bytes", "celsius", "grams", "joules", "kelvin", "meters", "metres", "seconds", "volts")
-# Names the exporter itself uses (collector.py, instrumentation.py): a vendor
-# field must not land there, so such generated names get "atess_vendor_".
-_OWN_NAMES = ("atess_device", "atess_exporter", "atess_api", "atess_lifetime_glitches", "atess_poll",
-              "atess_scrape", "atess_backfill", "atess_state")
-_UNIT_PREFIXES = ("pico", "nano", "micro", "milli", "centi", "deci", "deca", "hecto", "kilo", "kibi",
-                  "mega", "mibi", "giga", "gibi", "tera", "tebi", "peta", "pebi")
+# Payload fields that are never measurements, in every family (recorded data,
+# docs/api.md): flags, identifiers, bus addresses, the datalogger's SN.
+NOT_MEASUREMENTS: dict[str, str] = {
+    "lost": "the cloud's 'device lost contact' flag: drives atess_device_online",
+    "again": "flag, not a measurement", "withTime": "flag, not a measurement",
+    "id": "identifier", "address": "bus address", "alias": "text", "deviceNo": "identifier",
+    "systemNo": "identifier (System ID sign)", "dataLogSn": "identity of the datalogger",
+    "datalogSn": "identity of the datalogger", "plantId": "identifier", "deviceSn": "identity: becomes the sn label",
+    "time": "reading timestamp: becomes atess_device_data_timestamp_seconds",
+    "recordTime": "history rows: older spelling of time", "updateTime": "timestamp of the list row",
+}
 
 
 class CatalogError(Exception):
-    """The packaged catalog is inconsistent (a bug in the data, caught by tests)."""
+    """The catalog is inconsistent: a bug in the packaged data, or a bad `catalog_overrides:` entry."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class MetricDef:
     type: str               # gauge | counter
     help: str
     labels: tuple[str, ...] = ()
+    range: Range = dc_field(default_factory=lambda: default_range(""), compare=False)
 
     @property
     def family(self) -> str:
@@ -75,99 +80,27 @@ class FieldMap:
     label_values: tuple[str, ...]
     doc: str = ""
     note: str = ""
-    # Enumerations with known meanings: (raw value, state name) pairs, emitted
+    # Enumerations with a value table: (raw value, state name) pairs, emitted
     # as one 0/1 series per state on state_metric (label "state").
     states: tuple[tuple[float, str], ...] = ()
     state_metric: MetricDef | None = None
+    enum: str = ""              # the enums.yaml table the states come from
+    low_byte_field: str = ""    # a packed word: the low byte belongs to this field
+    range: Range | None = None  # this field's own range (catalog_overrides), else the metric's
+
+    @property
+    def plausible(self) -> Range:
+        return self.range or self.metric.range
 
 
-class Uncatalogued:
-    """Gauges for numeric vendor fields the catalog does not know, made on first sight.
-
-    A field gets ``atess_<snake_case_field>``; the same field name shares one
-    gauge across families. A name that would clash with a catalogued metric,
-    with another field's generated name, end in a reserved suffix (``_total``,
-    ``_count``...) or trip promtool's lint is changed so the exposition stays
-    valid. Thread-safe: polls of several devices may meet new fields at once.
-    """
-
-    def __init__(self, catalogued: Iterable[str] = ()):
-        self._lock = threading.Lock()
-        self._catalogued = frozenset(catalogued)
-        self._by_field: dict[str, str] = {}            # vendor field -> metric name
-        self._sources: dict[str, list[str]] = {}       # metric name -> ["family.field", ...]
-
-    def metric_name(self, family: str, field: str) -> str | None:
-        """The gauge for ``family.field`` (registering it), or None when the
-        field name has no usable characters."""
-        with self._lock:
-            name = self._by_field.get(field)
-            if name is None:
-                name = self._new_name(field)
-                if name is None:
-                    return None
-                self._by_field[field] = name
-                self._sources[name] = []
-            source = f"{family}.{field}"
-            if source not in self._sources[name]:
-                self._sources[name].append(source)
-            return name
-
-    def _new_name(self, field: str) -> str | None:
-        base = generated_name(field)
-        if base is None:
-            return None
-        if base in self._catalogued or base.endswith(RESERVED_SUFFIXES):
-            base += "_value"
-        name, n = base, 1
-        while name in self._catalogued or name in self._sources:
-            n += 1
-            name = f"{base}{n}"
-        return name
-
-    def get(self, name: str) -> MetricDef | None:
-        with self._lock:
-            sources = list(self._sources.get(name, ()))
-        if not sources:
-            return None
-        return MetricDef(name=name, type="gauge", labels=(),
-                         help=f"Uncatalogued vendor field {', '.join(sources)}: the raw value as sent, unit unknown")
-
-    def names(self) -> list[str]:
-        with self._lock:
-            return sorted(self._sources)
-
-
-def generated_name(field: str) -> str | None:
-    """``atess_<snake_case(field)>``, with parts promtool's lint rejects (``_h``,
-    ``_ms``, ``_gauge``, ``_minutes``...) glued to a neighbouring part."""
-    parts = [p for p in snake_case(field).split("_") if p]
-    if not parts:
-        return None
-    i = 0
-    while i < len(parts):
-        if _lint_bad(parts[i]):
-            if i > 0:
-                parts[i - 1] += parts.pop(i)
-                continue
-            if len(parts) > 1:
-                parts[0] += parts.pop(1)
-            else:
-                parts[0] += "value"
-            continue  # re-check the glued part
-        i += 1
-    name = "atess_" + "_".join(parts)
-    if any(name == own or name.startswith(own + "_") for own in _OWN_NAMES):
-        name = "atess_vendor_" + name[len("atess_"):]
-    return name
-
-
-def _lint_bad(part: str) -> bool:
-    if part in _ABBREVIATIONS or part in _TYPE_WORDS:
-        return True
-    if part.startswith(_NON_BASE_UNITS):
-        return True
-    return any(part.startswith(p + u) for p in _UNIT_PREFIXES for u in _BASE_UNITS)
+@dataclass(frozen=True)
+class Variant:
+    """Fields that mean something else on the models `match` names."""
+    name: str
+    match: re.Pattern
+    fields: dict[str, FieldMap]
+    skip: dict[str, str]
+    detect: tuple[str, ...] = ()   # fields whose numbers reveal this variant when the model is unknown
 
 
 @dataclass(frozen=True)
@@ -175,8 +108,43 @@ class FamilyCatalog:
     name: str
     fields: dict[str, FieldMap]
     skip: dict[str, str]
-    # Shared with the Catalog: where payload_samples registers uncatalogued fields.
     uncatalogued: Uncatalogued = dc_field(default_factory=Uncatalogued, compare=False, repr=False)
+    variants: tuple[Variant, ...] = ()
+    variant: str = ""    # the variant this view is, "" for the family's base
+    _views: dict = dc_field(default_factory=dict, compare=False, repr=False)
+
+    def variant_for(self, model: str | None, payload: Mapping | None = None) -> Variant | None:
+        for v in self.variants:
+            if model and v.match.search(model):
+                return v
+        if (not model or model == "unknown") and payload is not None:
+            for v in self.variants:
+                if v.detect and all(parse_number(payload.get(f)) is not None for f in v.detect):
+                    return v
+        return None
+
+    def for_model(self, model: str | None, payload: Mapping | None = None) -> "FamilyCatalog":
+        """This family as it reads a device of `model` (the model's variant applied)."""
+        v = self.variant_for(model, payload)
+        return self if v is None else self._view(v.name)
+
+    def _view(self, name: str) -> "FamilyCatalog":
+        view = self._views.get(name)
+        if view is None:  # a race only builds the same view twice
+            v = next(v for v in self.variants if v.name == name)
+            fields = {k: f for k, f in self.fields.items() if k not in v.skip}
+            fields.update(v.fields)
+            skip = {**{k: s for k, s in self.skip.items() if k not in v.fields}, **v.skip}
+            view = self._views[name] = replace(self, fields=fields, skip=skip, variants=(), variant=name, _views={})
+        return view
+
+    def all_fields(self) -> Iterable[tuple[str, FieldMap]]:
+        """(variant name or "", mapping) for the base and every variant."""
+        for f in self.fields.values():
+            yield "", f
+        for v in self.variants:
+            for f in v.fields.values():
+                yield v.name, f
 
 
 @dataclass(frozen=True)
@@ -184,23 +152,31 @@ class Catalog:
     metrics: dict[str, MetricDef]
     families: dict[str, FamilyCatalog]
     uncatalogued: Uncatalogued = dc_field(default_factory=Uncatalogued, compare=False, repr=False)
+    enums: dict[str, dict] = dc_field(default_factory=dict, compare=False, repr=False)
 
     @functools.cached_property
     def _vendor_index(self) -> dict[str, list[str]]:
         """metric -> the vendor fields feeding it, built once: HELP texts are asked per scrape."""
         out: dict[str, list[str]] = {}
+        central = self.families.get("hps_central")
         for fam in self.families.values():
-            for f in fam.fields.values():
-                out.setdefault(f.metric.name, []).append(
-                    f"{fam.name}.{f.field} \"{f.doc}\"" if f.doc else f"{fam.name}.{f.field}")
+            for variant, f in fam.all_fields():
+                if fam is not central and central is not None and central.fields.get(f.field) is f:
+                    continue  # inherited: listed once, as the central field every family shares
+                where = f"{fam.name}.{f.field}" + (f" ({variant} models)" if variant else "")
+                text = f"{where} \"{f.doc}\"" if f.doc else where
+                if text not in out.setdefault(f.metric.name, []):
+                    out[f.metric.name].append(text)
                 if f.state_metric is not None:
-                    out.setdefault(f.state_metric.name, []).append(f"{fam.name}.{f.field} (1 for the current state)")
+                    line = f"{where} (1 for the current state)"
+                    if line not in out.setdefault(f.state_metric.name, []):
+                        out[f.state_metric.name].append(line)
         return out
 
     def vendor_fields(self, metric: str) -> list[str]:
         return list(self._vendor_index.get(metric, ()))
 
-    def describe_metric(self, name: str) -> MetricDef:
+    def describe_metric(self, name: str) -> Any:
         """The definition of any metric a payload can produce: catalogued, or a
         gauge made for an uncatalogued field. KeyError for anything else."""
         m = self.metrics.get(name)
@@ -217,20 +193,32 @@ class Catalog:
         source = f" Vendor field {', '.join(fields)}." if fields else ""
         return f"{m.help}.{source} Cached from the last poll (every {interval_seconds:g}s per device)."
 
+    def with_overrides(self, overrides: Mapping | None, enums: Mapping | None = None) -> "Catalog":
+        """This catalog with the user's `catalog_overrides:` and `enums:` applied
+        (CatalogError names the key and the problem)."""
+        if not overrides and not enums:
+            return self
+        from .overrides import apply_overrides
+        return apply_overrides(self, overrides or {}, enums or {})
+
 
 def parse_number(value: Any) -> float | None:
     """A vendor value as a float, or None when it carries no number.
 
     The API sends numbers as JSON numbers and as strings ("12.5"); nulls,
-    empty strings and text occur and mean "no reading".
+    empty strings, text, booleans (flags, not measurements) and nested objects
+    mean "no reading".
     """
     if isinstance(value, bool):
-        return 1.0 if value else 0.0
+        return None
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
     elif isinstance(value, str):
         text = value.strip()
-        if not text:
+        if not text or len(text) > 64:
             return None
         try:
             number = float(text)
@@ -241,17 +229,13 @@ def parse_number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def snake_case(name: str) -> str:
-    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
-    text = re.sub(r"[^A-Za-z0-9]+", "_", text)
-    return text.strip("_").lower()
-
-
 def _metrics(data: dict) -> dict[str, MetricDef]:
     out = {}
     for name, spec in data.items():
         if not _NAME.match(name):
             raise CatalogError(f"metric {name}: name must match {_NAME.pattern}")
+        if name.startswith(UNCATALOGUED_PREFIX):
+            raise CatalogError(f"metric {name}: {UNCATALOGUED_PREFIX} is reserved for uncatalogued fields")
         kind = spec.get("type")
         if kind not in ("gauge", "counter"):
             raise CatalogError(f"metric {name}: type must be gauge or counter")
@@ -260,88 +244,149 @@ def _metrics(data: dict) -> dict[str, MetricDef]:
         labels = tuple(spec.get("labels", ()))
         if "type" in labels or set(labels) & set(BASE_LABELS):
             raise CatalogError(f"metric {name}: label names {labels} clash with reserved ones")
-        out[name] = MetricDef(name=name, type=kind, help=str(spec["help"]).rstrip("."), labels=labels)
+        try:
+            rng = parse_range(spec.get("range"), spec.get("rating"), f"metric {name}", default_range(name))
+        except ValueError as exc:
+            raise CatalogError(str(exc)) from None
+        out[name] = MetricDef(name=name, type=kind, help=str(spec["help"]).rstrip("."), labels=labels, range=rng)
     return out
 
 
-def _family(data: dict, metrics: dict[str, MetricDef], uncatalogued: Uncatalogued) -> FamilyCatalog:
-    name = data["family"]
-    fields: dict[str, FieldMap] = {}
-    taken: dict[tuple, str] = {}
-    for field, spec in data.get("fields", {}).items():
-        metric = metrics.get(spec.get("metric"))
-        if metric is None:
-            raise CatalogError(f"{name}.{field}: metric {spec.get('metric')!r} is not in metrics.yaml")
-        unit = str(spec.get("unit", "1"))
-        if unit not in UNIT_SCALE:
-            raise CatalogError(f"{name}.{field}: unit {unit!r} is not one of {sorted(UNIT_SCALE)}")
-        labels = {str(k): str(v) for k, v in (spec.get("labels") or {}).items()}
-        if set(labels) != set(metric.labels):
-            raise CatalogError(f"{name}.{field}: labels {sorted(labels)} differ from {metric.name}'s {list(metric.labels)}")
-        values = tuple(labels[k] for k in metric.labels)
-        key = (metric.name, values)
-        if key in taken:
-            raise CatalogError(f"{name}.{field}: same series as {taken[key]}")
-        taken[key] = field
-        states, state_metric = _states(name, field, spec, metrics, taken)
-        fields[field] = FieldMap(field=field, metric=metric, unit=unit, scale=UNIT_SCALE[unit],
-                                 label_values=values, doc=str(spec.get("doc", "")), note=str(spec.get("note", "")),
-                                 states=states, state_metric=state_metric)
-    skip = dict(data.get("skip") or {})
-    both = sorted(set(skip) & set(fields))
-    if both:
-        raise CatalogError(f"{name}: {both} are both mapped and skipped")
-    return FamilyCatalog(name=name, fields=fields, skip=skip, uncatalogued=uncatalogued)
+def field_map(where: str, field: str, spec: Mapping, metrics: dict[str, MetricDef], enums: Mapping[str, dict]) -> FieldMap:
+    """One `field: {metric, unit, labels, doc, note, enum, state_metric, low_byte, range, rating}` entry."""
+    if not isinstance(spec, Mapping):
+        raise CatalogError(f"{where}: expected a mapping like {{metric: ..., unit: ...}}")
+    metric = metrics.get(spec.get("metric"))
+    if metric is None:
+        raise CatalogError(f"{where}: metric {spec.get('metric')!r} is not in the catalog (atess-exporter --list-metrics)")
+    unit = str(spec.get("unit", "1"))
+    if unit not in UNIT_SCALE:
+        raise CatalogError(f"{where}: unit {unit!r} is not one of {sorted(UNIT_SCALE)}")
+    labels = {str(k): str(v) for k, v in (spec.get("labels") or {}).items()}
+    if set(labels) != set(metric.labels):
+        raise CatalogError(f"{where}: labels {sorted(labels)} differ from {metric.name}'s {list(metric.labels)}")
+    states, state_metric, enum = _states(where, spec, metrics, enums)
+    rng = None
+    if "range" in spec or "rating" in spec:
+        try:
+            rng = parse_range(spec.get("range"), spec.get("rating"), where, metric.range)
+        except ValueError as exc:
+            raise CatalogError(str(exc)) from None
+    return FieldMap(field=field, metric=metric, unit=unit, scale=UNIT_SCALE[unit],
+                    label_values=tuple(labels[k] for k in metric.labels), doc=str(spec.get("doc", "")),
+                    note=str(spec.get("note", "")), states=states, state_metric=state_metric, enum=enum,
+                    low_byte_field=str(spec.get("low_byte", "")), range=rng)
 
 
-def _states(family: str, field: str, spec: dict, metrics: dict[str, MetricDef],
-            taken: dict[tuple, str]) -> tuple[tuple[tuple[float, str], ...], MetricDef | None]:
-    """An enumeration's `states: {value: state_name}` and its `state_metric`."""
-    raw = spec.get("states")
-    if raw is None:
-        if "state_metric" in spec:
-            raise CatalogError(f"{family}.{field}: state_metric without states")
-        return (), None
-    where = f"{family}.{field}"
+def _states(where: str, spec: Mapping, metrics: dict[str, MetricDef],
+            enums: Mapping[str, dict]) -> tuple[tuple[tuple[float, str], ...], MetricDef | None, str]:
+    """An enumeration's table (`enum: <enums.yaml table>` or inline `states:`) and its `state_metric`."""
+    raw, enum = spec.get("states"), str(spec.get("enum") or "")
+    if enum:
+        if enum not in enums:
+            raise CatalogError(f"{where}: enum {enum!r} is not one of {sorted(enums)}")
+        raw = enums[enum]["states"]
+    if raw is None and "state_metric" not in spec:
+        return (), None, ""
     metric = metrics.get(spec.get("state_metric"))
     if metric is None:
         raise CatalogError(f"{where}: states need a state_metric from metrics.yaml, got {spec.get('state_metric')!r}")
     if metric.type != "gauge" or metric.labels != ("state",):
         raise CatalogError(f"{where}: state_metric {metric.name} must be a gauge with the single label state")
-    if not isinstance(raw, dict) or not raw:
+    # A state metric without a table: states only once the config's `enums:` gives one.
+    return (parse_states(where, raw) if raw is not None else ()), metric, enum
+
+
+def parse_states(where: str, raw: Any) -> tuple[tuple[float, str], ...]:
+    if not isinstance(raw, Mapping) or not raw:
         raise CatalogError(f"{where}: states must map values to state names")
-    out = []
+    out, seen = [], set()
     for value, state in raw.items():
         number = parse_number(value)
-        if number is None or isinstance(value, bool):
+        if number is None:
             raise CatalogError(f"{where}: state value {value!r} is not a number")
-        if not isinstance(state, str) or not _STATE.match(state):
+        if not isinstance(state, str) or not _STATE.match(state) or len(state) > 64:
             raise CatalogError(f"{where}: state name {state!r} must be snake_case")
-        key = (metric.name, (state,))
-        if key in taken:
-            raise CatalogError(f"{where}: state {state} repeated (also {taken[key]})")
-        taken[key] = field
+        if state in seen:
+            raise CatalogError(f"{where}: state {state} repeated")
+        seen.add(state)
         out.append((number, state))
-    return tuple(out), metric
+    return tuple(out)
+
+
+def _check_series(where: str, fields: Iterable[FieldMap]) -> None:
+    """No two fields of one payload may feed the same series."""
+    taken: dict[tuple, str] = {}
+    for f in fields:
+        keys = [(f.metric.name, f.label_values)]
+        keys += [(f.state_metric.name, (s,)) for _, s in f.states] if f.state_metric else []
+        for key in keys:
+            if key in taken and taken[key] != f.field:
+                raise CatalogError(f"{where}.{f.field}: same series as {taken[key]}")
+            taken[key] = f.field
+
+
+def _family(data: dict, metrics: dict[str, MetricDef], uncatalogued: Uncatalogued, enums: Mapping[str, dict],
+            families: Mapping[str, FamilyCatalog]) -> FamilyCatalog:
+    name = data["family"]
+    fields: dict[str, FieldMap] = {}
+    skip: dict[str, str] = dict(NOT_MEASUREMENTS)
+    parent = data.get("inherit")
+    if parent:
+        if parent not in families:
+            raise CatalogError(f"{name}: inherits {parent!r}, which is not loaded before it")
+        fields.update(families[parent].fields)
+        skip.update(families[parent].skip)
+    own = {str(k): field_map(f"{name}.{k}", str(k), spec, metrics, enums) for k, spec in (data.get("fields") or {}).items()}
+    # An own field may feed the same series as an inherited one under another
+    # name (bActivePower beside bactivePower): they are alternative spellings, and
+    # a payload carrying both gives the series once (readings.payload_samples).
+    _check_series(name, own.values())
+    fields.update(own)
+    skip.update({str(k): str(v) for k, v in (data.get("skip") or {}).items()})
+    for k in own:
+        skip.pop(k, None)
+    both = sorted(set(skip) & set(fields))
+    if both:
+        raise CatalogError(f"{name}: {both} are both mapped and skipped")
+    if not parent:
+        _check_series(name, fields.values())
+    variants = []
+    for vspec in data.get("models") or ():
+        vname = str(vspec["name"])
+        vfields = {str(k): field_map(f"{name}.models.{vname}.{k}", str(k), spec, metrics, enums)
+                   for k, spec in (vspec.get("fields") or {}).items()}
+        vskip = {str(k): str(v) for k, v in (vspec.get("skip") or {}).items()}
+        merged = {k: f for k, f in fields.items() if k not in vskip and k not in vfields}
+        merged.update(vfields)
+        _check_series(f"{name}.models.{vname}", merged.values())
+        variants.append(Variant(vname, re.compile(str(vspec["match"]), re.IGNORECASE), vfields, vskip,
+                                tuple(vspec.get("detect") or ())))
+    return FamilyCatalog(name=name, fields=fields, skip=skip, uncatalogued=uncatalogued, variants=tuple(variants))
 
 
 def _read(name: str) -> Any:
     return yaml.safe_load(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
 
 
+FAMILY_FILES = ("hps_central", "hps_string", "pcs", "pbd", "bcu", "mbms")  # parents before children
+
+
 @functools.lru_cache(maxsize=1)
 def load_catalog() -> Catalog:
     """The packaged catalog, validated once per process."""
     metrics = _metrics(_read("metrics.yaml"))
+    enums = _read("enums.yaml")
+    for table, spec in enums.items():
+        parse_states(f"enums.yaml {table}", spec.get("states"))
     uncatalogued = Uncatalogued(metrics)
-    families = {}
-    for entry in sorted(resources.files(__package__).iterdir(), key=lambda p: p.name):
-        if entry.name.endswith(".yaml") and entry.name != "metrics.yaml":
-            fam = _family(_read(entry.name), metrics, uncatalogued)
-            if fam.name in families:
-                raise CatalogError(f"{entry.name}: family {fam.name} defined twice")
-            families[fam.name] = fam
-    return Catalog(metrics=metrics, families=families, uncatalogued=uncatalogued)
+    families: dict[str, FamilyCatalog] = {}
+    for stem in FAMILY_FILES:
+        fam = _family(_read(f"{stem}.yaml"), metrics, uncatalogued, enums, families)
+        if fam.name in families:
+            raise CatalogError(f"{stem}.yaml: family {fam.name} defined twice")
+        families[fam.name] = fam
+    return Catalog(metrics=metrics, families=families, uncatalogued=uncatalogued, enums=enums)
 
 
 def iter_field_samples(family: FamilyCatalog, payload: dict) -> Iterable[tuple[FieldMap, float]]:

@@ -1,10 +1,17 @@
 """The account side of the simulated API: plants, dataloggers, device lists, settings.
 
-None of these paths or row fields is documented (NOTES.md: "by analogy,
-assumed"); they follow the shape of the confirmed history endpoint: paginated
-with ``pageNo``/``pageSize``, rows in ``data.datas``, the last page shorter than
-``pageSize``. Settings are served for GET only; a modifying method gets 405,
-which no test should ever see from the exporter.
+Shapes follow the vendor doc where it shows them (docs/api.md):
+  * device lists are keyed by the datalogger, ``?dataLogSn=``, and answer a
+    bare JSON array (the documented BCU list ``bms/buc-base-info/list``); rows
+    carry ``deviceSn``, ``dataLogSn``, ``firmwareVersion``, ``lost`` (bool),
+    ``status`` (a string), ``address``, ``deviceNo``, ``systemNo``, ``updateTime``;
+  * settings (``hps/big-setting``, ``hps/small-setting``, ``bms/bcu-setting``)
+    answer an object; a modifying method gets 405, which no test should ever
+    see from the exporter.
+Assumed (undocumented): the plant and datalogger lists are page objects
+``{datas, total, pageNo, pageSize, offset}`` like the documented history; the
+datalogger list is keyed by ``plantId``; device-list rows also carry
+``deviceModel`` (the exporter needs the model to tell HPS100HV/HPS150HV apart).
 """
 
 from __future__ import annotations
@@ -36,8 +43,10 @@ def _page(sim: "Simulator", req: "Request", rows: list[dict]) -> "Reply":
         return sim.error(400, "pageNo and pageSize must be numbers")
     if no < 1 or not 1 <= size <= 1000:
         return sim.error(400, "pageNo >= 1, 1 <= pageSize <= 1000")
-    chunk = rows[(no - 1) * size: no * size]
-    return Reply(envelope=sim.envelope_dict({"datas": chunk, "pageNo": no, "pageSize": size, "total": len(rows)}))
+    offset = (no - 1) * size
+    chunk = rows[offset: offset + size]
+    return Reply(envelope=sim.envelope_dict(
+        {"datas": chunk, "offset": offset, "pageNo": no, "pageSize": size, "total": len(rows)}))
 
 
 def _get_only(handler: Callable) -> Callable:
@@ -61,19 +70,52 @@ def _datalog_rows(sim: "Simulator", plant_id: str | None) -> list[dict]:
     for d in sim.devices.values():
         if d.datalog_sn and (plant_id is None or d.plant_id == plant_id):
             seen.setdefault(d.datalog_sn, d.plant_id)
-    return [{"datalogSn": sn, "plantId": pid, "model": "DL-WiFi", "status": 0 if sn in OFFLINE_DATALOGS else 1}
+    return [{"dataLogSn": sn, "plantId": pid, "model": "DL-WiFi", "status": 0 if sn in OFFLINE_DATALOGS else 1}
             for sn, pid in sorted(seen.items())]
 
 
-def _device_row(d: SimDevice) -> dict:
-    return {"deviceSn": d.sn, "deviceModel": d.model, "plantId": d.plant_id, "datalogSn": d.datalog_sn,
-            "firmwareVersion": d.firmware, "ratedPower": str(d.rating_kw)}
+def _device_row(d: SimDevice, index: int = 0) -> dict:
+    """A row of a device list, the documented BCU list's fields plus deviceModel."""
+    return {"address": index + 1, "dataLogSn": d.datalog_sn, "deviceModel": d.model, "deviceNo": index,
+            "deviceSn": d.sn, "firmwareVersion": d.firmware, "lost": d.lost, "status": "-1" if d.lost else "2",
+            "systemNo": 1, "updateTime": "2026-01-01 00:00:00"}
+
+
+# GET /api/v1/bms/bcu-setting: the doc's field list with its example values.
+BCU_SETTINGS: dict[str, Any] = {
+    "batCellNumber": 16, "batPackNumber": 12, "cellFullChargeVoltage": 3.4, "cellFullDischargeVoltage": 3,
+    "chargingCurrentCalibrationDenominator": 1, "chargingCurrentCalibrationNumerator": 1,
+    "currentCalibrationEnable": 0, "currentRatio": 1,
+    "dischargingCurrentCalibrationDenominator": 1, "dischargingCurrentCalibrationNumerator": 1,
+    "level1CellVoltHighWarning": 3.4, "level1CellVoltLowWarning": 2.8, "level1ChargeCurrHighWarning": 0,
+    "level1ChargeTEMPHighWarning": 35, "level1ChargeTEMPLowWarning": 0, "level1DischargeCurrHighWarning": 0,
+    "level1DischargeTEMPHighWarning": 35, "level1DischargeTEMPLowWarning": 0,
+    "level2CellVoltHighFault": 3.5, "level2CellVoltLowFault": 2.6, "level2ChargeCurrHighFault": 0,
+    "level2ChargeTEMPHighFault": 40, "level2ChargeTEMPLowFault": -5, "level2DischargeCurrHighFault": 0,
+    "level2DischargeTEMPHighFault": 40, "level2DischargeTEMPLowFault": -10,
+    "level3CellVoltHighProtection": 3.6, "level3CellVoltLowProtection": 2.4, "level3ChargeCurrHighProtection": 0,
+    "level3ChargeTEMPHighProtection": 45, "level3ChargeTEMPLowProtection": 5, "level3DischargeCurrHighProtection": 0,
+    "level3DischargeTEMPHighProtection": 45, "level3DischargeTEMPLowProtection": -20,
+    "pasBalWaitTimeHour": 0.001,
+}
 
 
 def settings_of(d: SimDevice) -> dict:
-    """Deterministic settings: numbers (some as strings, as the vendor sends them) and text."""
-    return {"deviceSn": d.sn, "exportLimit": str(round(d.rating_kw * 0.8, 1)), "socLowLimit": 15, "socHighLimit": "95",
-            "runModel": d.seed % len(_MODES), "workMode": _MODES[d.seed % len(_MODES)], "gridCode": "VDE-AR-N 4105"}
+    """Deterministic settings. The doc shows only the first and last field of the HPS
+    settings (central `atsComNo` .. `valleyPeriodTime5`, HV adds `sharedBatteryEnable`;
+    string `batCapacity` .. `valleyPeriodTime2`); the fields between are assumed."""
+    if d.family == "bcu":
+        return dict(BCU_SETTINGS)
+    if d.family == "hps_string":
+        periods = 2
+        data: dict[str, Any] = {"batCapacity": str(round(d.rating_kw * 2)), "runModel": d.seed % 4}
+    else:
+        periods = 5
+        data = {"atsComNo": d.seed % 3, "runModel": d.seed % 4, "socLowLimit": 15, "socHighLimit": "95"}
+        if d.is_hv:
+            data["sharedBatteryEnable"] = 0
+    data.update({f"valleyPeriodTime{i}": f"0{i}:00-0{i + 1}:00" for i in range(1, periods + 1)})
+    return data
 
 
 def account_routes() -> dict[str, Callable]:
@@ -94,7 +136,7 @@ def account_routes() -> dict[str, Callable]:
 
     @_get_only
     def datalog_info(sim, req):
-        rows = [r for r in _datalog_rows(sim, None) if r["datalogSn"] == req.query.get("datalogSn")]
+        rows = [r for r in _datalog_rows(sim, None) if r["dataLogSn"] == req.query.get("dataLogSn")]
         return sim.error(400, "not found") if not rows else _reply(sim, rows[0])
 
     routes[DEFAULT_ENDPOINTS["plant"]["list"]] = plant_list
@@ -110,7 +152,7 @@ def account_routes() -> dict[str, Callable]:
     return routes
 
 
-def _reply(sim: "Simulator", data: dict) -> "Reply":
+def _reply(sim: "Simulator", data: Any) -> "Reply":
     from .server import Reply
 
     return Reply(envelope=sim.envelope_dict(data))
@@ -118,10 +160,11 @@ def _reply(sim: "Simulator", data: dict) -> "Reply":
 
 def _family_list(family: str) -> Callable:
     def handle(sim, req):
-        plant = req.query.get("plantId")
-        rows = [_device_row(d) for sn, d in sorted(sim.devices.items())
-                if d.family == family and (plant is None or d.plant_id == plant)]
-        return _page(sim, req, rows)
+        datalog = req.query.get("dataLogSn")
+        if not datalog:
+            return sim.error(400, "dataLogSn must not be empty")
+        devices = [d for _, d in sorted(sim.devices.items()) if d.family == family and d.datalog_sn == datalog]
+        return _reply(sim, [_device_row(d, i) for i, d in enumerate(devices)])
 
     return handle
 

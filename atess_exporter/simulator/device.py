@@ -28,6 +28,7 @@ class SimDevice:
     plant_id: str = "PL1001"       # the account's plant and datalogger the device sits behind
     datalog_sn: str = "DL1001A"
     firmware: str = "V2.1.07"
+    lost: bool = False             # the cloud lost contact: lists and latest data say `lost: true`
 
     def __post_init__(self) -> None:
         if self.seed is None:

@@ -1,9 +1,15 @@
 """Latest-data payloads of the device families other than the central HPS.
 
-Only the central HPS is documented (see ``physics``). The field sets here are
-those of the catalog files (``atess_exporter/catalog/<family>.yaml``), which say
-per field what was seen in public code and what is assumed; the simulator and
-the catalog must agree, and tests/test_catalog.py checks that they do.
+Only the central HPS is documented in full (see ``physics``). The string HPS and
+PBD pages show their first and last field (``bipvBuck1 .. vpvwn``,
+``bipvBuck1 .. vpv5``) and recorded data show those payloads reuse the central
+names; nothing is known of the PCS and BMS payloads. So every family here speaks
+the central vocabulary, plus the documented names and a few names seen in the
+ATESS app (catalog/<family>.yaml says which). Like recorded data, the
+undocumented payloads also carry fields that are not measurements (``lost``,
+``again``, ``withTime``, ``id``, ``address``, ``dataLogSn``, a nested object) and
+one numeric field no catalog knows (``temp2``), so the exporter's handling of
+both is exercised by the demo.
 
 The physics is ``physics``' own: the same deterministic 7-day cycle of PV,
 load and battery per device, so lifetime totals are exact integer-Wh sums that
@@ -129,11 +135,17 @@ class _Reading:
         return chg, dis
 
     def bms_status(self) -> int:
-        return 1 if self.pbat < -_ACTIVE_KW else 2 if self.pbat > _ACTIVE_KW else 0
+        return physics.bms_status(self.pbat)
+
+    def extras(self, device: SimDevice) -> dict:
+        """What recorded payloads carry besides measurements."""
+        return {"lost": False, "again": False, "withTime": True, "id": self.seed % 100000, "address": 1,
+                "dataLogSn": device.datalog_sn, "calendar": {"year": 2026, "month": 1, "dayOfMonth": 1},
+                "temp2": _r(self.ambient() + 1.5)}
 
 
 def hps_string_latest(device: SimDevice, now: float) -> dict:
-    """``data`` of GET /api/v1/hps/data-last-small (fields: catalog/hps_string.yaml)."""
+    """``data`` of GET /api/v1/hps/data-last-small: central names, ``bipvBuck1``, ``vpvXn``."""
     r = _Reading(device, now, salt=1)
     rng, R = r.rng, r.p.rating
     ppv, load, pbat = r.ppv, r.load, r.pbat
@@ -146,35 +158,28 @@ def hps_string_latest(device: SimDevice, now: float) -> dict:
     grid_i = [abs(grid) * 1000.0 / (_SQRT3 * g_line[0]) * f for f in r.p.imbalance]
     ambient = r.ambient()
     return {
-        "deviceSn": device.sn,
-        "time": r.time,
-        "status": 1,
-        "runModel": 0,
+        "bipvBuck1": _r(amps[0]), "ibuck2": _s(amps[1]),
+        "deviceSn": device.sn, "time": r.time,
+        "status": 2, "runModel": 5,
         "ppv": _r(ppv, 2), "vpv": _r(sum(volts) / 2), "ipv": _r(sum(amps)),
-        "ppv1": _s(pw[0], 2), "ppv2": _s(pw[1], 2),
-        "vpv1": _s(volts[0]), "vpv2": _s(volts[1]),
-        "ipv1": _s(amps[0]), "ipv2": _s(amps[1]),
-        "pbat": _r(pbat, 2), "vbat": _r(vbat), "ibat": _r(ibat),
-        "soc": int(round(r.soc)),
-        "batTemp": _r(24.0 + r.p.temp_offset / 2 + 6.0 * abs(pbat) / r.p.bat_max_kw),
-        "bmsStatus": r.bms_status(),
-        "gridVoltUv": _r(g_line[0]), "gridVoltVw": _r(g_line[1]), "gridVoltWu": _r(g_line[2]),
-        "gridCurrU": _r(grid_i[0]), "gridCurrV": _r(grid_i[1]), "gridCurrW": _r(grid_i[2]),
-        "pGrid": _r(grid, 2),
-        "outVoltU": _r(o_phase[0]), "outVoltV": _r(o_phase[1]), "outVoltW": _r(o_phase[2]),
-        "outFreq": _r(r.frequency(), 2),
-        "pLoad": _r(load, 2),
-        "pf": _r(pf, 3),
-        "envTemp": _r(ambient),
-        "invTemp": _r(ambient + 5.0 + 25.0 * abs(ppv + pbat) / R),
-        **r.energies(("ePvToday", "ePvTotal", "pv"), ("eBatChargeToday", "eBatChargeTotal", "charge"),
-                     ("eBatDischargeToday", "eBatDischargeTotal", "discharge"), ("eGridInToday", "eGridInTotal", "imp"),
-                     ("eGridOutToday", "eGridOutTotal", "exp"), ("eLoadToday", "eLoadTotal", "load")),
+        "pac": _r(pbat, 2), "vbat": _r(vbat), "ibat": _r(ibat),
+        "capacity": int(round(r.soc)), "bmsStatus": r.bms_status(),
+        "gvpvuv": _r(g_line[0]), "gvpvvw": _r(g_line[1]), "gvpvwu": _r(g_line[2]),
+        "ipvu": _r(grid_i[0]), "ipvv": _r(grid_i[1]), "ipvw": _r(grid_i[2]),
+        "bactivePower": _r(grid, 2), "meterPower": _r(grid, 2),
+        "fac": _r(r.frequency(), 2), "loadActivePower": _r(load, 2), "pf": _r(pf, 3),
+        "temp": _r(ambient), "temp1": _r(ambient + 5.0 + 25.0 * abs(ppv + pbat) / R),
+        **r.energies(("epvToday", "epvTotal", "pv"), ("echargeToday", "ebatChargeTotal", "charge"),
+                     ("edischargeToday", "ebatDischargeTotal", "discharge"), ("egridToday", "egridTotal", "imp"),
+                     ("etoGridToday", "etoGridTotal", "exp"), ("eloadToday", "eloadTotal", "load")),
+        **r.extras(device),
+        "vpvun": _r(o_phase[0]), "vpvvn": _r(o_phase[1]), "vpvwn": _r(o_phase[2]),
     }
 
 
 def pcs_latest(device: SimDevice, now: float) -> dict:
-    """``data`` of GET /api/v1/pcs/data-last (fields: catalog/pcs.yaml)."""
+    """``data`` of GET /api/v1/pcs/data-last: the central names of a converter whose PV
+    arrives through a PBD, plus typeFlag/selfTime (ATESS app)."""
     r = _Reading(device, now, salt=2)
     rng, R = r.rng, r.p.rating
     ppv, load, pbat = r.ppv, r.load, r.pbat
@@ -190,38 +195,31 @@ def pcs_latest(device: SimDevice, now: float) -> dict:
     chg, dis = r.bms_limits()
     ambient = r.ambient()
     return {
-        "deviceSn": device.sn,
-        "time": r.time,
-        "status": 1,
-        "runModel": 0,
-        "typeFlag": 0,
-        "selfTime": 60,
-        "ppv": _r(ppv, 2),
-        "pacToBattery": _r(pbat, 2),
+        "atsBypass": 0, "deviceSn": device.sn, "time": r.time,
+        "status": 2, "runModel": 5, "typeFlag": 0, "selfTime": 60,
+        "ppv": _r(ppv, 2), "pac": _r(pbat, 2),
         "vbat": _r(vbat), "ibat": _r(ibat),
-        "capacity": int(round(r.soc)),
-        "bmsStatus": r.bms_status(),
+        "capacity": int(round(r.soc)), "bmsStatus": r.bms_status(),
         "maxChargeCurr": _r(chg), "maxDischargeCurr": _r(dis),
-        "vacFrequency": _s(r.frequency(), 2),
-        "bActivePower": _r(grid, 2),
-        "bApparentPower": _r(byp_kva, 2),
-        "bReactivePower": _r(math.sqrt(max(byp_kva**2 - grid**2, 0.0)), 2),
+        "fac": _s(r.frequency(), 2),
+        "bactivePower": _r(grid, 2), "bapparentPower": _r(byp_kva, 2),
+        "breactivePower": _r(math.sqrt(max(byp_kva**2 - grid**2, 0.0)), 2),
         "pf": _s(pf, 3),
         "gvpvuv": _r(g_line[0]), "gvpvvw": _r(g_line[1]), "gvpvwu": _r(g_line[2]),
         "ipvu": _r(inv_i[0]), "ipvv": _r(inv_i[1]), "ipvw": _r(inv_i[2]),
         "outvu": _r(o_phase[0]), "outvv": _r(o_phase[1]), "outvw": _r(o_phase[2]),
-        "loadActivePower": _r(load, 2),
-        "loadPf": _r(rng.uniform(0.93, 0.97), 3),
-        "envTemp": _r(ambient),
-        "temp1": _r(ambient + 5.0 + 25.0 * abs(p_inv) / R),
-        **r.energies(("eToday", "eTotal", "pv"), ("echargeToday", "ebatChargeTotal", "charge"),
+        "loadActivePower": _r(load, 2), "loadPf": _r(rng.uniform(0.93, 0.97), 3),
+        "temp": _r(ambient), "temp1": _r(ambient + 5.0 + 25.0 * abs(p_inv) / R),
+        **r.energies(("epvToday", "epvTotal", "pv"), ("echargeToday", "ebatChargeTotal", "charge"),
                      ("edischargeToday", "ebatDischargeTotal", "discharge"), ("egridToday", "egridTotal", "imp"),
                      ("etoGridToday", "etoGridTotal", "exp"), ("eloadToday", "eloadTotal", "load")),
+        **r.extras(device),
     }
 
 
 def pbd_latest(device: SimDevice, now: float) -> dict:
-    """``data`` of GET /api/v1/pbd/data-last (fields: catalog/pbd.yaml)."""
+    """``data`` of GET /api/v1/pbd/data-last: ``bipvBuck1`` .. ``vpv5`` as the doc's example,
+    central names between."""
     r = _Reading(device, now, salt=3)
     rng, R = r.rng, r.p.rating
     ppv = r.ppv
@@ -230,26 +228,23 @@ def pbd_latest(device: SimDevice, now: float) -> dict:
     pchg = ppv * 0.985  # DC-DC efficiency
     ambient = r.ambient()
     return {
-        "deviceSn": device.sn,
-        "time": r.time,
-        "status": 1 if ppv > _ACTIVE_KW else 0,
-        "typeFlag": 0,
-        "selfTime": 60,
+        "bipvBuck1": _r(amps[0]), "ibuck2": _s(amps[1]),
+        "deviceSn": device.sn, "time": r.time,
+        "status": 2 if ppv > _ACTIVE_KW else 0,
+        "typeFlag": 0, "selfTime": 60,
         "ppv": _r(ppv, 2), "vpv": _r(sum(volts) / 2), "ipv": _r(sum(amps)),
-        "vpv1": _s(volts[0]), "vpv2": _s(volts[1]),
-        "ipv1": _s(amps[0]), "ipv2": _s(amps[1]),
-        "vbat": _r(vbat),
-        "ichg": _r(pchg * 1000.0 / vbat),
-        "pchg": _r(pchg, 2),
+        "vbat": _r(vbat), "ibat": _r(-pchg * 1000.0 / vbat), "pac": _r(-pchg, 2),
         "bvbus": _r(vbat + rng.uniform(0.5, 2.0)),
-        "envTemp": _r(ambient),
-        "temp1": _r(ambient + 3.0 + 25.0 * ppv / R),
-        "eToday": r.kwh_today("pv"), "eTotal": r.kwh_total("pv"),
-        "eChargeTimeToday": r.minutes_today("pv_t"), "eChargeTimeTotal": r.hours_total("pv_t"),
+        "temp": _r(ambient), "temp1": _r(ambient + 3.0 + 25.0 * ppv / R),
+        "epvToday": r.kwh_today("pv"), "epvTotal": r.kwh_total("pv"),
+        "epvTimeToday": r.minutes_today("pv_t"), "epvTimeTotal": r.hours_total("pv_t"),
+        **r.extras(device),
+        "vpv5": 0,
     }
 
 
 def _bms(device: SimDevice, now: float, family: str) -> dict:
+    """A BMS payload in the central HPS's BMS vocabulary, plus batFlag (ATESS app)."""
     r = _Reading(device, now, model=_BATTERY_MODEL[family], salt=4)
     rng, p = r.rng, r.p
     pbat = r.pbat
@@ -258,20 +253,12 @@ def _bms(device: SimDevice, now: float, family: str) -> dict:
     bat_temp = 24.0 + p.temp_offset / 2 + 6.0 * abs(pbat) / p.bat_max_kw
     racks = p.racks
     data: dict = {
-        "deviceSn": device.sn,
-        "time": r.time,
+        "deviceSn": device.sn, "time": r.time,
         "batFlag": -1 if pbat < -_ACTIVE_KW else 1 if pbat > _ACTIVE_KW else 0,
-        "bmsStatus": r.bms_status(),
-        "bmsSystemStatus": 1,
-        "bmsVoltStatus": 1,
+        "bmsStatus": r.bms_status(), "bmsSystemStatus": 1, "bmsVoltStatus": 1,
+        "capacity": int(round(r.soc)), "soh": 96 + r.seed % 4,
+        "vbat": _r(vbat), "ibat": _r(ibat), "pac": _r(pbat, 2), "mvpv": _s(cell, 3),
     }
-    if family == "mbms":
-        data["rackNum"] = racks
-    data.update({
-        "soc": int(round(r.soc)),
-        "soh": 96 + r.seed % 4,
-        "vBat": _r(vbat), "cBat": _r(ibat), "pBat": _r(pbat, 2),
-    })
     extremes = {
         "maxVolt": _s(cell + rng.uniform(0.004, 0.015), 3), "maxVoltGroup": rng.randint(1, racks),
         "maxVoltCell": rng.randint(1, p.modules), "maxVoltNum": rng.randint(1, 16),
@@ -287,20 +274,22 @@ def _bms(device: SimDevice, now: float, family: str) -> dict:
     data.update(extremes)
     data.update({
         "maxChargeCurr": _r(chg), "maxDischargeCurr": _r(dis),
-        "maxChargePower": _r(chg * vbat / 1000.0), "maxDischargePower": _r(dis * vbat / 1000.0),
-        "eChargeToday": r.kwh_today("charge"), "eChargeTotal": r.kwh_total("charge"),
-        "eDischargeToday": r.kwh_today("discharge"), "eDischargeTotal": r.kwh_total("discharge"),
+        "echargeToday": r.kwh_today("charge"), "ebatChargeTotal": r.kwh_total("charge"),
+        "edischargeToday": r.kwh_today("discharge"), "ebatDischargeTotal": r.kwh_total("discharge"),
     })
+    if family == "mbms":
+        data["rackNum"] = racks
+    data.update(r.extras(device))
     return data
 
 
 def bcu_latest(device: SimDevice, now: float) -> dict:
-    """``data`` of GET /api/v1/bcu/data-last (fields: catalog/bcu.yaml)."""
+    """``data`` of the BCU latest-data endpoint (path assumed)."""
     return _bms(device, now, "bcu")
 
 
 def mbms_latest(device: SimDevice, now: float) -> dict:
-    """``data`` of GET /api/v1/mbms/data-last (fields: catalog/mbms.yaml)."""
+    """``data`` of the MBMS latest-data endpoint (path assumed)."""
     return _bms(device, now, "mbms")
 
 

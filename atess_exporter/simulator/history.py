@@ -1,26 +1,25 @@
 """History endpoints of the simulated ATESS cloud ("historical data" per family).
 
-``GET <history path>?deviceSn=&startDate=&endDate=&pageNo=&pageSize=`` (NOTES.md:
-the HPS paths are confirmed from client code, the rest by analogy). Generic over
+``GET <history path>?deviceSn=&startDate=&endDate=&pageNo=&pageSize=`` (the
+central HPS path is documented, the rest assumed). Generic over
 ``physics.LATEST_BUILDERS``: the row of a 5-minute slot is exactly the payload the
-latest-data endpoint would have served during that slot, plus ``recordTime``
-(plant-local ``YYYY-MM-DD HH:MM:SS``, the slot's start). A family added to
-``LATEST_BUILDERS`` gets history for free: register
-``history_handler("<family>")`` for its path in ``server.DEFAULT_ROUTES``.
+latest-data endpoint would have served during that slot, whose ``time``
+(plant-local ``YYYY-MM-DD HH:MM:SS``) is the slot's start.
 
-From NOTES.md: dates ``YYYY-MM-DD``; rows in ``data.datas``; a page shorter than
-``pageSize`` is the last one; a range cap is likely (7 days per request in a
-related vendor API).
+From the vendor doc: ``startDate``/``endDate`` are date-times
+(``2023-10-01 00:00:00`` .. ``2023-10-01 23:59:59``); pages start at ``pageNo=1``;
+``data`` is ``{datas, offset, pageNo, pageSize, total}``. A range cap is likely (7
+days per request in a related vendor API).
 
 Assumptions (the doc is silent), each a choice a client must survive:
-  * ``startDate`` and ``endDate`` are plant-local days, both inclusive;
+  * only the day of ``startDate`` and ``endDate`` counts (plant-local days, both
+    inclusive); a bare ``YYYY-MM-DD`` is accepted too;
   * the cap counts days inclusively (7 days = start .. start + 6); exceeding it
     is an API error envelope (HTTP 200, code ``RANGE_ERROR_CODE``);
   * rows come oldest first; slots later than the simulator's clock do not exist
     yet (so today's history is partial and future days are empty);
-  * paging fields besides ``datas``: ``pageNo``, ``pageSize``, ``total``
-    (rows in the whole range) and ``totalPage``; a page past the end has an
-    empty ``datas``;
+  * ``total`` counts the rows in the whole range, ``offset`` is the first row's
+    index; a page past the end has an empty ``datas``;
   * ``pageNo`` defaults to 1 and ``pageSize`` to 10; ``pageSize`` above
     ``max_page_size`` is refused rather than silently capped.
 
@@ -48,15 +47,16 @@ DEFAULT_PAGE_SIZE = 10
 RANGE_ERROR_CODE = 500      # the doc's "fail"; the real code is unknown
 PARAM_ERROR_CODE = 400
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?: \d{2}:\d{2}:\d{2})?$")
 _EPOCH = date(1970, 1, 1)
 
 
 def _parse_date(text: str | None) -> date | None:
-    if not text or not _DATE.match(text):
+    match = _DATE.match(text or "")
+    if not match:
         return None
     try:
-        return date.fromisoformat(text)
+        return date.fromisoformat(match.group(1))
     except ValueError:
         return None
 
@@ -89,7 +89,7 @@ def history_rows(family: str, device: Any, start: date, end: date, now: float,
         slot = first + i
         local = slot * SLOT_SECONDS
         row = dict(builder(device, local - offset_s))
-        row["recordTime"] = _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime(local))
+        row["time"] = _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime(local))
         rows.append(row)
     return total, rows
 
@@ -114,7 +114,7 @@ def history_handler(family: str, max_days: int = DEFAULT_MAX_DAYS,
         start = _parse_date(req.query.get("startDate"))
         end = _parse_date(req.query.get("endDate"))
         if start is None or end is None:
-            return sim.error(PARAM_ERROR_CODE, "startDate and endDate must be dates (yyyy-MM-dd)")
+            return sim.error(PARAM_ERROR_CODE, "startDate and endDate must be date-times (yyyy-MM-dd HH:mm:ss)")
         if end < start:
             return sim.error(PARAM_ERROR_CODE, "endDate must not be before startDate")
         cap = int(getattr(sim, "history_max_days", max_days))
@@ -129,13 +129,8 @@ def history_handler(family: str, max_days: int = DEFAULT_MAX_DAYS,
             return sim.error(PARAM_ERROR_CODE, f"pageSize must be a whole number from 1 to {size_cap}")
         total, rows = history_rows(family, dev, start, end, sim.clock(),
                                    offset=(page_no - 1) * page_size, limit=page_size)
-        data = {
-            "datas": rows,
-            "pageNo": page_no,
-            "pageSize": page_size,
-            "total": total,
-            "totalPage": (total + page_size - 1) // page_size,
-        }
+        data = {"datas": rows, "offset": (page_no - 1) * page_size, "pageNo": page_no, "pageSize": page_size,
+                "total": total}
         return Reply(envelope=sim.envelope_dict(data))
 
     return handle

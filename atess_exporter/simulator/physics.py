@@ -262,6 +262,11 @@ def slot_of(device: SimDevice, now: float) -> tuple[int, int]:
     return int(day), int(rem // SLOT_SECONDS)
 
 
+def bms_status(pbat: float) -> int:
+    """The BMS battery status (Modbus register 176 high byte): 0 hold, 4 charging, 5 discharging."""
+    return 4 if pbat < -_ACTIVE_KW else 5 if pbat > _ACTIVE_KW else 0
+
+
 def _s(x: float) -> str:
     return f"{x:.1f}"
 
@@ -364,7 +369,7 @@ def hps_central_latest(device: SimDevice, now: float) -> dict:
         "atsBypass": 0,
         "bactivePower": r2(grid),
         "bapparentPower": r2(byp_kva),
-        "bmsStatus": 1 if pbat < -_ACTIVE_KW else 2 if pbat > _ACTIVE_KW else 0,
+        "bmsStatus": bms_status(pbat),
         "bmsSystemStatus": 1,
         "bmsVoltStatus": 1,
         "breactivePower": r2(math.sqrt(max(byp_kva**2 - grid**2, 0.0))),
@@ -449,9 +454,9 @@ def hps_central_latest(device: SimDevice, now: float) -> dict:
         "pac": r2(pbat),
         "pf": r3(pf),
         "ppv": r2(ppv_field),
-        "runModel": 0,
+        "runModel": 5,
         "scrTemp": r1(ambient + 2.0 + 10.0 * abs(grid) / R),
-        "status": 1,
+        "status": 2,
         "systemNo": 1,
         "temp": r1(ambient),
         "temp1": r1(ambient + 5.0 + 25.0 * abs(p_inv) / R),

@@ -93,6 +93,9 @@ def latest_handler(family: str) -> Handler:
         if dev is None or dev.family != family:
             return sim.error(400, "not found")
         data = LATEST_BUILDERS[family](dev, sim.clock())
+        if dev.lost:
+            # The cloud keeps the last reading and flags the device (recorded data).
+            data = {**data, "lost": True, "status": -1}
         return Reply(envelope=sim.envelope_dict(data), latest=True)
 
     return handle
@@ -104,14 +107,9 @@ from .account import account_routes  # noqa: E402 - plants, dataloggers, device 
 
 DEFAULT_ROUTES: dict[str, Handler] = {
     **account_routes(),
-    "/api/v1/hps/data-last": latest_handler("hps_central"),
-    # The other families' latest data (paths as endpoints.DEFAULT_ENDPOINTS;
-    # data-last-small confirmed, the rest assumed).
-    "/api/v1/hps/data-last-small": latest_handler("hps_string"),
-    "/api/v1/pcs/data-last": latest_handler("pcs"),
-    "/api/v1/pbd/data-last": latest_handler("pbd"),
-    "/api/v1/bcu/data-last": latest_handler("bcu"),
-    "/api/v1/mbms/data-last": latest_handler("mbms"),
+    # Latest data and history of every family at the default paths (endpoints.py
+    # says which are documented and which assumed).
+    **{ops["latest"]: latest_handler(family) for family, ops in DEFAULT_ENDPOINTS.items() if "latest" in ops},
     **{ops["history"]: history_handler(family) for family, ops in DEFAULT_ENDPOINTS.items() if "history" in ops},
 }
 
