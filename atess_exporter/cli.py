@@ -72,14 +72,14 @@ def list_metrics() -> str:
     lines = ["| metric | type | labels | vendor fields (family.field \"description\" unit) |", "|---|---|---|---|"]
     for name, m in catalog.metrics.items():
         fields = []
-        for fam in catalog.families.values():
-            for f in fam.fields.values():
-                if f.metric.name == name:
-                    lbl = ",".join(f"{k}={v}" for k, v in zip(m.labels, f.label_values))
-                    fields.append(f"{fam.name}.{f.field}{'{' + lbl + '}' if lbl else ''} \"{f.doc}\" {f.unit}")
-                elif f.state_metric is not None and f.state_metric.name == name:
-                    states = ", ".join(f"{value:g}={state}" for value, state in f.states)
-                    fields.append(f"{fam.name}.{f.field}: 1 for the current state ({states})")
+        for fam, variant, f in catalog.field_sources():
+            where = f"{fam.name}.{f.field}" + (f" ({variant} models)" if variant else "")
+            if f.metric.name == name:
+                lbl = ",".join(f"{k}={v}" for k, v in zip(m.labels, f.label_values))
+                fields.append(f"{where}{'{' + lbl + '}' if lbl else ''} \"{f.doc}\" {f.unit}")
+            elif f.state_metric is not None and f.state_metric.name == name:
+                states = ", ".join(f"{value:g}={state}" for value, state in f.states) or "no table: give one under enums:"
+                fields.append(f"{where}: 1 for the current state ({states})")
         labels = ", ".join(("sn", "model") + m.labels)
         lines.append(f"| `{name}` | {m.type} | {labels} | {'<br>'.join(fields).replace('|', '/')} |")
     return "\n".join(lines) + "\n"
@@ -91,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         from .backfill import main as backfill_main
 
         return backfill_main(argv[1:])
+    if argv[:1] == ["probe"]:
+        from .probe import main as probe_main
+
+        return probe_main(argv[1:])
     args = build_parser().parse_args(argv)
     from .logs import setup_logging
 

@@ -154,23 +154,29 @@ class Catalog:
     uncatalogued: Uncatalogued = dc_field(default_factory=Uncatalogued, compare=False, repr=False)
     enums: dict[str, dict] = dc_field(default_factory=dict, compare=False, repr=False)
 
-    @functools.cached_property
-    def _vendor_index(self) -> dict[str, list[str]]:
-        """metric -> the vendor fields feeding it, built once: HELP texts are asked per scrape."""
-        out: dict[str, list[str]] = {}
+    def field_sources(self) -> Iterable[tuple[FamilyCatalog, str, FieldMap]]:
+        """(family, variant, field) for every mapping, an inherited field once: as the
+        central HPS field every family shares."""
         central = self.families.get("hps_central")
         for fam in self.families.values():
             for variant, f in fam.all_fields():
                 if fam is not central and central is not None and central.fields.get(f.field) is f:
-                    continue  # inherited: listed once, as the central field every family shares
-                where = f"{fam.name}.{f.field}" + (f" ({variant} models)" if variant else "")
-                text = f"{where} \"{f.doc}\"" if f.doc else where
-                if text not in out.setdefault(f.metric.name, []):
-                    out[f.metric.name].append(text)
-                if f.state_metric is not None:
-                    line = f"{where} (1 for the current state)"
-                    if line not in out.setdefault(f.state_metric.name, []):
-                        out[f.state_metric.name].append(line)
+                    continue
+                yield fam, variant, f
+
+    @functools.cached_property
+    def _vendor_index(self) -> dict[str, list[str]]:
+        """metric -> the vendor fields feeding it, built once: HELP texts are asked per scrape."""
+        out: dict[str, list[str]] = {}
+        for fam, variant, f in self.field_sources():
+            where = f"{fam.name}.{f.field}" + (f" ({variant} models)" if variant else "")
+            text = f"{where} \"{f.doc}\"" if f.doc else where
+            if text not in out.setdefault(f.metric.name, []):
+                out[f.metric.name].append(text)
+            if f.state_metric is not None:
+                line = f"{where} (1 for the current state)"
+                if line not in out.setdefault(f.state_metric.name, []):
+                    out[f.state_metric.name].append(line)
         return out
 
     def vendor_fields(self, metric: str) -> list[str]:

@@ -1,0 +1,271 @@
+"""`atess-exporter probe`: check a live account endpoint by endpoint.
+
+One call per endpoint the config would use (the lists when it discovers, then
+for one device of each family: latest data, settings, one history page), each
+a different path or device, so the probe stays within the API's "once every
+5 minutes" per device and endpoint. Per call it reports what the cloud
+answered and what the catalog makes of it; a path that answers 404 or an
+error code is retried once at each documented alternative
+(endpoints.ALTERNATIVES), and the one that answers is offered as an
+`endpoints:` override. `--save DIR` writes every answer redacted
+(recording.py), ready to attach to a bug report or to add to
+tests/fixtures/recorded/.
+
+Exit status: 0 when every endpoint answered, 1 otherwise, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from . import recording
+from .catalog import Catalog, parse_number
+from .client import ApiError, AtessClient, AtessError, HttpError, MalformedResponseError, NoDataError
+from .config import Config, ConfigError, DeviceConfig, load_config
+from .discovery import pick, rows_of
+from .endpoints import ALTERNATIVES, LIST_KEY, NON_DEVICE_FAMILIES, status as doc_status
+from .models import label_text, valid_sn
+from .readings import parse_time, read_payload, row_time
+
+ANSWERED = ("success", "no_data")
+HISTORY_PAGE_SIZE = 10
+MAX_PLANTS = 5          # plants whose dataloggers the walk reads
+MAX_DATALOGGERS = 10    # dataloggers whose device lists the walk reads
+
+
+@dataclass
+class Check:
+    family: str
+    operation: str
+    path: str
+    outcome: str = ""
+    status: int | None = None
+    code: Any = None
+    msg: str = ""
+    data: Any = None
+    model: str = ""
+    notes: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    time_ok: bool | None = None
+    suggestion: str = ""
+
+    @property
+    def answered(self) -> bool:
+        return self.outcome in ANSWERED
+
+
+def _call(client: AtessClient, path: str, params: dict) -> tuple[str, int | None, Any, str, Any]:
+    """(outcome, HTTP status, envelope code, msg, data) of one GET; never raises."""
+    try:
+        data = client.get(path, params)
+        return "success", 200, None, "", data
+    except NoDataError:
+        return "no_data", 200, None, "no data", None
+    except ApiError as exc:
+        return exc.outcome, 200, exc.code, str(exc.msg)[:120], None
+    except HttpError as exc:
+        return exc.outcome, exc.status, None, "", None
+    except AtessError as exc:
+        return exc.outcome, getattr(exc, "status", None), None, str(exc)[:120], None
+
+
+class Probe:
+    def __init__(self, config: Config, client: AtessClient, catalog: Catalog, today: date):
+        self.config, self.client, self.catalog, self.today = config, client, catalog, today
+        self.checks: list[Check] = []
+
+    def check(self, family: str, operation: str, params: dict, model: str = "", keep: bool = True) -> Check:
+        path = self.config.endpoint(family, operation)
+        outcome, status, code, msg, data = _call(self.client, path, params)
+        c = Check(family, operation, path, outcome, status, code, msg, data, model)
+        if not c.answered and self._worth_an_alternative(c):
+            c.suggestion = self._alternative(family, operation, params, path)
+        if keep:
+            self.checks.append(c)
+        return c
+
+    @staticmethod
+    def _worth_an_alternative(c: Check) -> bool:
+        return c.status == 404 or c.outcome in ("api_error", "html_response", "http_error", "invalid_response")
+
+    def _alternative(self, family: str, operation: str, params: dict, tried: str) -> str:
+        for alt in ALTERNATIVES.get((family, operation), ()):
+            if alt == tried:
+                continue
+            outcome, *_ = _call(self.client, alt, params)
+            if outcome in ANSWERED:
+                return f"endpoints: {{{family}: {{{operation}: {alt}}}}}"
+        return ""
+
+    # -- the walk ------------------------------------------------------------
+    def run(self) -> None:
+        devices: dict[str, DeviceConfig] = {}
+        for d in self.config.devices:
+            devices.setdefault(d.type, d)
+        families = list(self.config.discovery.families or self.catalog.families)
+        if self.config.discovery.enabled or not self.config.devices:
+            self._lists(families, devices)
+        yesterday = self.today - timedelta(days=1)
+        fmt = self.config.history_date_format
+        for family in sorted(devices):
+            dev = devices[family]
+            latest = self.check(family, "latest", {"deviceSn": dev.sn}, dev.model)
+            self._describe_payload(latest, dev)
+            settings = self.check(family, "settings", {"deviceSn": dev.sn}, dev.model)
+            if isinstance(settings.data, dict):
+                settings.counts["fields"] = len(settings.data)
+            if not self.config.settings.enabled:
+                settings.notes.append("settings are off in this config")
+            history = self.check(family, "history", {
+                "deviceSn": dev.sn, "startDate": datetime.combine(yesterday, datetime.min.time()).strftime(fmt),
+                "endDate": datetime.combine(yesterday, datetime.max.time()).strftime(fmt),
+                "pageNo": 1, "pageSize": HISTORY_PAGE_SIZE}, dev.model)
+            self._describe_history(history, dev)
+
+    def _lists(self, families: list[str], devices: dict[str, DeviceConfig]) -> None:
+        """Plants, their dataloggers, and each family's list on them until one device of
+        every family is found: each call a different list or datalogger (a bounded walk)."""
+        plants = self._rows(self.check("plant", "list", {"pageNo": 1, "pageSize": 10}))
+        plant_ids = [label_text(pick(r, "plantId", "id")) for r in plants if pick(r, "plantId", "id")][:MAX_PLANTS]
+        lists: dict[str, Check] = {}
+        dataloggers = 0
+        for plant_id in plant_ids:
+            check = self.check("datalog", "list", {LIST_KEY["datalog"]: plant_id, "pageNo": 1, "pageSize": 10}, keep=False)
+            dl_rows = self._rows(check)
+            if "datalog" not in lists or not check.answered:
+                lists["datalog"] = check
+            for row in dl_rows:
+                dl_sn = pick(row, "dataLogSn", "datalogSn", "sn")
+                if not valid_sn(dl_sn) or dataloggers >= MAX_DATALOGGERS:
+                    continue
+                dataloggers += 1
+                for family in families:
+                    if family in devices:
+                        continue
+                    c = self.check(family, "list", {LIST_KEY[family]: dl_sn, "pageNo": 1, "pageSize": 10}, keep=False)
+                    rows = self._rows(c)
+                    if family not in lists or rows or not c.answered:
+                        lists[family] = c
+                    for r in rows:
+                        sn = pick(r, "deviceSn", "sn")
+                        if valid_sn(sn) and family not in devices:
+                            devices[family] = DeviceConfig(sn=sn, type=family, model=label_text(
+                                pick(r, "deviceModel", "model", "deviceType")))
+        self.checks.extend(lists[k] for k in ["datalog", *families] if k in lists)
+
+    def _rows(self, c: Check) -> list[dict]:
+        if c.data is None:
+            return []
+        try:
+            rows, total = rows_of(c.path, c.data)
+        except MalformedResponseError:
+            c.notes.append("neither an array nor a page object")
+            return []
+        c.counts["rows"] = len(rows)
+        c.notes.append("bare array" if isinstance(c.data, list) else f"page object, total {total:g}" if total is not None
+                       else "page object without total")
+        return [r for r in rows if isinstance(r, dict)]
+
+    def _describe_payload(self, c: Check, dev: DeviceConfig) -> None:
+        if not isinstance(c.data, dict):
+            return
+        reading = read_payload(self.catalog.families[dev.type], c.data, dev.model)
+        fam = self.catalog.families[dev.type].for_model(dev.model, c.data)
+        numeric = [k for k, v in c.data.items() if k not in fam.fields and k not in fam.skip
+                   and not isinstance(v, (bool, dict, list)) and parse_number(v) is not None]
+        c.counts.update(fields=len(c.data), catalogued=sum(1 for k in c.data if k in fam.fields),
+                        uncatalogued=len(numeric), unusable=reading.unusable, implausible=len(reading.implausible))
+        c.time_ok = parse_time(c.data.get("time"), self.config.device_timezone(dev)) is not None
+        if reading.variant:
+            c.notes.append(f"model variant {reading.variant}")
+        for bad in reading.implausible[:3]:
+            c.notes.append(f"{bad.field}={bad.value:g} outside {bad.allowed}")
+        if reading.lost:
+            c.notes.append("the cloud says lost: true")
+
+    def _describe_history(self, c: Check, dev: DeviceConfig) -> None:
+        rows = self._rows(c)
+        if rows:
+            c.time_ok = row_time(rows[0], self.config.device_timezone(dev)) is not None
+
+
+# -- output ------------------------------------------------------------------
+
+def render(checks: list[Check]) -> str:
+    head = ("endpoint", "path", "result", "HTTP", "code", "fields", "catalogued", "uncatalogued", "unusable",
+            "implausible", "time", "notes")
+    rows = []
+    for c in checks:
+        counts = c.counts
+        rows.append((f"{c.family}.{c.operation}" + ("" if c.family in NON_DEVICE_FAMILIES else f" ({doc_status(c.family, c.operation)})"),
+                     c.path, c.outcome, "" if c.status is None else str(c.status),
+                     ("ok" if c.answered else "") if c.code is None else str(c.code)[:12],
+                     str(counts.get("fields", counts.get("rows", ""))),
+                     *(str(counts.get(k, "")) for k in ("catalogued", "uncatalogued", "unusable", "implausible")),
+                     {None: "", True: "parsed", False: "NOT parsed"}[c.time_ok],
+                     "; ".join(([c.msg] if c.msg else []) + c.notes)[:120]))
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()  # noqa: E731
+    out = [line(head), line(tuple("-" * w for w in widths))] + [line(r) for r in rows]
+    suggestions = [c.suggestion for c in checks if c.suggestion]
+    if suggestions:
+        out += ["", "Suggested config (these paths answered where the configured ones did not):"]
+        out += [f"  {s}" for s in suggestions]
+    failed = [c for c in checks if not c.answered]
+    out += ["", f"{len(checks) - len(failed)} of {len(checks)} endpoints answered"
+            + (f"; failed: {', '.join(f'{c.family}.{c.operation}' for c in failed)}" if failed else "")]
+    return "\n".join(out) + "\n"
+
+
+def save_all(checks: list[Check], directory: Path) -> list[Path]:
+    known: dict[str, str] = {}
+    paths = []
+    for c in checks:
+        data, known = recording.redact(c.data, known)
+        msg, known = recording.redact(c.msg, known)
+        paths.append(recording.save(directory, f"{c.family}_{c.operation}", {
+            "family": c.family, "operation": c.operation, "path": c.path, "model": c.model,
+            "outcome": c.outcome, "status": c.status, "code": c.code if isinstance(c.code, (int, str)) else None,
+            "msg": msg, "data": data}))
+    return paths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="atess-exporter probe",
+                                description="Check a live ATESS account: one call per endpoint the config uses, "
+                                            "a table of what each answered, suggested endpoints: overrides.")
+    p.add_argument("--config.file", dest="config_file", default="config.yaml", metavar="PATH",
+                   help="configuration file (default: %(default)s)")
+    p.add_argument("--save", metavar="DIR", type=Path, default=None,
+                   help="write every answer, redacted (SNs, plant names and ids hashed), as JSON files into DIR")
+    return p
+
+
+def main(argv: list[str], *, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+         today: Callable[[], date] = date.today, session: Any = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config_file)
+    except ConfigError as exc:
+        print(f"atess-exporter probe: config error: {exc}", file=err)
+        return 1
+    from .logs import setup_logging
+
+    setup_logging("warning", "logfmt", secrets=config.api.credentials.values())
+    client = AtessClient(config.api, session=session)
+    probe = Probe(config, client, config.catalog(), today())
+    probe.run()
+    out.write(render(probe.checks))
+    if args.save is not None:
+        try:
+            paths = save_all(probe.checks, args.save)
+        except OSError as exc:
+            print(f"atess-exporter probe: cannot write {args.save}: {exc.strerror}", file=err)
+            return 1
+        out.write(f"wrote {len(paths)} redacted answers to {args.save}\n")
+    return 0 if probe.checks and all(c.answered for c in probe.checks) else 1
