@@ -25,3 +25,18 @@ def test_every_flag_is_in_the_readme():
              if opt.startswith("--") and opt not in ("--help", "--version")]
     missing = [f for f in flags if f"`{f}`" not in readme]
     assert not missing
+
+
+def test_api_doc_lists_every_default_endpoint():
+    """docs/api.md is what users have of the API's facts: it must name every path we call."""
+    from pathlib import Path
+
+    from atess_exporter.endpoints import DEFAULT_ENDPOINTS, status
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text(encoding="utf-8")
+    for family, ops in DEFAULT_ENDPOINTS.items():
+        for op, path in ops.items():
+            row = next((line for line in text.splitlines() if f"| `{family}` | `{op}` | `{path}` |" in line), None)
+            assert row is not None, (family, op, path)
+            if status(family, op) == "documented":
+                assert "documented" in row, row
