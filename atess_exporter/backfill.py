@@ -13,7 +13,7 @@ Dates: `--from` and `--to` are plant-local days and BOTH INCLUSIVE, like the
 API's startDate/endDate. `--to` defaults to yesterday (in `atess.timezone`).
 
 Rate limit: the API allows one call per device per endpoint every 5 minutes
-(NOTES.md), and every page of history is a call. Calls to one device are
+(docs/api.md), and every page of history is a call. Calls to one device are
 therefore spaced by `--call-interval` (default `poll.interval_seconds`, 300 s),
 measured from the end of the previous call; different devices proceed in
 parallel (`--concurrency`, default `poll.concurrency`). One day of 5-minute rows

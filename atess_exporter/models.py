@@ -1,6 +1,6 @@
 """What a device's model name tells us: its rated power and its field variant.
 
-Model names come from the vendor (NOTES.md, ENUMS.md "Device type code"):
+Model names come from the vendor (docs/api.md, "Model ratings"; the Modbus device type codes):
 central HPS30/50/100/120/150/250 and HPS100HV/HPS150HV, string types such as
 HPS10KTL, HPS7500TL or HPS3500TLS, PCS50..PCS630 (with TL/U suffixes),
 PBD250/PBD350. BMS units (BCU, MBMS) carry no power rating in their name.

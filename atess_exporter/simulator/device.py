@@ -17,7 +17,7 @@ class SimDevice:
     kW and an ``HV`` suffix adds the PV-string fields the doc lists for
     HPS100HV/HPS150HV. ``tz_offset_hours`` is
     the plant's offset from UTC: the cloud reports plant-local times without a
-    zone (NOTES.md), so the simulator needs to know it to place day and night.
+    zone (docs/api.md), so the simulator needs to know it to place day and night.
     """
 
     sn: str

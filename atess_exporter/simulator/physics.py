@@ -1,6 +1,6 @@
 """Payloads of the simulated ATESS cloud: pure functions of (device, now).
 
-Faithful to the vendor doc (hps-central-data-last.txt):
+Faithful to the vendor doc of the central HPS latest data (docs/api.md):
   * the key set of ``data`` is exactly the doc's example, in its order;
   * integer-schema fields are JSON ints, number-schema fields JSON floats,
     string-schema fields numeric strings ("12.5");

@@ -1,6 +1,6 @@
 """HTTP side of the simulated ATESS cloud OpenAPI (stdlib http.server, loopback only).
 
-Faithful to the vendor doc (hps-central-data-last.txt) and NOTES.md:
+Faithful to the vendor doc and recorded data (docs/api.md):
   * ``GET /api/v1/hps/data-last?deviceSn=SN``, ``Authorization`` header;
   * envelope ``{"code", "data", "msg"}`` with HTTP 200 even for API errors;
     codes from the doc's table: 400 not found, 403 no access, 500 fail; success
