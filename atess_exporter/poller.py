@@ -145,7 +145,7 @@ class Poller:
                 glitches=previous.glitches + guard.glitches - glitches_before,
                 unusable_fields=reading.unusable,
                 implausible_fields=len(reading.implausible),
-                lost=reading.lost,
+                lost=reading.lost if reading.lost is not None else self._listed_lost(device.sn),
                 changed_at=previous.changed_at if previous.samples == samples and previous.changed_at else now,
             )
             if guard.glitches > glitches_before:
@@ -166,6 +166,11 @@ class Poller:
             log.warning("most power fields look 1000x too large for the model: the cloud seems to send W, not kW",
                         extra={"fields": {"sn": device.sn, "model": device.model, "fields": ",".join(reading.kilo_suspects),
                                           "fix": f"catalog_overrides: {{{device.type}: {{fields: {{{fields}}}}}}}"}})
+
+    def _listed_lost(self, sn: str) -> bool | None:
+        """The device list's own `lost` flag (documented on the BCU list), for payloads without one."""
+        topology = self.topology
+        return None if topology is None else topology.lost.get(sn)
 
     def _write(self, sn: str, change) -> DeviceSnapshot:
         """Store a poll's result unless discovery removed the device meanwhile."""

@@ -317,3 +317,13 @@ def test_discovery_calls_are_counted_and_budgeted(mocked):
     parsed = scrape(exporter)
     lists = sum(v for lbls, v in series(parsed, "atess_api_requests_total").items() if "list" in dict(lbls)["endpoint"])
     assert lists == 3
+
+
+def test_a_device_the_list_calls_lost_is_offline(mocked):
+    mocked.devices[0]["lost"] = True   # HPS-A; its latest payload carries no lost flag
+    exporter = discovering(mocked)
+    exporter.poller.refresh_topology()
+    exporter.poller.poll_all_once()
+    parsed = scrape(exporter)
+    assert value(parsed, "atess_device_online", sn="HPS-A") == 0
+    assert value(parsed, "atess_device_online", sn="HPS-B") == 1
