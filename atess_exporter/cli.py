@@ -36,8 +36,7 @@ DEMO_INTERVAL_SECONDS = 15.0
 # name -> (module, one line for --help); `atess-exporter NAME --help` tells more.
 SUBCOMMANDS = {
     "backfill": ("backfill", "fetch the history of the devices into an OpenMetrics file for promtool"),
-    "healthcheck": ("healthcheck", "ask this exporter's /healthz with its own listen address and web config "
-                                   "(the container's HEALTHCHECK)"),
+    "healthcheck": ("healthcheck", "ask the running exporter's /healthz, as it is configured (the image's HEALTHCHECK)"),
     "probe": ("probe", "check a live account, one call per endpoint"),
 }
 
@@ -84,9 +83,10 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "(default: none, plain HTTP)", dest="web_config_file", default=None, metavar="PATH")
     opt("--web.telemetry-path", "path of the metrics endpoint (default: %(default)s)", dest="telemetry_path",
         default="/metrics", metavar="PATH")
-    opt("--log.level", "(default: %(default)s)", dest="log_level", default="info",
+    opt("--log.level", "log level (default: %(default)s)", dest="log_level", default="info",
         choices=("debug", "info", "warn", "error"))
-    opt("--log.format", "(default: %(default)s)", dest="log_format", default="logfmt", choices=("logfmt", "json"))
+    opt("--log.format", "log line format (default: %(default)s)", dest="log_format", default="logfmt",
+        choices=("logfmt", "json"))
     opt("--shard", "poll and expose only this replica's share of the devices (0-based INDEX, e.g. 0/3); "
         "overrides the config's shard", metavar="INDEX/COUNT", default=None)
     opt("--demo", "ignore --config.file and run against the embedded ATESS API simulator", action="store_true")
