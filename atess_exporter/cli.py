@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib
 import logging
 import os
 import signal
 import sys
 import threading
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .config import Config
 
 # catalog, config and the rest are imported inside the functions that use them:
 # main() must install its SIGTERM handler before anything slow (in a container the
@@ -74,7 +78,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         epilog=f"sub-commands (atess-exporter COMMAND --help):\n{commands}\n\n"
                f"Every option can also be set by the environment variable in [env ...]; a flag given\n"
                f"on the command line wins. Credentials are never flags: see the config file's token.")
-    opt = lambda flag, help, **kw: _env_option(p, environ, flag, help, **kw)  # noqa: E731
+    opt = functools.partial(_env_option, p, environ)
     opt("--config.file", "configuration file (default: %(default)s)", dest="config_file", default="config.yaml",
         metavar="PATH")
     opt("--web.listen-address", "address to serve /metrics on (default: %(default)s)", dest="listen_address",
