@@ -9,6 +9,8 @@ import tarfile
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SKIP = shutil.ignore_patterns(".git", ".venv*", "__pycache__", "*.pyc", ".pytest_cache", "*.egg-info", "build", "dist",
                               ".benchmarks", ".hypothesis")
@@ -57,3 +59,18 @@ def test_license_is_the_declared_apache_2():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
     assert 'org.opencontainers.image.licenses="Apache-2.0"' in (ROOT / "Dockerfile").read_text()
+
+
+def test_make_demo_installs_only_the_exporter_and_takes_a_port(tmp_path):
+    make = shutil.which("make")
+    if not make:
+        pytest.skip("make not installed")
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=SKIP)
+    res = subprocess.run([make, "-n", "demo", "PORT=9999"], cwd=src, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    installs = [line for line in res.stdout.splitlines() if "pip install" in line]
+    assert installs and all("[test]" not in line for line in installs), installs
+    assert "--demo --web.listen-address 127.0.0.1:9999" in res.stdout
+    res = subprocess.run([make, "-n", "test"], cwd=src, capture_output=True, text=True, timeout=60)
+    assert any("pip install" in line and "'.[test]'" in line for line in res.stdout.splitlines())
