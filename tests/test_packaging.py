@@ -74,3 +74,26 @@ def test_make_demo_installs_only_the_exporter_and_takes_a_port(tmp_path):
     assert "--demo --web.listen-address 127.0.0.1:9999" in res.stdout
     res = subprocess.run([make, "-n", "test"], cwd=src, capture_output=True, text=True, timeout=60)
     assert any("pip install" in line and "'.[test]'" in line for line in res.stdout.splitlines())
+
+
+def test_the_image_and_kubernetes_configs_load(tmp_path, monkeypatch):
+    """The image's built-in config needs only ATESS_TOKEN; the Kubernetes ConfigMap only its token file."""
+    import yaml
+
+    from atess_exporter.config import ConfigError, load_config
+
+    builtin = str(ROOT / "deploy" / "container" / "config.yaml")
+    monkeypatch.delenv("ATESS_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="ATESS_TOKEN is not set"):
+        load_config(builtin)
+    monkeypatch.setenv("ATESS_TOKEN", "a-token-from-the-environment")
+    config = load_config(builtin)
+    assert config.discovery.enabled and not config.devices
+    assert config.state_file == "/var/lib/atess-exporter/atess-exporter-state.json"
+
+    docs = [d for d in yaml.safe_load_all((ROOT / "deploy" / "kubernetes.yaml").read_text()) if d]
+    text = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["config.yaml"]
+    token = tmp_path / "token"
+    token.write_text("a-token-from-a-secret\n")
+    (tmp_path / "config.yaml").write_text(text.replace("/run/secrets/atess/token", str(token)))
+    assert load_config(str(tmp_path / "config.yaml")).discovery.enabled
