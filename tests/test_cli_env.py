@@ -115,3 +115,13 @@ def test_sigterm_during_start_up_ends_it_with_exit_0(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def test_backfill_reads_the_config_the_image_points_at(monkeypatch):
+    """In the image, ATESS_CONFIG_FILE names the config; `IMAGE backfill --from ...` must find it too."""
+    from atess_exporter import backfill
+
+    monkeypatch.setenv("ATESS_CONFIG_FILE", "/etc/atess-exporter/config.yaml")
+    assert backfill.build_parser().parse_args(["--from", "2024-05-01"]).config_file == "/etc/atess-exporter/config.yaml"
+    args = backfill.build_parser().parse_args(["--from", "2024-05-01", "--config.file", "mine.yaml"])
+    assert args.config_file == "mine.yaml"
