@@ -112,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="atess-exporter backfill",
         description="Fetch the ATESS history of the configured devices into an OpenMetrics file "
                     "for `promtool tsdb create-blocks-from openmetrics`. See docs/backfill.md.")
-    p.add_argument("--config.file", dest="config_file", default="config.yaml", metavar="PATH",
-                   help="configuration file (default: %(default)s)")
+    p.add_argument("--config.file", dest="config_file", default=os.environ.get("ATESS_CONFIG_FILE", "config.yaml"),
+                   metavar="PATH", help="configuration file (default: %(default)s) [env ATESS_CONFIG_FILE]")
     p.add_argument("--from", dest="start", required=True, type=_date_arg, metavar="YYYY-MM-DD",
                    help="first plant-local day to fetch (inclusive)")
     p.add_argument("--to", dest="end", type=_date_arg, default=None, metavar="YYYY-MM-DD",

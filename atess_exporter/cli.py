@@ -2,44 +2,98 @@
 
 No flag takes a credential: secrets come from the config file, `${ENV}`
 references or `*_file` keys, never from argv (visible in `ps`).
+
+Every option's default can come from an environment variable, ATESS_ plus the
+flag's name in capitals (`--web.listen-address` -> ATESS_WEB_LISTEN_ADDRESS),
+so a container is configured without replacing its command; a flag given on
+the command line wins. The one-shot modes (--check-config, --once,
+--list-metrics) have none.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import importlib
 import logging
+import os
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING, Mapping
 
 from . import __version__
-from .catalog import load_catalog
-from .config import Config, ConfigError, load_config, parse_config
-from .sharding import parse_shard
+
+if TYPE_CHECKING:
+    from .config import Config
+
+# catalog, config and the rest are imported inside the functions that use them:
+# main() must install its SIGTERM handler before anything slow (in a container the
+# exporter is PID 1, and PID 1 ignores a signal it has no handler for).
 
 log = logging.getLogger("atess_exporter")
 
 DEMO_INTERVAL_SECONDS = 15.0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="atess-exporter", description="Prometheus exporter for the ATESS cloud OpenAPI.")
-    p.add_argument("--config.file", dest="config_file", default="config.yaml", metavar="PATH",
-                   help="configuration file (default: %(default)s)")
-    p.add_argument("--web.listen-address", dest="listen_address", default=":10036", metavar="[HOST]:PORT",
-                   help="address to serve /metrics on (default: %(default)s)")
-    p.add_argument("--web.config.file", dest="web_config_file", default=None, metavar="PATH",
-                   help="exporter-toolkit web configuration (TLS, basic auth) for /metrics (default: none, plain HTTP)")
-    p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
-                   help="path of the metrics endpoint (default: %(default)s)")
-    p.add_argument("--log.level", dest="log_level", default="info", choices=("debug", "info", "warn", "error"))
-    p.add_argument("--log.format", dest="log_format", default="logfmt", choices=("logfmt", "json"))
-    p.add_argument("--shard", metavar="INDEX/COUNT", default=None,
-                   help="poll and expose only this replica's share of the devices (0-based INDEX, e.g. 0/3); "
-                        "overrides the config's shard")
-    p.add_argument("--demo", action="store_true",
-                   help="ignore --config.file and run against the embedded ATESS API simulator")
+# name -> (module, one line for --help); `atess-exporter NAME --help` tells more.
+SUBCOMMANDS = {
+    "backfill": ("backfill", "fetch the history of the devices into an OpenMetrics file for promtool"),
+    "healthcheck": ("healthcheck", "ask the running exporter's /healthz, as it is configured (the image's HEALTHCHECK)"),
+    "probe": ("probe", "check a live account: one call per endpoint, a table, suggested endpoints: overrides"),
+}
+
+ENV_PREFIX = "ATESS_"
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def env_name(flag: str) -> str:
+    """--web.listen-address -> ATESS_WEB_LISTEN_ADDRESS"""
+    return ENV_PREFIX + flag.lstrip("-").upper().replace(".", "_").replace("-", "_")
+
+
+def _env_option(p: argparse.ArgumentParser, environ: Mapping[str, str], flag: str, help: str, **kw) -> None:
+    """An option whose default comes from its ATESS_* variable when that is set."""
+    name = env_name(flag)
+    value = environ.get(name)
+    if kw.get("action") == "store_true":
+        if value is not None:
+            if value.strip().lower() not in TRUE + FALSE:
+                p.error(f"{name}={value!r}: expected 1/true/yes/on or 0/false/no/off")
+            kw["default"] = value.strip().lower() in TRUE
+    elif value is not None:
+        if kw.get("choices") and value not in kw["choices"]:
+            p.error(f"{name}={value!r}: expected one of {', '.join(kw['choices'])}")
+        kw["default"] = value
+    p.add_argument(flag, help=f"{help} [env {name}]", **kw)
+
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    environ = os.environ if environ is None else environ
+    commands = "\n".join(f"  {name:<12} {line}" for name, (_, line) in SUBCOMMANDS.items())
+    p = argparse.ArgumentParser(
+        prog="atess-exporter", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Prometheus exporter for the ATESS cloud OpenAPI.",
+        epilog=f"sub-commands (atess-exporter COMMAND --help):\n{commands}\n\n"
+               f"Every option can also be set by the environment variable in [env ...]; a flag given\n"
+               f"on the command line wins. Credentials are never flags: see the config file's token.")
+    opt = functools.partial(_env_option, p, environ)
+    opt("--config.file", "configuration file (default: %(default)s)", dest="config_file", default="config.yaml",
+        metavar="PATH")
+    opt("--web.listen-address", "address to serve /metrics on (default: %(default)s)", dest="listen_address",
+        default=":10036", metavar="[HOST]:PORT")
+    opt("--web.config.file", "exporter-toolkit web configuration (TLS, basic auth) for /metrics "
+        "(default: none, plain HTTP)", dest="web_config_file", default=None, metavar="PATH")
+    opt("--web.telemetry-path", "path of the metrics endpoint (default: %(default)s)", dest="telemetry_path",
+        default="/metrics", metavar="PATH")
+    opt("--log.level", "log level (default: %(default)s)", dest="log_level", default="info",
+        choices=("debug", "info", "warn", "error"))
+    opt("--log.format", "log line format (default: %(default)s)", dest="log_format", default="logfmt",
+        choices=("logfmt", "json"))
+    opt("--shard", "poll and expose only this replica's share of the devices (0-based INDEX, e.g. 0/3); "
+        "overrides the config's shard", metavar="INDEX/COUNT", default=None)
+    opt("--demo", "ignore --config.file and run against the embedded ATESS API simulator", action="store_true")
     p.add_argument("--check-config", action="store_true", help="validate the configuration, print a verdict, exit 0 or 1")
     p.add_argument("--once", action="store_true",
                    help="poll every device once, print the exposition to stdout and exit (non-zero when every device failed)")
@@ -54,6 +108,8 @@ def _level(name: str) -> str:
 
 def demo_config(base_url: str) -> Config:
     """The demo finds its devices the way a real account would: by discovery."""
+    from .config import parse_config
+
     return parse_config({
         "atess": {"base_url": base_url, "token": "demo-token", "timezone": "Etc/GMT-1"},
         "poll": {"interval_seconds": DEMO_INTERVAL_SECONDS, "concurrency": 4},
@@ -68,6 +124,8 @@ def demo_config(base_url: str) -> Config:
 
 
 def list_metrics() -> str:
+    from .catalog import load_catalog
+
     catalog = load_catalog()
     lines = ["| metric | type | labels | vendor fields (family.field \"description\" unit) |", "|---|---|---|---|"]
     for name, m in catalog.metrics.items():
@@ -87,15 +145,24 @@ def list_metrics() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["backfill"]:
-        from .backfill import main as backfill_main
-
-        return backfill_main(argv[1:])
-    if argv[:1] == ["probe"]:
-        from .probe import main as probe_main
-
-        return probe_main(argv[1:])
+    if argv[:1] and argv[0] in SUBCOMMANDS:
+        return importlib.import_module(f".{SUBCOMMANDS[argv[0]][0]}", __package__).main(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.check_config or args.once or args.list_metrics:
+        return _run(args, None)
+    # Before anything slow: a stop during start-up ends the start-up, and exits 0.
+    stopping = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run(args, stopping)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
+    """The exporter; `stopping` is set by SIGTERM/SIGINT (None in the one-shot modes)."""
+    from .config import ConfigError, load_config
     from .logs import setup_logging
 
     setup_logging(_level(args.log_level), args.log_format)
@@ -114,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             config = load_config(args.config_file)
         if args.shard is not None:
+            from .sharding import parse_shard
+
             config = dataclasses.replace(config, shard=parse_shard(args.shard))
     except ConfigError as exc:
         print(f"atess-exporter: config error: {exc}", file=sys.stderr)
@@ -126,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{config.source}: OK ({len(config.devices)} devices, poll every {config.poll.interval_seconds:g}s)")
         return 0
 
+    if stopping is not None and stopping.is_set():
+        if simulator is not None:
+            simulator.stop()
+        return 0
     setup_logging(_level(args.log_level), args.log_format, secrets=config.api.credentials.values())
     from .app import Exporter
     from .server import MetricsServer
@@ -154,9 +227,6 @@ def main(argv: list[str] | None = None) -> int:
                                                          "interval_seconds": config.poll.interval_seconds}})
         if args.demo:
             print(f"atess-exporter demo: metrics at {url} (simulated devices, Ctrl-C to stop)", flush=True)
-        stopping = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stopping.set())
         stopping.wait()
         log.info("shutting down")
         server.stop()

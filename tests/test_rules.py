@@ -204,35 +204,73 @@ def test_dockerfile_contract():
     froms = re.findall(r"^FROM (\S+)", text, re.M)
     assert len(froms) >= 2, "multi-stage"
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11[.\d]*-slim-bookworm$", text, re.M)
-    assert re.search(r"^USER (?!root|0\b)", text, re.M)
+    # not root; group 0 so that any uid of group 0 (OpenShift) shares the state directory's rights
+    assert re.search(r"^USER (?!root|0\b)\d+:0$", text, re.M)
+    assert re.search(r"chown \d+:0 /var/lib/atess-exporter", text)
     assert "EXPOSE 10036" in text
-    assert re.search(r"^HEALTHCHECK .*\n?.*urllib.*/healthz", text, re.M)
-    assert 'ENTRYPOINT ["atess-exporter"]' in text
-    assert 'CMD ["--config.file=/etc/atess-exporter/config.yaml"]' in text
-    ignore = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-    assert {".git", ".venv", "config.yaml"} <= set(ignore)
-    assert "README.md" not in ignore and "pyproject.toml" not in ignore and "atess_exporter" not in ignore
+    assert re.search(r'^HEALTHCHECK .*\n?\s*CMD \["atess-exporter", "healthcheck"\]$', text, re.M)
+    # the config path is no CMD argument: flags given to `docker run IMAGE ...` keep it
+    assert text.rstrip().endswith('ENTRYPOINT ["atess-exporter"]') and "\nCMD " not in text
+    assert "ATESS_CONFIG_FILE=/etc/atess-exporter/config.yaml" in text
+    # locked, hashed dependencies; no pip in the runtime venv
+    assert re.search(r"install --require-hashes --no-deps -r requirements\.lock", text)
+    assert "python -m venv --without-pip /opt/venv" in text
+
+
+def dockerignore_allows(path: str) -> bool:
+    """Docker's rule for these simple patterns: the last matching line decides."""
+    import fnmatch
+
+    allowed = True
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate, pattern = line.startswith("!"), line.lstrip("!")
+        parts = path.split("/")
+        if any(fnmatch.fnmatch("/".join(parts[:i]), pattern) for i in range(1, len(parts) + 1)) or (
+                pattern.startswith("**/") and fnmatch.fnmatch(parts[-1], pattern[3:])):
+            allowed = negate
+    return allowed
+
+
+def test_dockerignore_lets_in_what_the_dockerfile_copies_and_nothing_secret():
+    text = (ROOT / "Dockerfile").read_text()
+    sources = [src for line in re.findall(r"^COPY (?!--from)(.+)$", text, re.M) for src in line.split()[:-1]]
+    assert "LICENSE" in sources and "requirements.lock" in sources
+    for src in sources:
+        assert (ROOT / src).exists(), f"COPY {src}: no such file"
+        assert dockerignore_allows(src), f"COPY {src} is excluded by .dockerignore"
+    assert dockerignore_allows("atess_exporter/cli.py")
+    for secret in ("config.yaml", ".env", ".git/config", ".venv/bin/python", "atess-exporter-state.json",
+                   "deploy/kubernetes.yaml", "atess_exporter/__pycache__/cli.cpython-311.pyc"):
+        assert not dockerignore_allows(secret), secret
 
 
 def test_healthcheck_command_works_against_the_exporter():
-    """The HEALTHCHECK's python -c one-liner, pointed at a live /healthz."""
+    """The HEALTHCHECK's command, pointed at a live /healthz, then at nothing."""
     import socket
     from atess_exporter.server import MetricsServer
     from prometheus_client import CollectorRegistry
 
-    cmd = re.search(r'CMD \["python", "-c", "(.*)"\]', (ROOT / "Dockerfile").read_text()).group(1)
+    cmd = json.loads(re.search(r"^HEALTHCHECK .*\n?\s*CMD (\[.*\])$", (ROOT / "Dockerfile").read_text(), re.M).group(1))
+    assert cmd[0] == "atess-exporter"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # explicit flags: other exporters may run on this machine, and the check must not find theirs
+    argv = [sys.executable, "-m", "atess_exporter", *cmd[1:], "--web.listen-address", f"127.0.0.1:{port}",
+            "--web.config.file", ""]
     server = MetricsServer(CollectorRegistry(), f"127.0.0.1:{port}")
     server.start()
     try:
-        ok = subprocess.run([sys.executable, "-c", cmd.replace("10036", str(port))], timeout=30)
-        assert ok.returncode == 0
+        ok = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        assert ok.returncode == 0, ok.stderr
     finally:
         server.stop()
-    down = subprocess.run([sys.executable, "-c", cmd.replace("10036", str(port))], capture_output=True, timeout=30)
-    assert down.returncode != 0
+    down = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert down.returncode == 1
+    assert "unhealthy" in down.stderr
 
 
 def test_compose_wires_the_stack():
