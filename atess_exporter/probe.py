@@ -17,6 +17,7 @@ Exit status: 0 when every endpoint answered, 1 otherwise, 2 on bad usage.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -239,8 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="atess-exporter probe",
                                 description="Check a live ATESS account: one call per endpoint the config uses, "
                                             "a table of what each answered, suggested endpoints: overrides.")
-    p.add_argument("--config.file", dest="config_file", default="config.yaml", metavar="PATH",
-                   help="configuration file (default: %(default)s)")
+    p.add_argument("--config.file", dest="config_file", default=os.environ.get("ATESS_CONFIG_FILE", "config.yaml"),
+                   metavar="PATH", help="configuration file (default: %(default)s) [env ATESS_CONFIG_FILE]")
     p.add_argument("--save", metavar="DIR", type=Path, default=None,
                    help="write every answer, redacted (SNs, plant names and ids hashed), as JSON files into DIR")
     return p
