@@ -115,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     if args.check_config:
-        print(f"{config.source}: OK ({len(config.devices)} devices, poll every {config.poll.interval_seconds:g}s)")
+        devices = f"{len(config.devices)} devices" + (" + discovery" if config.discovery.enabled else "")
+        if config.discovery.enabled and not config.devices:
+            devices = "every device of the account, by discovery"
+        print(f"{config.source}: OK ({devices}, poll every {config.poll.interval_seconds:g}s)")
         return 0
 
     setup_logging(_level(args.log_level), args.log_format, secrets=config.api.credentials.values())
@@ -138,12 +141,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"atess-exporter: {what}: {exc}", file=sys.stderr)
             return 1
         server.start()
-        exporter.start()
         host = server.httpd.server_address[0] or "localhost"
         url = f"{server.scheme}://{'localhost' if host in ('0.0.0.0', '::') else host}:{server.port}{args.telemetry_path}"
-        log.info("serving metrics", extra={"fields": {"url": url, "devices": len(exporter.poller.devices),
-                                                         "discovery": config.discovery.enabled,
-                                                         "interval_seconds": config.poll.interval_seconds}})
+        # Logged once the device set is known (after the first discovery), so the count is real.
+        exporter.start(on_ready=lambda devices: log.info("serving metrics", extra={"fields": {
+            "url": url, "devices": devices, "discovery": config.discovery.enabled,
+            "interval_seconds": config.poll.interval_seconds}}))
         if args.demo:
             print(f"atess-exporter demo: metrics at {url} (simulated devices, Ctrl-C to stop)", flush=True)
         stopping = threading.Event()
