@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(_level(args.log_level), args.log_format, secrets=config.api.credentials.values())
     from .app import Exporter
+    from .landing import DeviceStatus
     from .server import MetricsServer
 
     exporter = Exporter(config)
@@ -133,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if any(s.up for s in snaps) else 1
         try:
             server = MetricsServer(exporter.registry, args.listen_address, args.telemetry_path,
-                                   web_config_file=args.web_config_file)
+                                   web_config_file=args.web_config_file,
+                                   landing_extra=DeviceStatus(exporter.cache, config.poll, config.api.credentials.values(), args.demo))
         except (OSError, ValueError) as exc:
             from .webconfig import WebConfigError
 
