@@ -64,11 +64,38 @@ def test_every_alert_is_named_annotated_and_unit_tested():
         name = rule["alert"]
         assert name.startswith("Atess"), name
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
-        assert {"summary", "description", "runbook"} <= set(rule["annotations"]), name
+        assert {"summary", "description", "runbook_url"} <= set(rule["annotations"]), name
+        assert "runbook" not in rule["annotations"], f"{name}: the steps live in docs/runbook.md now"
         # a firing case (exp_labels with the alertname's annotations) and a quiet one (exp_alerts: [])
         cases = re.findall(rf"alertname: {name}\n(\s+)exp_alerts:(.*)", tests_text)
         assert any(rest.strip() == "[]" for _, rest in cases), f"{name}: no not-firing test case"
         assert any(rest.strip() == "" for _, rest in cases), f"{name}: no firing test case"
+
+
+def markdown_anchors(text: str) -> set[str]:
+    """The anchors GitHub (and most Markdown renderers) give the headings of a file."""
+    anchors = set()
+    for heading in re.findall(r"^#{1,6} +(.+?) *$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        anchors.add(slug)
+    return anchors
+
+
+def test_every_runbook_url_points_at_a_section_of_docs_runbook():
+    runbook = ROOT / "docs" / "runbook.md"
+    anchors = markdown_anchors(runbook.read_text())
+    for rule in alerts():
+        url = rule["annotations"]["runbook_url"]
+        path, _, anchor = url.partition("#")
+        assert path.endswith("docs/runbook.md") and anchor, url
+        assert anchor in anchors, f"{rule['alert']}: {url} has no heading in docs/runbook.md"
+        section = runbook.read_text().split(f"## {rule['alert']}\n", 1)[1].split("\n## ", 1)[0]
+        for part in ("**What it means.**", "**What to check.**", "**How to silence.**"):
+            assert part in section, f"{rule['alert']}: {part} missing"
+    # the unit tests expect the same links
+    tests_text = "\n".join(p.read_text() for p in RULE_TESTS)
+    for anchor in set(re.findall(r"runbook_url: docs/runbook\.md#(\S+)", tests_text)):
+        assert anchor in anchors, anchor
 
 
 def test_offline_alert_has_a_night_time_case():
