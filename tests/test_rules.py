@@ -183,9 +183,16 @@ def test_dashboard_units_and_queries():
     fleet = json.loads((ROOT / "dashboards" / "fleet-overview.json").read_text())
     text = json.dumps(fleet)
     assert "group_left(plant_name) atess_device_info" in text
-    # energy from increase() of the lifetime counters, never the *_today gauges
+    # this month: increase() of the lifetime counters; today and per day: the plant's local
+    # day, from the vendor's daily counters (recording rules), never UTC days
     assert re.search(r"increase\(atess_pv_energy_joules_total\[\$__range\]\)", text)
-    assert "_today_joules" not in text
+    assert "increase1d" not in text and '"interval": "1d"' in text
+    panels = {p["title"]: p for p in walk_panels(fleet["panels"])}
+    assert all(":today{" in t["expr"] for t in panels["Energy today"]["targets"][:6])
+    per_day = [t["expr"] for t in panels["Energy per day"]["targets"]]
+    assert len(per_day) == 6 and all(re.search(r":local_day\{[^}]*\}\[1d\] offset -1d30m\)", e) for e in per_day)
+    for title in ("Self-consumption and self-sufficiency today", "Self-consumption and self-sufficiency per day"):
+        assert panels[title]["fieldConfig"]["defaults"]["unit"] == "percentunit", title
     assert 'ALERTS{alertname=~\\"Atess.*\\"}' in text
     soc = [p for p in walk_panels(fleet["panels"]) if "atess_battery_soc_ratio" in json.dumps(p.get("targets"))]
     assert soc and all(p["fieldConfig"]["defaults"]["unit"] == "percentunit" for p in soc)
