@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import socket
 import subprocess
@@ -53,6 +54,7 @@ ALLOWED_EMPTY_PATTERNS = {
     r":local_day\{[^}]*\}\[1d\] offset -1d30m\)": "per-day bars: no local midnight passes while the demo runs "
                                          "(test_daily_energy_follows_the_plants_local_midnight crosses one)",
     r"self_(consumption|sufficiency)_ratio:today": "empty from local midnight to the day's first PV (load) reading",
+    r"\[1d:1m\] offset -1d30m\)": "device per-day bars: as above, no local midnight passes while the demo runs",
 }
 ALLOWED_EMPTY_RECORDS = {
     r":local_day$": "recorded only when a local day ends",
@@ -337,13 +339,13 @@ def test_daily_energy_follows_the_plants_local_midnight(tmp_path):
                SimDevice(sn="HPS30TL2405000021", family="hps_string", model="HPS30TL", tz_offset_hours=1.0,
                          plant_id="PL1001")]
     # The simulated clock runs with the real one, shifted so that the plant's midnight
-    # (00:00 at UTC+1) comes LEAD seconds after the start.
-    lead = 20.0
+    # (00:00 at UTC+1) comes at `crossing`: 8 s past a real minute, at least 12 s from now,
+    # so Prometheus has the old day at the minute before (the device dashboard reads the
+    # counters on a one-minute grid).
     real0 = time.time()
-    midnight = (real0 // 86400 + 1) * 86400 - 3600
-    if midnight - real0 < lead:
-        midnight += 86400
-    shift = midnight - lead - real0
+    crossing = math.ceil((real0 + 12) / 60) * 60 + 8
+    midnight = ((crossing + 3600) // 86400 + 1) * 86400 - 3600   # a local midnight after it
+    shift = midnight - crossing
     sim = Simulator(devices, token="day-token", clock=lambda: time.time() + shift)
     sim.start()
     exporter = Exporter(parse_config({
@@ -361,10 +363,10 @@ def test_daily_energy_follows_the_plants_local_midnight(tmp_path):
                 return float(res[0]["value"][1]) if res else None
 
             before = wait_for("the day's running total, before midnight", lambda: plant_pv_today(), procs=[proc])
-            assert time.time() + shift < midnight, "midnight passed before Prometheus had the old day"
+            assert time.time() < crossing - 8, "the minute before midnight began before Prometheus had the old day"
             wait_for("both devices' day totals recorded after midnight",
                      lambda: len(query(base, "atess_device:pv_energy_joules:local_day[1h]")) == 2,
-                     deadline_seconds=lead + 30, procs=[proc])
+                     deadline_seconds=crossing - time.time() + 30, procs=[proc])
             after = plant_pv_today()
 
             catalog = load_catalog()
@@ -382,6 +384,17 @@ def test_daily_energy_follows_the_plants_local_midnight(tmp_path):
             assert float(pv_bar[0]["value"][1]) == pytest.approx(day["pv"] / 3.6e6, rel=1e-9)
             # the day before has no bar in this window
             assert query(base, per_day["A"], at=at - 86400) == []
+
+            # The device dashboard reads each device's own counter, without recording rules.
+            detail = json.loads((ROOT / "dashboards" / "device-detail.json").read_text())
+            detail_pv = expand(next(t["expr"] for p in walk_panels(detail["panels"]) if p["title"] == "Energy per day"
+                                    for t in p["targets"] if t["legendFormat"] == "PV"))
+            from atess_exporter.readings import payload_samples
+            want = {d.sn: payload_samples(catalog.families[d.family], LATEST_BUILDERS[d.family](d, midnight - 1))
+                    ["atess_pv_energy_today_joules"][0][1] / 3.6e6 for d in devices}
+            got = {r["metric"]["sn"]: float(r["value"][1]) for r in query(base, detail_pv, at=at)}
+            assert got == pytest.approx(want, rel=1e-9)
+            assert query(base, detail_pv, at=at - 86400) == []
 
             ratio = {t["refId"]: expand(t["expr"]) for t in panels["Self-consumption and self-sufficiency per day"]["targets"]}
             self_consumption = float(query(base, ratio["A"], at=at)[0]["value"][1])
