@@ -338,15 +338,15 @@ def test_daily_energy_follows_the_plants_local_midnight(tmp_path):
     devices = [SimDevice(sn="HPS150A2312000147", model="HPS150", tz_offset_hours=1.0, plant_id="PL1001"),
                SimDevice(sn="HPS30TL2405000021", family="hps_string", model="HPS30TL", tz_offset_hours=1.0,
                          plant_id="PL1001")]
-    # The simulated clock runs with the real one, shifted so that the plant's midnight
-    # (00:00 at UTC+1) comes at `crossing`: 8 s past a real minute, at least 12 s from now,
-    # so Prometheus has the old day at the minute before (the device dashboard reads the
+    # The simulated clock runs with the real one, ahead of it (fresh data): first at 23:00
+    # local time (UTC+1) of some day, then, once Prometheus has the day, moved on so that
+    # midnight comes at `crossing`: 8 s past a real minute and at least 12 s later, so that
+    # Prometheus has the old day at the minute before (the device dashboard reads the
     # counters on a one-minute grid).
     real0 = time.time()
-    crossing = math.ceil((real0 + 12) / 60) * 60 + 8
-    midnight = ((crossing + 3600) // 86400 + 1) * 86400 - 3600   # a local midnight after it
-    shift = midnight - crossing
-    sim = Simulator(devices, token="day-token", clock=lambda: time.time() + shift)
+    midnight = ((real0 + 7200) // 86400 + 1) * 86400 - 3600
+    shift = [midnight - 3600 - real0]
+    sim = Simulator(devices, token="day-token", clock=lambda: time.time() + shift[0])
     sim.start()
     exporter = Exporter(parse_config({
         "atess": {"base_url": sim.base_url, "token": "day-token", "timezone": "Etc/GMT-1", "timeout_seconds": 5},
@@ -362,8 +362,9 @@ def test_daily_energy_follows_the_plants_local_midnight(tmp_path):
                 res = query(base, 'atess_plant:pv_energy_joules:today{plant_name="Harbour Depot"}')
                 return float(res[0]["value"][1]) if res else None
 
-            before = wait_for("the day's running total, before midnight", lambda: plant_pv_today(), procs=[proc])
-            assert time.time() < crossing - 8, "the minute before midnight began before Prometheus had the old day"
+            before = wait_for("the day's running total", lambda: plant_pv_today(), procs=[proc])
+            crossing = math.ceil((time.time() + 12) / 60) * 60 + 8
+            shift[0] = midnight - crossing
             wait_for("both devices' day totals recorded after midnight",
                      lambda: len(query(base, "atess_device:pv_energy_joules:local_day[1h]")) == 2,
                      deadline_seconds=crossing - time.time() + 30, procs=[proc])
@@ -378,7 +379,7 @@ def test_daily_energy_follows_the_plants_local_midnight(tmp_path):
             fleet = json.loads((ROOT / "dashboards" / "fleet-overview.json").read_text())
             panels = {p["title"]: p for p in walk_panels(fleet["panels"])}
             per_day = {t["refId"]: expand(t["expr"]) for t in panels["Energy per day"]["targets"]}
-            at = midnight - shift - 3600
+            at = crossing - 3600
             pv_bar = query(base, per_day["A"], at=at)
             assert [r["metric"]["plant_name"] for r in pv_bar] == ["Harbour Depot"]
             assert float(pv_bar[0]["value"][1]) == pytest.approx(day["pv"] / 3.6e6, rel=1e-9)
