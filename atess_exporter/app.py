@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, disable_created_metrics
+import threading
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, disable_created_metrics
 from prometheus_client.exposition import generate_latest
 
 from .cache import Cache
@@ -29,6 +32,9 @@ class Exporter:
         self.cache = Cache()
         self.poller = Poller(config, self.client, self.cache, self.catalog)
         self.registry.register(BuildInfoCollector())
+        # process_* (CPU, memory, open files, start time) and python_info, as every Python exporter has.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
         self.registry.register(AuthCollector(self.poller.auth))
         self.registry.register(DeviceStatusCollector(self.cache, config.poll))
         self.registry.register(ReadingsCollector(self.cache, self.catalog, config.poll))
@@ -38,8 +44,17 @@ class Exporter:
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
-    def start(self) -> None:
+    def start(self, on_ready: Callable[[int], None] | None = None) -> None:
+        """Start polling; `on_ready(device_count)` runs once the device set is known:
+        at once for a fixed SN list, after the first discovery otherwise."""
         self.poller.start()
+        if on_ready is not None:
+            threading.Thread(target=self._when_ready, args=(on_ready,), name="ready", daemon=True).start()
+
+    def _when_ready(self, on_ready: Callable[[int], None]) -> None:
+        if self.config.discovery.enabled:
+            self.poller.discovered.wait()
+        on_ready(len(self.poller.devices))
 
     def stop(self) -> None:
         self.poller.stop()

@@ -192,7 +192,10 @@ def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
         return 1
 
     if args.check_config:
-        print(f"{config.source}: OK ({len(config.devices)} devices, poll every {config.poll.interval_seconds:g}s)")
+        devices = f"{len(config.devices)} devices" + (" + discovery" if config.discovery.enabled else "")
+        if config.discovery.enabled and not config.devices:
+            devices = "every device of the account, by discovery"
+        print(f"{config.source}: OK ({devices}, poll every {config.poll.interval_seconds:g}s)")
         return 0
 
     if stopping is not None and stopping.is_set():
@@ -201,6 +204,7 @@ def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
         return 0
     setup_logging(_level(args.log_level), args.log_format, secrets=config.api.credentials.values())
     from .app import Exporter
+    from .landing import DeviceStatus
     from .server import MetricsServer
 
     exporter = Exporter(config)
@@ -211,7 +215,8 @@ def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
             return 0 if any(s.up for s in snaps) else 1
         try:
             server = MetricsServer(exporter.registry, args.listen_address, args.telemetry_path,
-                                   web_config_file=args.web_config_file)
+                                   web_config_file=args.web_config_file,
+                                   landing_extra=DeviceStatus(exporter.cache, config.poll, config.api.credentials.values(), args.demo))
         except (OSError, ValueError) as exc:
             from .webconfig import WebConfigError
 
@@ -219,12 +224,12 @@ def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
             print(f"atess-exporter: {what}: {exc}", file=sys.stderr)
             return 1
         server.start()
-        exporter.start()
         host = server.httpd.server_address[0] or "localhost"
         url = f"{server.scheme}://{'localhost' if host in ('0.0.0.0', '::') else host}:{server.port}{args.telemetry_path}"
-        log.info("serving metrics", extra={"fields": {"url": url, "devices": len(exporter.poller.devices),
-                                                         "discovery": config.discovery.enabled,
-                                                         "interval_seconds": config.poll.interval_seconds}})
+        # Logged once the device set is known (after the first discovery), so the count is real.
+        exporter.start(on_ready=lambda devices: log.info("serving metrics", extra={"fields": {
+            "url": url, "devices": devices, "discovery": config.discovery.enabled,
+            "interval_seconds": config.poll.interval_seconds}}))
         if args.demo:
             print(f"atess-exporter demo: metrics at {url} (simulated devices, Ctrl-C to stop)", flush=True)
         stopping.wait()

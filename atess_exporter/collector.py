@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import platform
 import time
 from typing import Callable, Iterator
 
@@ -155,11 +156,12 @@ class ReadingsCollector(Collector):
 
 
 class BuildInfoCollector(Collector):
-    """atess_exporter_build_info{version} 1"""
+    """atess_exporter_build_info{version,python_version} 1"""
 
     def collect(self) -> Iterator[Metric]:
-        fam = GaugeMetricFamily("atess_exporter_build_info", "atess-exporter version (value is always 1)", labels=("version",))
-        fam.add_metric((__version__,), 1.0)
+        fam = GaugeMetricFamily("atess_exporter_build_info", "atess-exporter version and the Python running it (value is always 1)",
+                                labels=("version", "python_version"))
+        fam.add_metric((__version__, platform.python_version()), 1.0)
         yield fam
 
     describe = collect

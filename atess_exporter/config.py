@@ -351,7 +351,7 @@ def _filter(data: Any, key: str) -> tuple[frozenset[str], frozenset[str]]:
     return sns, plants
 
 
-def _discovery(section: _Section, families: set[str]) -> DiscoveryConfig:
+def _discovery(section: _Section, families: set[str], default_enabled: bool = False) -> DiscoveryConfig:
     chosen = section.str_list("families")
     for family in chosen:
         if family not in families:
@@ -361,7 +361,7 @@ def _discovery(section: _Section, families: set[str]) -> DiscoveryConfig:
     include = _filter(section.raw("include", None), section.key("include"))
     exclude = _filter(section.raw("exclude", None), section.key("exclude"))
     discovery = DiscoveryConfig(
-        enabled=section.bool("enabled", False),
+        enabled=section.bool("enabled", default_enabled),
         refresh_seconds=section.number("refresh_seconds", 3600.0, 300, hint="discovery lists the whole account; refresh at most every 5 minutes"),
         page_size=section.number("page_size", 100, 1, integer=True),
         max_pages=section.number("max_pages", 50, 1, integer=True),
@@ -448,7 +448,8 @@ def parse_config(data: Any, source: str = "config.yaml", *, min_interval: float 
     endpoints = _endpoints(top.raw("endpoints", None))
     devices = _devices(top.raw("devices", None), families)
     state_file = top.str("state_file", "atess-exporter-state.json") or None
-    discovery = _discovery(_Section(top.raw("discovery", None), "discovery"), families)
+    # No devices listed: the whole account, by discovery (a config with only credentials works).
+    discovery = _discovery(_Section(top.raw("discovery", None), "discovery"), families, default_enabled=not devices)
     settings = _settings(_Section(top.raw("settings", None), "settings"))
     overrides, enums = _catalog_overrides(top.raw("catalog_overrides", None), top.raw("enums", None))
     history_format = _history(top.raw("history", None))
@@ -459,8 +460,8 @@ def parse_config(data: Any, source: str = "config.yaml", *, min_interval: float 
         raise ConfigError(f"shard: {str(exc).split(': ', 1)[1]}") from None
     top.done()
     if not devices and not discovery.enabled:
-        raise ConfigError("devices: no device configured; list at least one (- sn: YKD0F1022A, type: hps_central) "
-                          "or set discovery: {enabled: true}")
+        raise ConfigError("devices: no device configured and discovery disabled; list at least one "
+                          "(- sn: YKD0F1022A, type: hps_central) or remove discovery.enabled: false")
     return Config(api=api, poll=poll, devices=devices, endpoints=endpoints, source=source, state_file=state_file,
                   discovery=discovery, settings=settings, shard=shard, catalog_overrides=overrides, enums=enums,
                   history_date_format=history_format)

@@ -94,6 +94,7 @@ class Poller:
         self._rate_limited: dict[str, int] = {}  # consecutive rate-limit answers per device
         self._watts_warned: set[str] = set()
         self._stop = threading.Event()
+        self.discovered = threading.Event()  # set once the first discovery has run (or failed)
         self._cond = threading.Condition()
         self._heap: list[tuple[float, str, str]] = []
         self._queued: set[tuple[str, str]] = set()  # (kind, sn) in the heap: one entry each, ever
@@ -383,6 +384,8 @@ class Poller:
                 self.refresh_topology()
             except Exception:  # a bug must not end discovery
                 log.exception("discovery crashed")
+            finally:
+                self.discovered.set()
             self._push(started + self.config.discovery.refresh_seconds, kind, sn, again=True)
             return
         device = self.devices.get(sn)

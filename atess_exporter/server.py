@@ -14,7 +14,6 @@ only its own connection.
 from __future__ import annotations
 
 import gzip
-import html
 import logging
 import socket
 import ssl
@@ -24,7 +23,7 @@ from typing import Callable
 
 from prometheus_client import CollectorRegistry
 
-from . import __version__
+from . import __version__, landing
 from .render import Renderer
 from .webconfig import HANDSHAKE_TIMEOUT_SECONDS, BasicAuth, WebConfig, check_client_sans, load_web_config
 
@@ -148,14 +147,7 @@ class MetricsServer:
         self.httpd.server_close()
 
     def landing_page(self) -> bytes:
-        extra = self.landing_extra() if self.landing_extra else ""
-        path = html.escape(self.telemetry_path)
-        return (
-            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>ATESS Exporter</title></head><body>"
-            f"<h1>ATESS Exporter</h1><p>Version {html.escape(__version__)}</p>"
-            f"<ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/healthz\">Health</a></li></ul>"
-            f"{extra}</body></html>"
-        ).encode()
+        return landing.render(self.telemetry_path, self.landing_extra)  # per-device status: landing.py
 
     def _handler(self):
         server = self

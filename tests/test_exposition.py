@@ -156,3 +156,23 @@ def test_custom_telemetry_path(sim):
         assert get(f"http://127.0.0.1:{server.port}/metrics")[0] == 404
     finally:
         server.stop()
+
+
+def test_process_python_and_build_info_like_every_python_exporter(sim):
+    """process_* and python_info from the client library's collectors; build info names the Python."""
+    import platform
+
+    from conftest import parse_exposition
+
+    exporter = Exporter(make_config(sim.base_url))
+    parsed = parse_exposition(exporter.exposition().decode())
+    names = {name for name, _ in parsed}
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "process_start_time_seconds",
+            "process_open_fds", "process_max_fds"} <= names
+    python = platform.python_version()
+    assert parsed[("python_info", frozenset({"implementation": platform.python_implementation(), "version": python,
+                                              "major": python.split(".")[0], "minor": python.split(".")[1],
+                                              "patchlevel": python.split(".")[2]}.items()))] == 1.0
+    from atess_exporter import __version__
+    assert parsed[("atess_exporter_build_info", frozenset({"version": __version__, "python_version": python}.items()))] == 1.0
+    assert 0 < parsed[("process_resident_memory_bytes", frozenset())] < 2**34

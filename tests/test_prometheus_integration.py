@@ -8,7 +8,9 @@ produces a series. Everything listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import re
 import socket
 import subprocess
@@ -45,6 +47,18 @@ ALLOWED_EMPTY = {
     # Dashboards: alert tables, empty while nothing fires (and the demo is healthy).
     'ALERTS{alertname=~"Atess.*"}': "no alert is pending or firing for the healthy demo",
     'ALERTS{alertname=~"AtessExporter.*|AtessApi.*|AtessDevice(Down|Offline)"}': "same, exporter-side alerts only",
+}
+# Household figures by the plant's local day: empty at times of day, valid PromQL always
+# (patterns over the expanded expression). Every recorded name they use must be a rule.
+ALLOWED_EMPTY_PATTERNS = {
+    r":local_day\{[^}]*\}\[1d\] offset -1d30m\)": "per-day bars: no local midnight passes while the demo runs "
+                                         "(test_daily_energy_follows_the_plants_local_midnight crosses one)",
+    r"self_(consumption|sufficiency)_ratio:today": "empty from local midnight to the day's first PV (load) reading",
+    r"\[1d:1m\] offset -1d30m\)": "device per-day bars: as above, no local midnight passes while the demo runs",
+}
+ALLOWED_EMPTY_RECORDS = {
+    r":local_day$": "recorded only when a local day ends",
+    r"self_(consumption|sufficiency)_ratio:today$": "empty from local midnight to the day's first PV (load) reading",
 }
 # Alert rules: a healthy fleet must not trigger any of them (asserted below).
 ALLOWED_EMPTY_ALERTS = {
@@ -115,14 +129,14 @@ def exporter_url(tmp_path_factory):
         log.close()
 
 
-@pytest.fixture(scope="module")
-def prometheus(exporter_url, tmp_path_factory):
+@contextlib.contextmanager
+def running_prometheus(target: str, work: Path, rule_files=RULE_FILES):
+    """A Prometheus on 127.0.0.1 scraping `target` every second with our rules; yields its URL."""
     binary = require_tool("prometheus")
-    work = tmp_path_factory.mktemp("prometheus")
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "900ms", "evaluation_interval": "1s"},
-        "rule_files": [str(p) for p in RULE_FILES],
-        "scrape_configs": [{"job_name": "atess", "static_configs": [{"targets": [exporter_url["address"]]}]}],
+        "rule_files": [str(p) for p in rule_files],
+        "scrape_configs": [{"job_name": "atess", "static_configs": [{"targets": [target]}]}],
     }
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
@@ -134,7 +148,17 @@ def prometheus(exporter_url, tmp_path_factory):
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for("prometheus ready", lambda: http_get(f"{base}/-/ready") is not None, procs=[proc])
+        yield base, proc
+    finally:
+        stop_process(proc)
+        log.close()
+        if proc.returncode not in (0, -15):
+            print((work / "prometheus.log").read_text()[-3000:])
 
+
+@pytest.fixture(scope="module")
+def prometheus(exporter_url, tmp_path_factory):
+    with running_prometheus(exporter_url["address"], tmp_path_factory.mktemp("prometheus")) as (base, proc):
         def scalar(expr: str) -> float:
             res = query(base, expr)
             return float(res[0]["value"][1]) if res else 0.0
@@ -144,18 +168,14 @@ def prometheus(exporter_url, tmp_path_factory):
                  and scalar('min_over_time(up{job="atess"}[1m])') == 1, procs=[proc])
         wait_for("every demo device", lambda: scalar("count(atess_device_info)") == exporter_url["devices"], procs=[proc])
         wait_for("recording rules, one series per plant",
-                 lambda: scalar("count(atess_plant:pv_energy_joules:increase1d)")
+                 lambda: scalar("count(atess_plant:pv_energy_joules:today)")
                  == scalar("count(count by (plant_name) (atess_device_info))") > 0, procs=[proc])
         yield base
-    finally:
-        stop_process(proc)
-        log.close()
-        if proc.returncode not in (0, -15):
-            print((work / "prometheus.log").read_text()[-3000:])
 
 
-def query(base: str, expr: str) -> list:
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+def query(base: str, expr: str, at: float | None = None) -> list:
+    params = {"query": expr} if at is None else {"query": expr, "time": f"{at:.3f}"}
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode(params)
     try:
         body = json.loads(http_get(url))
     except urllib.error.HTTPError as exc:
@@ -210,6 +230,10 @@ def rule_expressions() -> list[tuple[str, str, str | None]]:
     return out
 
 
+RECORDED = {r["record"] for g in yaml.safe_load((PROM_DIR / "recording.yml").read_text())["groups"]
+            for r in g["rules"] if "record" in r}
+
+
 def test_expression_inventory_is_complete():
     """The extraction sees every panel query and every rule (guards the test itself)."""
     dash = dashboard_expressions()
@@ -218,6 +242,10 @@ def test_expression_inventory_is_complete():
     rules = rule_expressions()
     assert {a for _, _, a in rules if a} == set(ALLOWED_EMPTY_ALERTS)
     assert set(ALLOWED_EMPTY) <= {e for _, e in dash}, "allow-list entry no longer in any dashboard"
+    for pattern in ALLOWED_EMPTY_PATTERNS:
+        assert any(re.search(pattern, e) for _, e in dash), f"{pattern} matches no dashboard expression"
+    for pattern in ALLOWED_EMPTY_RECORDS:
+        assert any(re.search(pattern, r) for r in RECORDED), f"{pattern} matches no recording rule"
 
 
 def test_every_dashboard_and_rule_expression_returns_data(prometheus):
@@ -233,10 +261,16 @@ def test_every_dashboard_and_rule_expression_returns_data(prometheus):
         checked += 1
         if result:
             continue
-        if expr in ALLOWED_EMPTY or alert in ALLOWED_EMPTY_ALERTS:
+        record = where.split(": ", 1)[1] if where.startswith("recording.yml") else ""
+        if (expr in ALLOWED_EMPTY or alert in ALLOWED_EMPTY_ALERTS
+                or any(re.search(p, expr) for p in ALLOWED_EMPTY_PATTERNS)
+                or any(re.search(p, record) for p in ALLOWED_EMPTY_RECORDS)):
             # may be empty, but must not be empty because of a misspelt metric
-            for metric in sorted(set(re.findall(r"\batess_[a-z0-9_]+\b", expr))):
-                if not query(prometheus, f"count({{__name__=\"{metric}\"}})"):
+            for metric in sorted(set(re.findall(r"\batess_[a-z0-9_:]+", expr))):
+                if ":" in metric:
+                    if metric not in RECORDED:
+                        problems.append(f"{where}: {metric} is no recording rule")
+                elif not query(prometheus, f"count({{__name__=\"{metric}\"}})"):
                     problems.append(f"{where}: metric {metric} does not exist")
             continue
         missing = [m for m in sorted(set(re.findall(r"\batess_[a-z0-9_:]+\b", expr)))
@@ -269,3 +303,107 @@ def test_fleet_join_assigns_every_device_to_its_plant(prometheus):
     per_plant = {r["metric"]["plant_name"]: float(r["value"][1]) for r in query(prometheus, "atess_plant:load_power_watts:sum")}
     per_device = query(prometheus, "sum by (plant_name) (atess_load_power_watts * on(sn) group_left(plant_name) atess_device_info)")
     assert per_plant == pytest.approx({r["metric"]["plant_name"]: float(r["value"][1]) for r in per_device})
+
+
+# ------------------------------------------------------------------ a local midnight
+
+def household_oracle(catalog, payloads: dict) -> dict[str, float]:
+    """Each device's day totals as the recording rules define them (joules), from payloads."""
+    from atess_exporter.readings import payload_samples
+
+    out = {"pv": 0.0, "export": 0.0, "import": 0.0, "consumption": 0.0}
+    for family, payload in payloads.values():
+        samples = {name: rows[0][1] for name, rows in payload_samples(catalog.families[family], payload).items() if rows}
+        out["pv"] += samples["atess_pv_energy_today_joules"]
+        for way in ("export", "import"):  # at the grid meter where there is one
+            out[way] += samples.get(f"atess_meter_{way}_energy_today_joules",
+                                    samples.get(f"atess_grid_{way}_energy_today_joules", 0.0))
+        out["consumption"] += (samples["atess_load_energy_today_joules"]
+                               + samples.get("atess_non_critical_load_energy_today_joules", 0.0))
+    return out
+
+
+def test_daily_energy_follows_the_plants_local_midnight(tmp_path):
+    """A simulated plant at UTC+1 crosses its local midnight while a real Prometheus scrapes it:
+    the per-day panels give exactly the day's totals of the devices' daily counters, the
+    running totals start again, and the household ratio of that day follows from them."""
+    from atess_exporter.app import Exporter
+    from atess_exporter.catalog import load_catalog
+    from atess_exporter.config import parse_config
+    from atess_exporter.server import MetricsServer
+    from atess_exporter.simulator import SimDevice, Simulator
+    from atess_exporter.simulator.physics import LATEST_BUILDERS
+
+    require_tool("prometheus")
+    devices = [SimDevice(sn="HPS150A2312000147", model="HPS150", tz_offset_hours=1.0, plant_id="PL1001"),
+               SimDevice(sn="HPS30TL2405000021", family="hps_string", model="HPS30TL", tz_offset_hours=1.0,
+                         plant_id="PL1001")]
+    # The simulated clock runs with the real one, ahead of it (fresh data): first at 23:00
+    # local time (UTC+1) of some day, then, once Prometheus has the day, moved on so that
+    # midnight comes at `crossing`: 8 s past a real minute and at least 12 s later, so that
+    # Prometheus has the old day at the minute before (the device dashboard reads the
+    # counters on a one-minute grid).
+    real0 = time.time()
+    midnight = ((real0 + 7200) // 86400 + 1) * 86400 - 3600
+    shift = [midnight - 3600 - real0]
+    sim = Simulator(devices, token="day-token", clock=lambda: time.time() + shift[0])
+    sim.start()
+    exporter = Exporter(parse_config({
+        "atess": {"base_url": sim.base_url, "token": "day-token", "timezone": "Etc/GMT-1", "timeout_seconds": 5},
+        "poll": {"interval_seconds": 2, "concurrency": 2},
+        "state_file": "",
+    }, source="day-boundary", min_interval=1.0))
+    server = MetricsServer(exporter.registry, "127.0.0.1:0")
+    server.start()
+    exporter.start()
+    try:
+        with running_prometheus(f"127.0.0.1:{server.port}", tmp_path, [PROM_DIR / "recording.yml"]) as (base, proc):
+            def plant_pv_today() -> float | None:
+                res = query(base, 'atess_plant:pv_energy_joules:today{plant_name="Harbour Depot"}')
+                return float(res[0]["value"][1]) if res else None
+
+            before = wait_for("the day's running total", lambda: plant_pv_today(), procs=[proc])
+            crossing = math.ceil((time.time() + 12) / 60) * 60 + 8
+            shift[0] = midnight - crossing
+            wait_for("both devices' day totals recorded after midnight",
+                     lambda: len(query(base, "atess_device:pv_energy_joules:local_day[1h]")) == 2,
+                     deadline_seconds=crossing - time.time() + 30, procs=[proc])
+            after = plant_pv_today()
+
+            catalog = load_catalog()
+            day = household_oracle(catalog, {d.sn: (d.family, LATEST_BUILDERS[d.family](d, midnight - 1)) for d in devices})
+            assert before <= day["pv"] and after is not None and after < day["pv"] / 2
+
+            # The dashboard's queries, as Grafana sends them for the bar of this day (a step
+            # before the crossing: the window is the next 24 h 30 min).
+            fleet = json.loads((ROOT / "dashboards" / "fleet-overview.json").read_text())
+            panels = {p["title"]: p for p in walk_panels(fleet["panels"])}
+            per_day = {t["refId"]: expand(t["expr"]) for t in panels["Energy per day"]["targets"]}
+            at = crossing - 3600
+            pv_bar = query(base, per_day["A"], at=at)
+            assert [r["metric"]["plant_name"] for r in pv_bar] == ["Harbour Depot"]
+            assert float(pv_bar[0]["value"][1]) == pytest.approx(day["pv"] / 3.6e6, rel=1e-9)
+            # the day before has no bar in this window
+            assert query(base, per_day["A"], at=at - 86400) == []
+
+            # The device dashboard reads each device's own counter, without recording rules.
+            detail = json.loads((ROOT / "dashboards" / "device-detail.json").read_text())
+            detail_pv = expand(next(t["expr"] for p in walk_panels(detail["panels"]) if p["title"] == "Energy per day"
+                                    for t in p["targets"] if t["legendFormat"] == "PV"))
+            from atess_exporter.readings import payload_samples
+            want = {d.sn: payload_samples(catalog.families[d.family], LATEST_BUILDERS[d.family](d, midnight - 1))
+                    ["atess_pv_energy_today_joules"][0][1] / 3.6e6 for d in devices}
+            got = {r["metric"]["sn"]: float(r["value"][1]) for r in query(base, detail_pv, at=at)}
+            assert got == pytest.approx(want, rel=1e-9)
+            assert query(base, detail_pv, at=at - 86400) == []
+
+            ratio = {t["refId"]: expand(t["expr"]) for t in panels["Self-consumption and self-sufficiency per day"]["targets"]}
+            self_consumption = float(query(base, ratio["A"], at=at)[0]["value"][1])
+            assert self_consumption == pytest.approx(min(1.0, max(0.0, 1 - day["export"] / day["pv"])), rel=1e-9)
+            self_sufficiency = float(query(base, ratio["B"], at=at)[0]["value"][1])
+            assert self_sufficiency == pytest.approx(min(1.0, max(0.0, 1 - day["import"] / day["consumption"])), rel=1e-9)
+            assert 0 < day["import"] < day["consumption"]  # the simulated day has both, so the ratio is not trivial
+    finally:
+        exporter.stop()
+        server.stop()
+        sim.stop()

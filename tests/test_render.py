@@ -22,6 +22,16 @@ from conftest import TOKEN, make_config
 NOW = 1767261600.0  # 2026-01-01 10:00:00 UTC
 
 
+@pytest.fixture(autouse=True)
+def steady_process_metrics(monkeypatch):
+    """process_* change between two reads (CPU time, memory), so the byte-for-byte
+    comparisons here run without them; they take generate_latest's path anyway."""
+    from prometheus_client import ProcessCollector
+
+    import atess_exporter.app as app
+    monkeypatch.setattr(app, "ProcessCollector", lambda registry: ProcessCollector(proc="/nonexistent", registry=registry))
+
+
 class Clock:
     def __init__(self, t: float):
         self.t = t

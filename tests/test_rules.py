@@ -64,11 +64,38 @@ def test_every_alert_is_named_annotated_and_unit_tested():
         name = rule["alert"]
         assert name.startswith("Atess"), name
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
-        assert {"summary", "description", "runbook"} <= set(rule["annotations"]), name
+        assert {"summary", "description", "runbook_url"} <= set(rule["annotations"]), name
+        assert "runbook" not in rule["annotations"], f"{name}: the steps live in docs/runbook.md now"
         # a firing case (exp_labels with the alertname's annotations) and a quiet one (exp_alerts: [])
         cases = re.findall(rf"alertname: {name}\n(\s+)exp_alerts:(.*)", tests_text)
         assert any(rest.strip() == "[]" for _, rest in cases), f"{name}: no not-firing test case"
         assert any(rest.strip() == "" for _, rest in cases), f"{name}: no firing test case"
+
+
+def markdown_anchors(text: str) -> set[str]:
+    """The anchors GitHub (and most Markdown renderers) give the headings of a file."""
+    anchors = set()
+    for heading in re.findall(r"^#{1,6} +(.+?) *$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        anchors.add(slug)
+    return anchors
+
+
+def test_every_runbook_url_points_at_a_section_of_docs_runbook():
+    runbook = ROOT / "docs" / "runbook.md"
+    anchors = markdown_anchors(runbook.read_text())
+    for rule in alerts():
+        url = rule["annotations"]["runbook_url"]
+        path, _, anchor = url.partition("#")
+        assert path.endswith("docs/runbook.md") and anchor, url
+        assert anchor in anchors, f"{rule['alert']}: {url} has no heading in docs/runbook.md"
+        section = runbook.read_text().split(f"## {rule['alert']}\n", 1)[1].split("\n## ", 1)[0]
+        for part in ("**What it means.**", "**What to check.**", "**How to silence.**"):
+            assert part in section, f"{rule['alert']}: {part} missing"
+    # the unit tests expect the same links
+    tests_text = "\n".join(p.read_text() for p in RULE_TESTS)
+    for anchor in set(re.findall(r"runbook_url: docs/runbook\.md#(\S+)", tests_text)):
+        assert anchor in anchors, anchor
 
 
 def test_offline_alert_has_a_night_time_case():
@@ -156,9 +183,16 @@ def test_dashboard_units_and_queries():
     fleet = json.loads((ROOT / "dashboards" / "fleet-overview.json").read_text())
     text = json.dumps(fleet)
     assert "group_left(plant_name) atess_device_info" in text
-    # energy from increase() of the lifetime counters, never the *_today gauges
+    # this month: increase() of the lifetime counters; today and per day: the plant's local
+    # day, from the vendor's daily counters (recording rules), never UTC days
     assert re.search(r"increase\(atess_pv_energy_joules_total\[\$__range\]\)", text)
-    assert "_today_joules" not in text
+    assert "increase1d" not in text and '"interval": "1d"' in text
+    panels = {p["title"]: p for p in walk_panels(fleet["panels"])}
+    assert all(":today{" in t["expr"] for t in panels["Energy today"]["targets"][:6])
+    per_day = [t["expr"] for t in panels["Energy per day"]["targets"]]
+    assert len(per_day) == 6 and all(re.search(r":local_day\{[^}]*\}\[1d\] offset -1d30m\)", e) for e in per_day)
+    for title in ("Self-consumption and self-sufficiency today", "Self-consumption and self-sufficiency per day"):
+        assert panels[title]["fieldConfig"]["defaults"]["unit"] == "percentunit", title
     assert 'ALERTS{alertname=~\\"Atess.*\\"}' in text
     soc = [p for p in walk_panels(fleet["panels"]) if "atess_battery_soc_ratio" in json.dumps(p.get("targets"))]
     assert soc and all(p["fieldConfig"]["defaults"]["unit"] == "percentunit" for p in soc)
