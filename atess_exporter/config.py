@@ -88,6 +88,7 @@ class ApiConfig:
     success_codes: tuple[int, ...] = (0, 200)
     auth_error_codes: tuple[int, ...] = (401, 403)
     rate_limit_codes: tuple[int, ...] = (429,)
+    max_response_bytes: int = 16 * 1024 * 1024   # per answer, on the wire and after decompression
 
 
 @dataclass(frozen=True)
@@ -308,6 +309,7 @@ def _api(section: _Section) -> ApiConfig:
         success_codes=section.int_list("success_codes", (0, 200)),
         auth_error_codes=section.int_list("auth_error_codes", (401, 403)),
         rate_limit_codes=section.int_list("rate_limit_codes", (429,)),
+        max_response_bytes=section.number("max_response_bytes", 16 * 1024 * 1024, 64 * 1024, integer=True),
     )
     section.done()
     return api

@@ -333,6 +333,9 @@ class Poller:
 
     def stop(self) -> None:
         self._stop.set()
+        close = getattr(self.client, "close", None)
+        if close is not None:  # ends the API calls in flight, so exit does not wait for a slow API
+            close()
         with self._cond:
             self._cond.notify_all()
         if self._thread:
