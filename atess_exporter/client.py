@@ -190,7 +190,7 @@ class AtessClient:
             if self.calls.closed:
                 raise TransportError(f"{path}: call ended: the exporter is shutting down", "connection_error") from None
             outcome = "timeout" if isinstance(exc, DeadlinePassed) or call.remaining() <= 0 else _transport_outcome(exc)
-            reason = {"timeout": f"no complete answer within {timeout:g}s",
+            reason = {"timeout": f"no answer within {timeout:g}s",
                       "dns_error": "host name does not resolve"}.get(outcome, "connection failed")
             raise TransportError(f"{path}: {reason} ({type(exc).__name__})", outcome) from None
         finally:

@@ -24,6 +24,7 @@ from .catalog import Catalog, FamilyCatalog, parse_number
 from .client import AtessClient, AtessError, AuthError, HttpError, RateLimitError, TransportError
 from .config import Config, DeviceConfig
 from .counterguard import CounterGuard
+from .models import rated_power_watts
 from .discovery import Topology, discover, select_devices
 from .settings import Settings, split_settings
 from .readings import parse_time, payload_samples
@@ -136,7 +137,7 @@ class Poller:
             self.auth.succeeded()
             self._rate_limited.pop(device.sn, None)
             samples = payload_samples(self.catalog.families[device.type], payload)
-            guard = self.guards.setdefault(device.sn, CounterGuard(self.config.poll.counter_reset_confirm_polls))
+            guard = self._guard_for(device)
             glitches_before = guard.glitches
             snapshot = DeviceSnapshot(
                 sn=device.sn,
@@ -196,13 +197,29 @@ class Poller:
         """Intervals to wait before the next call: doubles per rate-limit answer, up to 8."""
         return 2 ** min(self._rate_limited.get(sn, 0), 3)
 
+    def _guard_for(self, device: DeviceConfig) -> CounterGuard:
+        guard = self.guards.setdefault(device.sn, CounterGuard(self.config.poll.counter_reset_confirm_polls))
+        guard.rated_watts = rated_power_watts(device.model)  # the model may be known only since discovery
+        return guard
+
     def _guard_counters(self, guard: CounterGuard, samples: Samples) -> Samples:
-        out: Samples = {}
+        """Counters as the guard believes them: impossible readings held back, "no
+        reading" (0, missing) keeps the last good value."""
+        now = self.clock()
+        grouped: dict[str, list] = {}
         for name, rows in samples.items():
-            if self.catalog.describe_metric(name).type == "counter":
-                rows = tuple((labels, guard.check((name, labels), value)) for labels, value in rows)
-            out[name] = rows
-        return out
+            if self.catalog.describe_metric(name).type != "counter":
+                grouped[name] = list(rows)
+                continue
+            kept = grouped.setdefault(name, [])
+            for labels, value in rows:
+                exposed = guard.check((name, labels), value, at=now)
+                if exposed is not None:
+                    kept.append((labels, exposed))
+        present = {(name, labels) for name, rows in samples.items() for labels, _ in rows}
+        for (name, labels), value in guard.held(present):
+            grouped.setdefault(name, []).append((labels, value))
+        return {name: tuple(rows) for name, rows in grouped.items() if rows}
 
     def poll_all_once(self) -> list[DeviceSnapshot]:
         with ThreadPoolExecutor(max_workers=self.config.poll.concurrency, thread_name_prefix="poll") as pool:
