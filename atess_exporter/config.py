@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import base64
 import difflib
+import math
 import os
 import re
+import stat
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,7 +27,24 @@ MIN_INTERVAL_SECONDS = 300
 
 
 class ConfigError(Exception):
-    """A configuration problem, phrased for the user: key, problem, fix."""
+    """A configuration problem, phrased for the user: key, problem, fix.
+
+    Always one line of bounded length, whatever value it quotes."""
+
+    MAX_CHARS = 600
+
+    def __init__(self, message: str):
+        text = " ".join(str(message).splitlines())
+        if len(text) > self.MAX_CHARS:
+            text = text[: self.MAX_CHARS] + "...(truncated)"
+        super().__init__(text)
+
+
+def _quote(value: Any, limit: int = 60) -> str:
+    """repr() of a value from the file, short enough for a one-line error."""
+    text = value if isinstance(value, str) else _kind(value)
+    text = repr(text[:limit]) + ("..." if len(text) > limit else "")
+    return text
 
 
 class Secret:
@@ -162,7 +182,10 @@ class Config:
 
 
 _REQUIRED = object()
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ${VAR}, ${VAR:-default} (unset or empty) and ${VAR-default} (unset), as in POSIX shells
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
+# Upper bounds for numbers that have no natural one: finite, and far beyond any sane setting.
+NUMBER_MAX = 1e9
 
 
 class _Section:
@@ -196,26 +219,33 @@ class _Section:
             raise ConfigError(f"{self.key(name)}: must be a string, got {_kind(value)}")
         return _expand_env(str(value), self.key(name))
 
-    def number(self, name: str, default: Any, minimum: float, hint: str = "", integer: bool = False) -> Any:
+    def number(self, name: str, default: Any, minimum: float, hint: str = "", integer: bool = False,
+               maximum: float = NUMBER_MAX) -> Any:
         value = self.raw(name, default)
         if isinstance(value, str):
             value = _expand_env(value, self.key(name))
             try:
                 value = float(value)
             except ValueError:
-                raise ConfigError(f"{self.key(name)}: must be a number, got {value!r}") from None
+                raise ConfigError(f"{self.key(name)}: must be a number, got {_quote(value)}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{self.key(name)}: must be a number, got {_kind(value)}")
+        if isinstance(value, int) and abs(value) > NUMBER_MAX:
+            value = float("inf") if value > 0 else float("-inf")  # a huge integer: out of range, said simply
+        if not math.isfinite(value):
+            raise ConfigError(f"{self.key(name)}: {value} is not a finite number; set it between {minimum:g} and {maximum:g}")
         if integer and value != int(value):
             raise ConfigError(f"{self.key(name)}: must be a whole number, got {value}")
         if value < minimum:
             raise ConfigError(f"{self.key(name)}: {value:g} is below the minimum {minimum:g}; {hint or f'set it to {minimum:g} or more'}")
+        if value > maximum:
+            raise ConfigError(f"{self.key(name)}: {value:g} is above the maximum {maximum:g}; set it to {maximum:g} or less")
         return int(value) if integer else float(value)
 
     def bool(self, name: str, default: bool) -> bool:
         value = self.raw(name, default)
         if not isinstance(value, bool):
-            raise ConfigError(f"{self.key(name)}: must be true or false, got {value!r}")
+            raise ConfigError(f"{self.key(name)}: must be true or false, got {_quote(value)}")
         return value
 
     def str_list(self, name: str) -> tuple[str, ...]:
@@ -240,22 +270,22 @@ class _Section:
         path = self.str(f"{name}_file", None)
         if inline is not None and path is not None:
             raise ConfigError(f"{self.key(name)}: given both inline and as {name}_file; keep one")
+        key = self.key(name)
         if path is not None:
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    inline = fh.read().strip()
-            except OSError as exc:
-                raise ConfigError(f"{self.key(name + '_file')}: cannot read {path!r} ({exc.strerror}); point it at the file holding the {name}") from None
+            key = self.key(name + "_file")
+            inline = _read_secret_file(path, key, name)
             if not inline:
-                raise ConfigError(f"{self.key(name + '_file')}: {path!r} is empty; put the {name} in it")
+                raise ConfigError(f"{key}: {_quote(path)} is empty; put the {name} in it")
         if inline is not None and not inline.strip():
             raise ConfigError(f"{self.key(name)}: is empty; set the credential or remove the key")
+        if inline is not None:
+            _check_header_text(inline, key, f"the {name}", secret=True)
         return Secret(inline) if inline is not None else None
 
     def done(self) -> None:
         unknown = sorted(set(self.data) - self.seen, key=str)
         if unknown:
-            name = str(unknown[0])
+            name = str(unknown[0])[:100]
             close = difflib.get_close_matches(name, sorted(self.seen), n=1)
             fix = f"did you mean {self.key(close[0])!r}?" if close else f"allowed keys here: {', '.join(sorted(self.seen))}"
             raise ConfigError(f"{self.key(name)}: unknown key; {fix}")
@@ -267,26 +297,68 @@ def _kind(value: Any) -> str:
 
 def _expand_env(text: str, key: str) -> str:
     def sub(match: re.Match) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise ConfigError(f"{key}: environment variable {name} is not set; export it or change the value")
-        return os.environ[name]
+        name, op, default = match.groups()
+        value = os.environ.get(name)
+        if op == ":-" and not value:
+            return default
+        if op == "-" and value is None:
+            return default
+        if value is None:
+            raise ConfigError(f"{key}: environment variable {name} is not set; export it, "
+                              f"or give a default as ${{{name}:-value}}")
+        return value
 
     return _ENV_REF.sub(sub, text)
+
+
+SECRET_FILE_MAX_BYTES = 64 * 1024
+
+
+def _read_secret_file(path: str, key: str, name: str) -> str:
+    """A small regular UTF-8 text file's content, without the newline editors add."""
+    fix = f"point it at a small text file holding only the {name}"
+    try:
+        with open(path, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ConfigError(f"{key}: {_quote(path)} is not a regular file; {fix}")
+            data = fh.read(SECRET_FILE_MAX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {_quote(path)} ({exc.strerror}); {fix}") from None
+    if len(data) > SECRET_FILE_MAX_BYTES:
+        raise ConfigError(f"{key}: {_quote(path)} is larger than {SECRET_FILE_MAX_BYTES // 1024} KiB; {fix}")
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{key}: {_quote(path)} is not UTF-8 text; {fix}") from None
+
+
+def _check_header_text(value: str, key: str, what: str, secret: bool = False) -> None:
+    """A value sent in an HTTP header: no control characters, latin-1 only.
+    A secret's text is never quoted, only the position of the problem."""
+    for i, ch in enumerate(value):
+        if ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
+            shown = "" if secret else f" in {_quote(value)}"
+            raise ConfigError(f"{key}: {what} contains a control character (U+{ord(ch):04X} at position {i + 1}){shown}; "
+                              "remove it (a stray newline or carriage return?)")
+        if ord(ch) > 0xFF:
+            shown = "" if secret else f" in {_quote(value)}"
+            raise ConfigError(f"{key}: {what} contains a character HTTP headers cannot carry (position {i + 1}){shown}; "
+                              "use only ASCII or latin-1 characters")
 
 
 def _timezone(value: str, key: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{key}: unknown time zone {value!r}; use an IANA name such as UTC or Europe/Berlin") from None
+        raise ConfigError(f"{key}: unknown time zone {_quote(value)}; use an IANA name such as UTC or Europe/Berlin") from None
     return value
 
 
 def _api(section: _Section) -> ApiConfig:
     base_url = section.str("base_url", "https://www.enerclo-atesspower.com").rstrip("/")
     if not re.match(r"^https?://[^/\s]+", base_url):
-        raise ConfigError(f"{section.key('base_url')}: {base_url!r} is not an http(s) URL; e.g. https://www.enerclo-atesspower.com")
+        raise ConfigError(f"{section.key('base_url')}: {_quote(base_url)} is not an http(s) URL; e.g. https://www.enerclo-atesspower.com")
     creds = Credentials(
         token=section.secret("token"),
         app_id=section.secret("app_id"),
@@ -299,17 +371,23 @@ def _api(section: _Section) -> ApiConfig:
         missing = "app_key" if creds.app_id else "app_id" if creds.app_key else "token"
         raise ConfigError(f"{section.key(missing)}: missing credential; set token (or app_id and app_key), e.g. token: ${{ATESS_TOKEN}}")
     company = section.str("company_type", None)
+    for key, value in (("language", section.str("language", "en")), ("company_type", company),
+                       ("auth_scheme", creds.scheme)):
+        if value is not None:
+            _check_header_text(value, section.key(key), "the value")
     api = ApiConfig(
         base_url=base_url,
         credentials=creds,
         language=section.str("language", "en"),
-        timeout_seconds=section.number("timeout_seconds", 15.0, 0.1),
+        timeout_seconds=section.number("timeout_seconds", 15.0, 0.1, maximum=300,
+                                       hint="the whole call (connect, headers and body) must end within it"),
         company_type=company,
         timezone=_timezone(section.str("timezone", "UTC"), section.key("timezone")),
         success_codes=section.int_list("success_codes", (0, 200)),
         auth_error_codes=section.int_list("auth_error_codes", (401, 403)),
         rate_limit_codes=section.int_list("rate_limit_codes", (429,)),
-        max_response_bytes=section.number("max_response_bytes", 16 * 1024 * 1024, 64 * 1024, integer=True),
+        max_response_bytes=section.number("max_response_bytes", 16 * 1024 * 1024, 64 * 1024, integer=True,
+                                          maximum=1024 * 1024 * 1024),
     )
     section.done()
     return api
@@ -320,14 +398,15 @@ def _poll(section: _Section, min_interval: float) -> PollConfig:
         interval_seconds=section.number(
             "interval_seconds", float(MIN_INTERVAL_SECONDS), min_interval,
             hint=f"the ATESS API allows one call per device every 5 minutes; set it to {min_interval:g} or more",
+            maximum=86400,
         ),
-        concurrency=section.number("concurrency", 4, 1, integer=True),
-        retries=section.number("retries", 2, 0, integer=True),
-        retry_backoff_seconds=section.number("retry_backoff_seconds", 2.0, 0),
-        stale_after_seconds=section.number("stale_after_seconds", 900.0, 1),
-        max_data_age_seconds=section.number("max_data_age_seconds", 3600.0, 1),
-        counter_reset_confirm_polls=section.number("counter_reset_confirm_polls", 3, 1, integer=True),
-        auth_backoff_seconds=section.number("auth_backoff_seconds", 0.0, 0),
+        concurrency=section.number("concurrency", 4, 1, integer=True, maximum=256),
+        retries=section.number("retries", 2, 0, integer=True, maximum=10),
+        retry_backoff_seconds=section.number("retry_backoff_seconds", 2.0, 0, maximum=3600),
+        stale_after_seconds=section.number("stale_after_seconds", 900.0, 1, maximum=30 * 86400),
+        max_data_age_seconds=section.number("max_data_age_seconds", 3600.0, 1, maximum=30 * 86400),
+        counter_reset_confirm_polls=section.number("counter_reset_confirm_polls", 3, 1, integer=True, maximum=100),
+        auth_backoff_seconds=section.number("auth_backoff_seconds", 0.0, 0, maximum=86400),
     )
     if poll.max_data_age_seconds < poll.stale_after_seconds:
         raise ConfigError(f"{section.key('max_data_age_seconds')}: {poll.max_data_age_seconds:g} is below "
@@ -347,15 +426,16 @@ def _discovery(section: _Section, families: set[str]) -> DiscoveryConfig:
     chosen = section.str_list("families")
     for family in chosen:
         if family not in families:
-            close = difflib.get_close_matches(family, families, n=1)
-            raise ConfigError(f"{section.key('families')}: unknown device family {family!r}; "
+            close = difflib.get_close_matches(family[:100], families, n=1)
+            raise ConfigError(f"{section.key('families')}: unknown device family {_quote(family)}; "
                               f"{'did you mean ' + repr(close[0]) + '?' if close else 'use ' + ', '.join(sorted(families))}")
     include = _filter(section.raw("include", None), section.key("include"))
     exclude = _filter(section.raw("exclude", None), section.key("exclude"))
     discovery = DiscoveryConfig(
         enabled=section.bool("enabled", False),
-        refresh_seconds=section.number("refresh_seconds", 3600.0, 300, hint="discovery lists the whole account; refresh at most every 5 minutes"),
-        page_size=section.number("page_size", 100, 1, integer=True),
+        refresh_seconds=section.number("refresh_seconds", 3600.0, 300, maximum=7 * 86400,
+                                       hint="discovery lists the whole account; refresh at most every 5 minutes"),
+        page_size=section.number("page_size", 100, 1, integer=True, maximum=1000),
         families=chosen,
         include_sns=include[0], include_plants=include[1],
         exclude_sns=exclude[0], exclude_plants=exclude[1],
@@ -367,7 +447,8 @@ def _discovery(section: _Section, families: set[str]) -> DiscoveryConfig:
 def _settings(section: _Section) -> SettingsConfig:
     settings = SettingsConfig(
         enabled=section.bool("enabled", False),
-        refresh_seconds=section.number("refresh_seconds", 3600.0, 3600, hint="settings are read at most hourly"),
+        refresh_seconds=section.number("refresh_seconds", 3600.0, 3600, maximum=7 * 86400,
+                                       hint="settings are read at most hourly"),
     )
     section.done()
     return settings
@@ -379,7 +460,7 @@ def _endpoints(data: Any) -> dict[str, dict[str, str]]:
     for family in list(top.data):
         if family not in merged:
             top.raw(family)  # mark as seen only if valid
-            close = difflib.get_close_matches(str(family), merged, n=1)
+            close = difflib.get_close_matches(str(family)[:100], merged, n=1)
             raise ConfigError(f"endpoints.{family}: unknown device family; {'did you mean ' + repr(close[0]) + '?' if close else 'known: ' + ', '.join(sorted(merged))}")
         ops = _Section(top.raw(family), f"endpoints.{family}")
         # plant and datalog have only list and info; device families all operations
@@ -388,7 +469,7 @@ def _endpoints(data: Any) -> dict[str, dict[str, str]]:
             if path is None:
                 continue
             if not path.startswith("/"):
-                raise ConfigError(f"{ops.key(op)}: {path!r} must be a path starting with '/', e.g. /api/v1/pcs/data-last")
+                raise ConfigError(f"{ops.key(op)}: {_quote(path)} must be a path starting with '/', e.g. /api/v1/pcs/data-last")
             merged[family][op] = path
         ops.done()
     top.done()
@@ -406,14 +487,14 @@ def _devices(data: Any, families: set[str]) -> tuple[DeviceConfig, ...]:
         section = _Section(item, f"devices[{i}]")
         sn = section.str("sn", hint="give the device serial number, e.g. sn: YKD0F1022A").strip()
         if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", sn):
-            raise ConfigError(f"{section.key('sn')}: {sn!r} is not a serial number (letters, digits, . _ - only)")
+            raise ConfigError(f"{section.key('sn')}: {_quote(sn)} is not a serial number (letters, digits, . _ - only)")
         if sn in seen:
             raise ConfigError(f"{section.key('sn')}: {sn} is listed twice (also devices[{seen[sn]}]); remove one")
         seen[sn] = i
         kind = section.str("type", hint=f"one of {', '.join(sorted(families))}")
         if kind not in families:
-            close = difflib.get_close_matches(kind, families, n=1)
-            raise ConfigError(f"{section.key('type')}: unknown device type {kind!r}; {'did you mean ' + repr(close[0]) + '?' if close else 'use one of ' + ', '.join(sorted(families))}")
+            close = difflib.get_close_matches(kind[:100], families, n=1)
+            raise ConfigError(f"{section.key('type')}: unknown device type {_quote(kind)}; {'did you mean ' + repr(close[0]) + '?' if close else 'use one of ' + ', '.join(sorted(families))}")
         tz = section.str("timezone", None)
         out.append(DeviceConfig(
             sn=sn,
@@ -454,20 +535,39 @@ def parse_config(data: Any, source: str = "config.yaml", *, min_interval: float 
 
 
 def load_config(path: str, **kwargs: Any) -> Config:
-    """Read and validate a YAML file; every problem is a one-line ConfigError."""
+    """Read and validate a YAML file; every problem is a one-line ConfigError naming the file."""
+    from .yamlsafe import YamlRefused, load_yaml, read_text
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        text = read_text(path)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}); pass --config.file PATH") from None
+    except YamlRefused as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}; fix the indentation or quoting there") from None
+        data = load_yaml(text)
+    except YamlRefused as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     try:
-        return parse_config(data, source=path, **kwargs)
+        config = parse_config(data, source=path, **kwargs)
+        check_state_file(config.state_file)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    return config
+
+
+def check_state_file(state_file: str | None) -> None:
+    """The state file can be replaced: a temporary file beside it is created and removed,
+    as every save does. Refused here, at start, rather than never saved."""
+    if not state_file:
+        return
+    where = os.path.dirname(os.path.abspath(state_file))
+    if os.path.isdir(state_file):
+        raise ConfigError(f"state_file: {_quote(state_file)} is a directory; give a file path, e.g. {os.path.join(state_file, 'atess-state.json')!r}")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".atess-state-check-", dir=where)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ConfigError(f"state_file: cannot write beside {_quote(state_file, 120)} ({exc.strerror}); "
+                          "point it at a writable directory, or set state_file: '' to keep no state") from None
