@@ -78,7 +78,7 @@ def _check_events(text: str) -> None:
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
-                raise YamlRefused(f"nested more than {MAX_DEPTH} levels deep{_at(event.start_mark)}; flatten it")
+                raise YamlRefused(f"nested too deep{_at(event.start_mark)} (at most {MAX_DEPTH} levels); flatten it")
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
 
@@ -143,6 +143,8 @@ def load_yaml(text: str) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or "invalid YAML"
+        if "nesting depth" in problem:  # libyaml's own limit (1000), met while scanning ahead
+            raise YamlRefused(f"nested too deep{_at(mark)} (at most {MAX_DEPTH} levels); flatten it") from None
         raise YamlRefused(f"YAML syntax error{_at(mark)}: {problem}; fix the indentation or quoting there") from None
     except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
         # e.g. an integer longer than Python converts
