@@ -557,11 +557,14 @@ class Backfill:
                                                                 "dropped": dropped}})
         series: dict[tuple[str, tuple[str, ...]], list[tuple[float, float]]] = {}
         for ts in sorted(by_time):
-            for name, entries in payload_samples(family, by_time[ts]).items():
+            row_samples = payload_samples(family, by_time[ts])
+            live = guard.live(v for name, entries in row_samples.items()
+                              if self.catalog.describe_metric(name).type == "counter" for _, v in entries)
+            for name, entries in row_samples.items():
                 counter = self.catalog.describe_metric(name).type == "counter"
                 for labels, value in entries:
                     if counter:  # the live poller's rules, with the row's own time
-                        value = guard.check((name, labels), value, at=ts)
+                        value = guard.check((name, labels), value, at=ts, live=live)
                         if value is None:
                             continue
                     series.setdefault((name, labels), []).append((ts, value))

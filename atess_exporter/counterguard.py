@@ -6,7 +6,11 @@ device could reach. Exposed as is, those spike every `increase()` and `rate()`
 over it. So a reading is believed only when it is physically possible:
 
 - 0, negative, NaN or infinite is "no reading": never exposed, never a reset
-  (the last good value stays exposed; before the first good reading, nothing);
+  (the last good value stays exposed; before the first good reading, nothing).
+  One exception: a 0 read while other lifetime totals of the same reading are
+  positive is a true zero (a generator never run, a zero-export site), and is
+  exposed as long as the counter has no positive value — an offline device
+  reads 0 everywhere at once;
 - a rise larger than the device could produce since the value last changed
   (energy: rated power x elapsed time x margin; time counters: elapsed x
   margin) is held back and counted as a glitch — however often it repeats;
@@ -70,13 +74,18 @@ class CounterGuard:
             return True
         return rise <= rate * (max(at - start, 0.0) + SLACK_SECONDS)
 
-    def check(self, key: Hashable, value: float, at: float | None = None) -> float | None:
+    def check(self, key: Hashable, value: float, at: float | None = None, live: bool = False) -> float | None:
         """The value to expose for `key` given a new reading taken at time `at`
-        (Unix seconds; None skips the rise check), or None to expose nothing."""
+        (Unix seconds; None skips the rise check), or None to expose nothing.
+        `live`: other totals of the same reading are positive (see live())."""
         track = self._tracks.get(key)
-        if not usable(value):
+        if value == 0 and live and (track is None or track.value == 0):
             if track is None:
-                return None
+                self._tracks[key] = _Track(0.0, since=at)
+            return 0.0
+        if not usable(value):
+            if track is None or track.value == 0:
+                return None if track is None else 0.0
             self.glitches += 1
             return track.value
         if track is None:
@@ -101,6 +110,11 @@ class CounterGuard:
             return value
         self.glitches += 1
         return track.value
+
+    @staticmethod
+    def live(values: Iterable[float]) -> bool:
+        """Whether a reading's lifetime totals show a reporting device (one is positive)."""
+        return any(usable(v) for v in values)
 
     def last(self, key: Hashable) -> float | None:
         track = self._tracks.get(key)
@@ -132,7 +146,7 @@ class CounterGuard:
                 key = _unflatten(parts)
             except (TypeError, ValueError, OverflowError):
                 continue  # a damaged row: that counter starts fresh
-            if usable(value):  # an old file may hold a value saved before these rules
+            if usable(value):  # not 0: an old file may hold a 0 taken as a reset before these rules
                 self._tracks[key] = _Track(value, max(count, 0), last, since, pending_at)
 
 

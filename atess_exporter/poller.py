@@ -206,14 +206,16 @@ class Poller:
         """Counters as the guard believes them: impossible readings held back, "no
         reading" (0, missing) keeps the last good value."""
         now = self.clock()
+        counters = {name for name in samples if self.catalog.describe_metric(name).type == "counter"}
+        live = guard.live(value for name in counters for _, value in samples[name])
         grouped: dict[str, list] = {}
         for name, rows in samples.items():
-            if self.catalog.describe_metric(name).type != "counter":
+            if name not in counters:
                 grouped[name] = list(rows)
                 continue
             kept = grouped.setdefault(name, [])
             for labels, value in rows:
-                exposed = guard.check((name, labels), value, at=now)
+                exposed = guard.check((name, labels), value, at=now, live=live)
                 if exposed is not None:
                     kept.append((labels, exposed))
         present = {(name, labels) for name, rows in samples.items() for labels, _ in rows}

@@ -151,3 +151,15 @@ def test_backfill_applies_the_same_rules(tmp_path):
     before = utc(date(2024, 3, 2), 11, 55, 1.0)
     for minute in (0, 5, 10):
         assert s[utc(date(2024, 3, 2), 12, minute, 1.0)] == s[before]
+
+
+def test_a_true_zero_is_exported_while_the_device_reports_other_totals():
+    # no generator ever run: 0 beside a positive PV total is a reading; all zeros is an offline device
+    gen = "atess_generator_energy_joules_total"
+    p = poller([{"epvTotal": "100", "dgTotalIntakePower": "0"},
+                {"epvTotal": "0", "dgTotalIntakePower": "0"},
+                {"epvTotal": "100.1", "dgTotalIntakePower": "0.5"}])
+    results = exposed(p, 3, name=gen)
+    assert [v for v, _ in results] == [0, 0, 0.5]
+    fresh = poller([{"epvTotal": "0", "dgTotalIntakePower": "0"}])
+    assert exposed(fresh, 1, name=gen) == [(None, 0)]
