@@ -65,8 +65,7 @@ def _arm(raw: socket.socket) -> None:
     left = call.remaining()
     if left <= 0:
         raise DeadlinePassed("the call's deadline has passed")
-    current = raw.gettimeout()
-    raw.settimeout(left if current is None else min(current, left))
+    raw.settimeout(left)  # also resets what a kept-alive socket kept from its previous call
 
 
 class _DeadlineSocket:

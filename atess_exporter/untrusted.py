@@ -1,7 +1,7 @@
 """Text and JSON from peers we do not trust, made safe where they enter.
 
-- JSON nesting is bounded before parsing (the C decoder recurses: deep input is
-  a RecursionError, or worse, in the middle of a poll).
+- JSON nesting is bounded (deep input was a RecursionError in the middle of a
+  poll, counted as a success).
 - Every string of a parsed answer, keys included, is valid Unicode that encodes
   to UTF-8: a lone surrogate (`"\\ud800"`) becomes U+FFFD, so no label value or
   metric name downstream can fail to encode and take /metrics down with it.
@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import json
 import re
-from itertools import accumulate
 from typing import Any
 
 MAX_DEPTH = 64
 MAX_QUOTED = 512
 
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # C0/C1 controls, DEL, and the line/paragraph separators some terminals and log shippers break on.
@@ -32,12 +28,19 @@ class JsonRejected(ValueError):
     """Not JSON we accept: invalid, or nested too deep."""
 
 
-def json_depth(text: str) -> int:
-    """The deepest nesting of arrays/objects in `text` (brackets inside strings ignored)."""
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    if not brackets:
-        return 0
-    return max(0, max(accumulate(map(_STEP.__getitem__, brackets))))
+def json_depth(value: Any) -> int:
+    """The deepest nesting of lists/dicts in a parsed value (iterative: no recursion limit)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
+    return deepest
 
 
 def decode_text(body: bytes) -> str:
@@ -50,16 +53,22 @@ def decode_text(body: bytes) -> str:
 
 
 def parse_json(text: str, max_depth: int = MAX_DEPTH) -> Any:
-    """json.loads, refusing nesting deeper than max_depth; strings made valid Unicode."""
-    depth = json_depth(text)
-    if depth > max_depth:
-        raise JsonRejected(f"nested {depth} levels deep (at most {max_depth})")
+    """json.loads, refusing nesting deeper than max_depth; strings made valid Unicode.
+
+    The C decoder guards its own recursion (RecursionError near 1,000 levels,
+    raised cleanly); below that the parsed value's depth is measured without
+    recursion. Scanning the text first would need a tokenizer: a regex over
+    JSON strings is quadratic on input such as '"\\"\\"\\"...'.
+    """
     try:
         data = json.loads(text)
-    except RecursionError:  # cannot happen below the depth cap; never let it out anyway
-        raise JsonRejected("nested too deep") from None
-    except ValueError as exc:  # also: integers longer than Python's digit limit
+    except RecursionError:
+        raise JsonRejected(f"nested too deep (at most {max_depth} levels)") from None
+    except ValueError as exc:  # also: integers longer than Python converts
         raise JsonRejected(f"not valid JSON ({safe_text(exc, 120)})") from None
+    depth = json_depth(data)
+    if depth > max_depth:
+        raise JsonRejected(f"nested {depth} levels deep (at most {max_depth})")
     if _SURROGATE_ESCAPE.search(text):
         data = clean_strings(data)
     return data
