@@ -220,7 +220,9 @@ class Poller:
                     kept.append((labels, exposed))
         present = {(name, labels) for name, rows in samples.items() for labels, _ in rows}
         for (name, labels), value in guard.held(present):
-            grouped.setdefault(name, []).append((labels, value))
+            m = self.catalog.metrics.get(name)  # a state file from an older catalog may name others
+            if m is not None and m.type == "counter" and len(labels) == len(m.labels):
+                grouped.setdefault(name, []).append((labels, value))
         return {name: tuple(rows) for name, rows in grouped.items() if rows}
 
     def poll_all_once(self) -> list[DeviceSnapshot]:

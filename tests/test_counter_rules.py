@@ -163,3 +163,15 @@ def test_a_true_zero_is_exported_while_the_device_reports_other_totals():
     assert [v for v, _ in results] == [0, 0, 0.5]
     fresh = poller([{"epvTotal": "0", "dgTotalIntakePower": "0"}])
     assert exposed(fresh, 1, name=gen) == [(None, 0)]
+
+
+def test_a_restored_counter_the_catalog_no_longer_has_is_not_exported(tmp_path):
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"version": 1, "counters": {"A": [
+        [["atess_renamed_energy_joules_total", []], 5.0, 0, 0.0],
+        [[PV, ["bogus-label"]], 5.0, 0, 0.0],
+    ]}}))
+    p = poller(["100"], state_file=str(state))
+    snap = p.poll_device(p.devices["A"])
+    assert "atess_renamed_energy_joules_total" not in snap.samples
+    assert snap.samples[PV] == (((), 100 * KWH),)

@@ -266,3 +266,14 @@ def test_bounded_calls_still_succeed_and_reuse_the_connection():
         for _ in range(3):
             assert c.latest(PATH, "SN1") == GOOD
     assert len(answers) == 3 and len(server.threads) == 1, "one kept-alive connection served all calls"
+
+
+@pytest.mark.parametrize("text", ['"\\' * (1 << 20), "[" * (1 << 20), '"' * (1 << 21), "[" * 900 + "]" * 900],
+                         ids=["escaped-quotes", "open-brackets", "quotes", "900-deep"])
+def test_adversarial_json_is_refused_in_linear_time(text):
+    from atess_exporter.untrusted import JsonRejected, parse_json
+
+    started = time.monotonic()
+    with pytest.raises(JsonRejected):
+        parse_json(text)
+    assert time.monotonic() - started < 5, "a quadratic scan would take minutes here"
