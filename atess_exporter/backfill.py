@@ -675,7 +675,7 @@ def main(argv: list[str], *, clock: Clock | None = None, sleep: Sleep | None = N
         stderr.flush()
 
     try:
-        config = load_config(args.config_file)
+        config = load_config(args.config_file, writes_state=False)
     except ConfigError as exc:
         say(f"atess-exporter backfill: config error: {exc}")
         return 1

@@ -534,8 +534,9 @@ def parse_config(data: Any, source: str = "config.yaml", *, min_interval: float 
                   discovery=discovery, settings=settings, shard=shard)
 
 
-def load_config(path: str, **kwargs: Any) -> Config:
-    """Read and validate a YAML file; every problem is a one-line ConfigError naming the file."""
+def load_config(path: str, *, writes_state: bool = True, **kwargs: Any) -> Config:
+    """Read and validate a YAML file; every problem is a one-line ConfigError naming the file.
+    `writes_state`: the caller saves `state_file`, so it must be writable (the backfill does not)."""
     from .yamlsafe import YamlRefused, load_yaml, read_text
 
     try:
@@ -550,7 +551,8 @@ def load_config(path: str, **kwargs: Any) -> Config:
         raise ConfigError(f"{path}: {exc}") from None
     try:
         config = parse_config(data, source=path, **kwargs)
-        check_state_file(config.state_file)
+        if writes_state:
+            check_state_file(config.state_file)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return config

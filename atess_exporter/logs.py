@@ -85,10 +85,19 @@ class RedactFilter(logging.Filter):
         fields = getattr(record, "fields", None)
         if fields:
             # numbers and booleans stay typed; anything else is scrubbed text
-            record.fields = {str(k): v if v is None or isinstance(v, (bool, int, float)) else self.scrub(_safe_str(v))
-                             for k, v in fields.items()}
+            record.fields = {str(k): self._field(v) for k, v in fields.items()}
         record._atess_done = True
         return True
+
+    def _field(self, value: Any) -> Any:
+        """Numbers and booleans stay typed, unless one spells a (numeric) secret."""
+        if value is None or isinstance(value, bool):
+            return value
+        text = _safe_str(value)
+        scrubbed = self.scrub(text)
+        if isinstance(value, (int, float)) and scrubbed == text:
+            return value
+        return scrubbed
 
 
 def _safe_str(value: Any) -> str:
