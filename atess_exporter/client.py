@@ -105,6 +105,8 @@ def _code(value: Any) -> Any:
         return safe_text(value, 64)
     if isinstance(value, int):
         return value
+    if isinstance(value, float) and value.is_integer():  # 200.0
+        return int(value)
     if isinstance(value, str) and len(value) <= 18 and value.strip().lstrip("-").isdigit():
         return int(value)
     return safe_text(value, 64)
