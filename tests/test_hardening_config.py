@@ -179,3 +179,11 @@ def test_a_writable_state_file_passes_check_config(tmp_path, capsys):
     assert cli.main(["--check-config", "--config.file", write(tmp_path)]) == 0
     assert "OK" in capsys.readouterr().out
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".atess-state")]
+
+
+def test_merge_keys_for_many_devices_are_not_mistaken_for_an_alias_bomb(tmp_path):
+    base = "x-base: &base {type: hps_central, model: HPS150, timezone: UTC, plant_id: p1, plant_name: Plant}\n"
+    devices = "".join(f"  - {{<<: *base, sn: SN{i}}}\n" for i in range(1000))
+    text = BASE.replace("devices:\n  - {sn: SN1, type: hps_central}\n", "devices:\n" + devices)
+    with pytest.raises(ConfigError, match="x-base: unknown key"):   # got past the YAML limits
+        load_config(write(tmp_path, base + text))
