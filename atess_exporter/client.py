@@ -18,7 +18,7 @@ import urllib3.exceptions
 
 from . import __version__
 from .config import ApiConfig
-from .transport import BadEncoding, CallScope, DeadlineAdapter, DeadlinePassed, TooLarge, read_body
+from .transport import BadEncoding, CallScope, DeadlineAdapter, DeadlinePassed, TooLarge, read_body, redirect_hook
 from .untrusted import JsonRejected, decode_text, parse_json, safe_text
 
 
@@ -126,6 +126,9 @@ class AtessClient:
             session.mount("https://", adapter)
             session.mount("http://", adapter)
         self.session = session
+        # Redirects are followed (requests drops Authorization on a cross-host one), few, and bounded.
+        self.session.max_redirects = 5
+        self.session.hooks["response"].append(redirect_hook(api.max_response_bytes))
         self.session.headers.update({
             "Authorization": api.credentials.authorization().reveal(),
             "Accept-Language": api.language,

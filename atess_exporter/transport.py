@@ -229,6 +229,19 @@ class _Inflater:
                 data, self._obj = self._obj.unused_data, self._new()
 
 
+def redirect_hook(cap: int):
+    """A requests response hook: a redirect's body is read here, under the cap, because
+    requests would otherwise read (and inflate) it whole before following the redirect."""
+
+    def hook(resp: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+        if resp.is_redirect and resp._content is False:  # type: ignore[attr-defined]
+            resp._content = read_body(resp, cap, getattr(_current, "call", None))  # type: ignore[attr-defined]
+            resp._content_consumed = True  # type: ignore[attr-defined]
+        return resp
+
+    return hook
+
+
 def read_body(resp: requests.Response, cap: int, call: _Call | None = None) -> bytes:
     """The whole body, inflated, or TooLarge once either count passes `cap`.
 

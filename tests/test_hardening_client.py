@@ -277,3 +277,34 @@ def test_adversarial_json_is_refused_in_linear_time(text):
     with pytest.raises(JsonRejected):
         parse_json(text)
     assert time.monotonic() - started < 5, "a quadratic scan would take minutes here"
+
+
+def test_a_redirect_carrying_a_gzip_bomb_is_not_inflated(bomb):
+    def serve(conn, request, server):
+        if b"GET /next" in request:
+            conn.sendall(response(envelope(GOOD)))
+        else:
+            conn.sendall(response(bomb, status="302 Found",
+                                  headers={"Content-Encoding": "gzip", "Location": server.base_url + "/next"}))
+
+    with HostileServer(serve) as server:
+        c = client(server.base_url, timeout_seconds=10)
+        tracemalloc.start()
+        try:
+            exc, _ = timed_call(c)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert isinstance(exc, MalformedResponseError) and exc.outcome == "too_large", exc
+    assert peak < 48 << 20, f"peak {peak >> 20} MiB"
+
+
+def test_a_plain_redirect_is_followed():
+    def serve(conn, request, server):
+        if b"GET /next" in request:
+            conn.sendall(response(envelope(GOOD)))
+        else:
+            conn.sendall(response(b"moved", status="301 Moved Permanently", headers={"Location": server.base_url + "/next"}))
+
+    with HostileServer(serve) as server:
+        assert client(server.base_url).latest(PATH, "SN1") == GOOD
