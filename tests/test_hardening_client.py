@@ -21,7 +21,7 @@ from atess_exporter.client import ApiError, AtessClient, MalformedResponseError,
 from atess_exporter.config import parse_config
 from atess_exporter.render import Renderer
 from conftest import TOKEN, make_config, parse_exposition, value
-from hostile import HostileServer, envelope, gzip_bomb, query, response
+from hostile_api import HostileServer, envelope, gzip_bomb, query, response
 
 PATH = "/api/v1/hps/data-last"
 GOOD = {"ppv": "12.5", "time": "2024-05-01 12:00:00"}

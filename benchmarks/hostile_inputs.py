@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What hostile peers and configs cost the exporter (issue 12), measured on loopback.
 
-    .venv/bin/python benchmarks/hostile.py
+    .venv/bin/python benchmarks/hostile_inputs.py
 
 Each row runs in a fresh subprocess (peak RSS is per process):
 
@@ -28,7 +28,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
-from hostile import HostileServer, envelope, gzip_bomb, response  # noqa: E402
+from hostile_api import HostileServer, envelope, gzip_bomb, response  # noqa: E402
 
 PATH = "/api/v1/hps/data-last"
 TOKEN = "bench-token-value"
