@@ -9,42 +9,18 @@ from __future__ import annotations
 import base64
 import difflib
 import math
-import os
 import re
-import stat
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-
+from .configinput import (NUMBER_MAX, ConfigError, check_header_text, check_state_file, expand_env, kind_of, quoted,
+                          read_secret_file)
 from .endpoints import DEFAULT_ENDPOINTS, NON_DEVICE_FAMILIES, OPERATIONS
 from .sharding import parse_shard
 
 # The vendor doc: "The frequency of acquisition is once every 5 minutes".
 MIN_INTERVAL_SECONDS = 300
-
-
-class ConfigError(Exception):
-    """A configuration problem, phrased for the user: key, problem, fix.
-
-    Always one line of bounded length, whatever value it quotes."""
-
-    MAX_CHARS = 600
-
-    def __init__(self, message: str):
-        text = " ".join(str(message).splitlines())
-        if len(text) > self.MAX_CHARS:
-            text = text[: self.MAX_CHARS] + "...(truncated)"
-        super().__init__(text)
-
-
-def _quote(value: Any, limit: int = 60) -> str:
-    """repr() of a value from the file, short enough for a one-line error."""
-    text = value if isinstance(value, str) else _kind(value)
-    text = repr(text[:limit]) + ("..." if len(text) > limit else "")
-    return text
 
 
 class Secret:
@@ -182,12 +158,6 @@ class Config:
 
 
 _REQUIRED = object()
-# ${VAR}, ${VAR:-default} (unset or empty) and ${VAR-default} (unset), as in POSIX shells
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
-# Upper bounds for numbers that have no natural one: finite, and far beyond any sane setting.
-NUMBER_MAX = 1e9
-
-
 class _Section:
     """Reads one mapping of the YAML file and refuses keys nobody asked for."""
 
@@ -195,7 +165,7 @@ class _Section:
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            raise ConfigError(f"{path or 'top level'}: must be a mapping of keys, got {_kind(data)}")
+            raise ConfigError(f"{path or 'top level'}: must be a mapping of keys, got {kind_of(data)}")
         self.data = data
         self.path = path
         self.seen: set[str] = set()
@@ -216,20 +186,20 @@ class _Section:
         if value is default:
             return value
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise ConfigError(f"{self.key(name)}: must be a string, got {_kind(value)}")
-        return _expand_env(str(value), self.key(name))
+            raise ConfigError(f"{self.key(name)}: must be a string, got {kind_of(value)}")
+        return expand_env(str(value), self.key(name))
 
     def number(self, name: str, default: Any, minimum: float, hint: str = "", integer: bool = False,
                maximum: float = NUMBER_MAX) -> Any:
         value = self.raw(name, default)
         if isinstance(value, str):
-            value = _expand_env(value, self.key(name))
+            value = expand_env(value, self.key(name))
             try:
                 value = float(value)
             except ValueError:
-                raise ConfigError(f"{self.key(name)}: must be a number, got {_quote(value)}") from None
+                raise ConfigError(f"{self.key(name)}: must be a number, got {quoted(value)}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{self.key(name)}: must be a number, got {_kind(value)}")
+            raise ConfigError(f"{self.key(name)}: must be a number, got {kind_of(value)}")
         if isinstance(value, int) and abs(value) > NUMBER_MAX:
             value = float("inf") if value > 0 else float("-inf")  # a huge integer: out of range, said simply
         if not math.isfinite(value):
@@ -245,7 +215,7 @@ class _Section:
     def bool(self, name: str, default: bool) -> bool:
         value = self.raw(name, default)
         if not isinstance(value, bool):
-            raise ConfigError(f"{self.key(name)}: must be true or false, got {_quote(value)}")
+            raise ConfigError(f"{self.key(name)}: must be true or false, got {quoted(value)}")
         return value
 
     def str_list(self, name: str) -> tuple[str, ...]:
@@ -254,7 +224,7 @@ class _Section:
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
             raise ConfigError(f"{self.key(name)}: must be a list of strings, e.g. [YKD0F1022A]")
-        return tuple(_expand_env(str(v), self.key(name)) for v in value)
+        return tuple(expand_env(str(v), self.key(name)) for v in value)
 
     def int_list(self, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
         value = self.raw(name, default)
@@ -273,13 +243,13 @@ class _Section:
         key = self.key(name)
         if path is not None:
             key = self.key(name + "_file")
-            inline = _read_secret_file(path, key, name)
+            inline = read_secret_file(path, key, name)
             if not inline:
-                raise ConfigError(f"{key}: {_quote(path)} is empty; put the {name} in it")
+                raise ConfigError(f"{key}: {quoted(path)} is empty; put the {name} in it")
         if inline is not None and not inline.strip():
             raise ConfigError(f"{self.key(name)}: is empty; set the credential or remove the key")
         if inline is not None:
-            _check_header_text(inline, key, f"the {name}", secret=True)
+            check_header_text(inline, key, f"the {name}", secret=True)
         return Secret(inline) if inline is not None else None
 
     def done(self) -> None:
@@ -291,74 +261,18 @@ class _Section:
             raise ConfigError(f"{self.key(name)}: unknown key; {fix}")
 
 
-def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(type(value), type(value).__name__)
-
-
-def _expand_env(text: str, key: str) -> str:
-    def sub(match: re.Match) -> str:
-        name, op, default = match.groups()
-        value = os.environ.get(name)
-        if op == ":-" and not value:
-            return default
-        if op == "-" and value is None:
-            return default
-        if value is None:
-            raise ConfigError(f"{key}: environment variable {name} is not set; export it, "
-                              f"or give a default as ${{{name}:-value}}")
-        return value
-
-    return _ENV_REF.sub(sub, text)
-
-
-SECRET_FILE_MAX_BYTES = 64 * 1024
-
-
-def _read_secret_file(path: str, key: str, name: str) -> str:
-    """A small regular UTF-8 text file's content, without the newline editors add."""
-    fix = f"point it at a small text file holding only the {name}"
-    try:
-        with open(path, "rb") as fh:
-            info = os.fstat(fh.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise ConfigError(f"{key}: {_quote(path)} is not a regular file; {fix}")
-            data = fh.read(SECRET_FILE_MAX_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{key}: cannot read {_quote(path)} ({exc.strerror}); {fix}") from None
-    if len(data) > SECRET_FILE_MAX_BYTES:
-        raise ConfigError(f"{key}: {_quote(path)} is larger than {SECRET_FILE_MAX_BYTES // 1024} KiB; {fix}")
-    try:
-        return data.decode("utf-8").removeprefix("\ufeff").strip()
-    except UnicodeDecodeError:
-        raise ConfigError(f"{key}: {_quote(path)} is not UTF-8 text; {fix}") from None
-
-
-def _check_header_text(value: str, key: str, what: str, secret: bool = False) -> None:
-    """A value sent in an HTTP header: no control characters, latin-1 only.
-    A secret's text is never quoted, only the position of the problem."""
-    for i, ch in enumerate(value):
-        if ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
-            shown = "" if secret else f" in {_quote(value)}"
-            raise ConfigError(f"{key}: {what} contains a control character (U+{ord(ch):04X} at position {i + 1}){shown}; "
-                              "remove it (a stray newline or carriage return?)")
-        if ord(ch) > 0xFF:
-            shown = "" if secret else f" in {_quote(value)}"
-            raise ConfigError(f"{key}: {what} contains a character HTTP headers cannot carry (position {i + 1}){shown}; "
-                              "use only ASCII or latin-1 characters")
-
-
 def _timezone(value: str, key: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{key}: unknown time zone {_quote(value)}; use an IANA name such as UTC or Europe/Berlin") from None
+        raise ConfigError(f"{key}: unknown time zone {quoted(value)}; use an IANA name such as UTC or Europe/Berlin") from None
     return value
 
 
 def _api(section: _Section) -> ApiConfig:
     base_url = section.str("base_url", "https://www.enerclo-atesspower.com").rstrip("/")
     if not re.match(r"^https?://[^/\s]+", base_url):
-        raise ConfigError(f"{section.key('base_url')}: {_quote(base_url)} is not an http(s) URL; e.g. https://www.enerclo-atesspower.com")
+        raise ConfigError(f"{section.key('base_url')}: {quoted(base_url)} is not an http(s) URL; e.g. https://www.enerclo-atesspower.com")
     creds = Credentials(
         token=section.secret("token"),
         app_id=section.secret("app_id"),
@@ -374,7 +288,7 @@ def _api(section: _Section) -> ApiConfig:
     for key, value in (("language", section.str("language", "en")), ("company_type", company),
                        ("auth_scheme", creds.scheme)):
         if value is not None:
-            _check_header_text(value, section.key(key), "the value")
+            check_header_text(value, section.key(key), "the value")
     api = ApiConfig(
         base_url=base_url,
         credentials=creds,
@@ -427,7 +341,7 @@ def _discovery(section: _Section, families: set[str]) -> DiscoveryConfig:
     for family in chosen:
         if family not in families:
             close = difflib.get_close_matches(family[:100], families, n=1)
-            raise ConfigError(f"{section.key('families')}: unknown device family {_quote(family)}; "
+            raise ConfigError(f"{section.key('families')}: unknown device family {quoted(family)}; "
                               f"{'did you mean ' + repr(close[0]) + '?' if close else 'use ' + ', '.join(sorted(families))}")
     include = _filter(section.raw("include", None), section.key("include"))
     exclude = _filter(section.raw("exclude", None), section.key("exclude"))
@@ -469,7 +383,7 @@ def _endpoints(data: Any) -> dict[str, dict[str, str]]:
             if path is None:
                 continue
             if not path.startswith("/"):
-                raise ConfigError(f"{ops.key(op)}: {_quote(path)} must be a path starting with '/', e.g. /api/v1/pcs/data-last")
+                raise ConfigError(f"{ops.key(op)}: {quoted(path)} must be a path starting with '/', e.g. /api/v1/pcs/data-last")
             merged[family][op] = path
         ops.done()
     top.done()
@@ -480,21 +394,21 @@ def _devices(data: Any, families: set[str]) -> tuple[DeviceConfig, ...]:
     if data is None:
         data = []
     if not isinstance(data, list):
-        raise ConfigError(f"devices: must be a list of devices (- sn: ... type: ...), got {_kind(data)}")
+        raise ConfigError(f"devices: must be a list of devices (- sn: ... type: ...), got {kind_of(data)}")
     seen: dict[str, int] = {}
     out = []
     for i, item in enumerate(data):
         section = _Section(item, f"devices[{i}]")
         sn = section.str("sn", hint="give the device serial number, e.g. sn: YKD0F1022A").strip()
         if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", sn):
-            raise ConfigError(f"{section.key('sn')}: {_quote(sn)} is not a serial number (letters, digits, . _ - only)")
+            raise ConfigError(f"{section.key('sn')}: {quoted(sn)} is not a serial number (letters, digits, . _ - only)")
         if sn in seen:
             raise ConfigError(f"{section.key('sn')}: {sn} is listed twice (also devices[{seen[sn]}]); remove one")
         seen[sn] = i
         kind = section.str("type", hint=f"one of {', '.join(sorted(families))}")
         if kind not in families:
             close = difflib.get_close_matches(kind[:100], families, n=1)
-            raise ConfigError(f"{section.key('type')}: unknown device type {_quote(kind)}; {'did you mean ' + repr(close[0]) + '?' if close else 'use one of ' + ', '.join(sorted(families))}")
+            raise ConfigError(f"{section.key('type')}: unknown device type {quoted(kind)}; {'did you mean ' + repr(close[0]) + '?' if close else 'use one of ' + ', '.join(sorted(families))}")
         tz = section.str("timezone", None)
         out.append(DeviceConfig(
             sn=sn,
@@ -556,20 +470,3 @@ def load_config(path: str, *, writes_state: bool = True, **kwargs: Any) -> Confi
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return config
-
-
-def check_state_file(state_file: str | None) -> None:
-    """The state file can be replaced: a temporary file beside it is created and removed,
-    as every save does. Refused here, at start, rather than never saved."""
-    if not state_file:
-        return
-    where = os.path.dirname(os.path.abspath(state_file))
-    if os.path.isdir(state_file):
-        raise ConfigError(f"state_file: {_quote(state_file)} is a directory; give a file path, e.g. {os.path.join(state_file, 'atess-state.json')!r}")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".atess-state-check-", dir=where)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        raise ConfigError(f"state_file: cannot write beside {_quote(state_file, 120)} ({exc.strerror}); "
-                          "point it at a writable directory, or set state_file: '' to keep no state") from None

@@ -6,7 +6,6 @@ client without the protection the test fails instead of hanging.
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
