@@ -137,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             what = "web config error" if isinstance(exc, WebConfigError) else f"cannot listen on {args.listen_address}"
             print(f"atess-exporter: {what}: {exc}", file=sys.stderr)
             return 1
+        # Before any poll starts: a SIGTERM from now on ends the exporter cleanly (state saved).
+        stopping = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stopping.set())
         server.start()
         exporter.start()
         host = server.httpd.server_address[0] or "localhost"
@@ -146,9 +150,6 @@ def main(argv: list[str] | None = None) -> int:
                                                          "interval_seconds": config.poll.interval_seconds}})
         if args.demo:
             print(f"atess-exporter demo: metrics at {url} (simulated devices, Ctrl-C to stop)", flush=True)
-        stopping = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stopping.set())
         stopping.wait()
         log.info("shutting down")
         server.stop()

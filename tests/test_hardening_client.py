@@ -123,6 +123,7 @@ def test_sigterm_ends_the_exporter_with_calls_in_flight(tmp_path):
                 proc.kill()
                 proc.wait()
     assert took < 6, f"SIGTERM took {took:.1f}s with calls in flight"
+    assert proc.returncode == 0, "a clean exit, not death by the signal"
     assert (tmp_path / "state.json").exists(), "state was saved on the way out"
 
 
