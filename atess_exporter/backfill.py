@@ -60,6 +60,7 @@ from .catalog import BASE_LABELS, Catalog, FamilyCatalog, load_catalog
 from .client import AtessClient, AtessError, HttpError, MalformedResponseError, NoDataError, RateLimitError, TransportError
 from .config import MIN_INTERVAL_SECONDS, Config, ConfigError, DeviceConfig, load_config
 from .counterguard import CounterGuard
+from .models import rated_power_watts
 from .discovery import discover, select_devices
 from .readings import payload_samples, row_time
 
@@ -450,6 +451,7 @@ class Backfill:
         state = self.work.load_state(sn) or {
             "version": STATE_VERSION, "sn": sn, "next": self.start.isoformat(), "parts": [], "rows": 0, "guard": None}
         guard = restore_guard(state.get("guard"), self.confirm_polls)
+        guard.rated_watts = rated_power_watts(device.model)
         try:
             path = self.config.endpoint(device.type, "history")
         except KeyError:
@@ -564,11 +566,16 @@ class Backfill:
                                                                 "dropped": dropped}})
         series: dict[tuple[str, tuple[str, ...]], list[tuple[float, float]]] = {}
         for ts in sorted(by_time):
-            for name, entries in payload_samples(family, by_time[ts], device.model).items():
+            row_samples = payload_samples(family, by_time[ts], device.model)
+            live = guard.live(v for name, entries in row_samples.items()
+                              if self.catalog.describe_metric(name).type == "counter" for _, v in entries)
+            for name, entries in row_samples.items():
                 counter = self.catalog.describe_metric(name).type == "counter"
                 for labels, value in entries:
-                    if counter:
-                        value = guard.check((name, labels), value)
+                    if counter:  # the live poller's rules, with the row's own time
+                        value = guard.check((name, labels), value, at=ts, live=live)
+                        if value is None:
+                            continue
                     series.setdefault((name, labels), []).append((ts, value))
         ids = (device.sn, device.model or "unknown")
         out = []
@@ -677,7 +684,7 @@ def main(argv: list[str], *, clock: Clock | None = None, sleep: Sleep | None = N
         stderr.flush()
 
     try:
-        config = load_config(args.config_file)
+        config = load_config(args.config_file, writes_state=False)
     except ConfigError as exc:
         say(f"atess-exporter backfill: config error: {exc}")
         return 1

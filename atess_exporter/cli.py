@@ -223,6 +223,10 @@ def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
             what = "web config error" if isinstance(exc, WebConfigError) else f"cannot listen on {args.listen_address}"
             print(f"atess-exporter: {what}: {exc}", file=sys.stderr)
             return 1
+        # Before any poll starts: a SIGTERM from now on ends the exporter cleanly (state saved).
+        stopping = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stopping.set())
         server.start()
         host = server.httpd.server_address[0] or "localhost"
         url = f"{server.scheme}://{'localhost' if host in ('0.0.0.0', '::') else host}:{server.port}{args.telemetry_path}"

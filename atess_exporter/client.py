@@ -8,16 +8,18 @@ in the session only, and request URLs carry no secret.
 
 from __future__ import annotations
 
-import json
 import socket
 import time
+from contextlib import closing
 from typing import Any, Callable
 
 import requests
-from requests.adapters import HTTPAdapter
+import urllib3.exceptions
 
 from . import __version__
 from .config import ApiConfig
+from .transport import BadEncoding, CallScope, DeadlineAdapter, DeadlinePassed, TooLarge, read_body, redirect_hook
+from .untrusted import JsonRejected, decode_text, parse_json, safe_text
 
 
 class AtessError(Exception):
@@ -39,6 +41,7 @@ class ApiError(AtessError):
     outcome = "api_error"
 
     def __init__(self, endpoint: str, code: Any, msg: str):
+        code, msg = safe_text(code, 64), safe_text(msg, 600)  # idempotent on already-safe text
         super().__init__(f"{endpoint}: API error code {code}: {msg or 'no message'}")
         self.code = code
         self.msg = msg
@@ -78,13 +81,14 @@ class MalformedResponseError(AtessError):
 
 
 OUTCOMES = ("success", "auth_failed", "rate_limited", "api_error", "no_data", "http_error", "http_5xx",
-            "timeout", "connection_error", "dns_error", "html_response", "invalid_json", "invalid_response")
+            "timeout", "connection_error", "dns_error", "html_response", "invalid_json", "invalid_response",
+            "too_large")
 
 RequestObserver = Callable[[str, str, float], None]
 
 
-def _transport_outcome(exc: requests.RequestException) -> str:
-    if isinstance(exc, requests.Timeout):
+def _transport_outcome(exc: BaseException) -> str:
+    if isinstance(exc, (requests.Timeout, socket.timeout, urllib3.exceptions.TimeoutError)):
         return "timeout"
     cause: BaseException | None = exc
     while cause is not None:
@@ -94,26 +98,52 @@ def _transport_outcome(exc: requests.RequestException) -> str:
     return "connection_error"
 
 
+def _code(value: Any) -> Any:
+    """The envelope's code as an int when it is one (a short one: int() of a
+    10 MB digit string raises), else as safe text."""
+    if isinstance(value, bool):
+        return safe_text(value, 64)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():  # 200.0
+        return int(value)
+    if isinstance(value, str) and len(value) <= 18 and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return safe_text(value, 64)
+
+
 class AtessClient:
     def __init__(self, api: ApiConfig, observer: RequestObserver | None = None,
                  session: requests.Session | None = None, connections: int = 10):
         self.api = api
         self.observer = observer
+        self.calls = CallScope()
         if session is None:
             session = requests.Session()
             # One kept-alive connection per worker: fewer TLS handshakes with the API.
-            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(connections, 10))
+            # The adapter gives each call one deadline for connect, headers and body.
+            adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=max(connections, 10))
             session.mount("https://", adapter)
             session.mount("http://", adapter)
         self.session = session
+        # Redirects are followed (requests drops Authorization on a cross-host one), few, and bounded.
+        self.session.max_redirects = 5
+        self.session.hooks["response"].append(redirect_hook(api.max_response_bytes))
         self.session.headers.update({
             "Authorization": api.credentials.authorization().reveal(),
             "Accept-Language": api.language,
             "Accept": "application/json",
+            # Only what read_body inflates itself, under the byte cap.
+            "Accept-Encoding": "gzip, deflate",
             "User-Agent": f"atess-exporter/{__version__}",
         })
         if api.company_type:
             self.session.headers["CompanyType"] = api.company_type
+
+    def close(self) -> None:
+        """End the calls in flight within moments (their sockets are shut) and refuse new ones."""
+        self.calls.close()
+        self.session.close()
 
     def get(self, path: str, params: dict[str, Any], expect: type | None = None) -> Any:
         """GET base_url+path and return the envelope's `data` (of type `expect`), or raise AtessError."""
@@ -132,31 +162,49 @@ class AtessClient:
                 self.observer(path, outcome, time.monotonic() - started)
 
     def _get(self, path: str, params: dict[str, Any]) -> Any:
+        status, body = self._fetch(path, params)
+        text = decode_text(body)
         try:
-            resp = self.session.get(self.api.base_url + path, params=params, timeout=self.api.timeout_seconds)
-        except requests.RequestException as exc:
-            outcome = _transport_outcome(exc)
-            reason = {"timeout": f"no answer within {self.api.timeout_seconds:g}s",
+            envelope = parse_json(text)
+        except JsonRejected as exc:
+            if text.lstrip()[:64].startswith("<"):
+                raise MalformedResponseError(f"{path}: HTML page instead of JSON (HTTP {status})", "html_response") from None
+            raise MalformedResponseError(f"{path}: response is not valid JSON (HTTP {status}): {exc}", "invalid_json") from None
+        return self._envelope(path, envelope)
+
+    def _fetch(self, path: str, params: dict[str, Any]) -> tuple[int, bytes]:
+        """The HTTP status and whole body, within the call's deadline and byte cap."""
+        timeout = self.api.timeout_seconds
+        call = self.calls.begin(timeout)
+        try:
+            left = max(call.remaining(), 0.001)
+            resp = self.session.get(self.api.base_url + path, params=params, timeout=(left, left), stream=True)
+            with closing(resp):
+                if resp.status_code in (401, 403):
+                    raise AuthError(f"{path}: HTTP {resp.status_code}: credentials refused; check atess.token or app_id/app_key")
+                if resp.status_code == 429:
+                    raise RateLimitError(f"{path}: HTTP 429: rate limited by the API")
+                if resp.status_code >= 400:
+                    raise HttpError(path, resp.status_code)
+                return resp.status_code, read_body(resp, self.api.max_response_bytes, call)
+        except TooLarge as exc:
+            raise MalformedResponseError(f"{path}: answer too large: {exc}; the cap is atess.max_response_bytes", "too_large") from None
+        except BadEncoding as exc:
+            raise MalformedResponseError(f"{path}: {exc}") from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            if self.calls.closed:
+                raise TransportError(f"{path}: call ended: the exporter is shutting down", "connection_error") from None
+            outcome = "timeout" if isinstance(exc, DeadlinePassed) or call.remaining() <= 0 else _transport_outcome(exc)
+            reason = {"timeout": f"no answer within {timeout:g}s",
                       "dns_error": "host name does not resolve"}.get(outcome, "connection failed")
             raise TransportError(f"{path}: {reason} ({type(exc).__name__})", outcome) from None
-        if resp.status_code in (401, 403):
-            raise AuthError(f"{path}: HTTP {resp.status_code}: credentials refused; check atess.token or app_id/app_key")
-        if resp.status_code == 429:
-            raise RateLimitError(f"{path}: HTTP 429: rate limited by the API")
-        if resp.status_code >= 400:
-            raise HttpError(path, resp.status_code)
-        try:
-            body = resp.json()
-        except (ValueError, json.JSONDecodeError):
-            text = resp.text.lstrip()[:64].lower()
-            if text.startswith("<"):
-                raise MalformedResponseError(f"{path}: HTML page instead of JSON (HTTP {resp.status_code})", "html_response") from None
-            raise MalformedResponseError(f"{path}: response is not valid JSON (HTTP {resp.status_code})", "invalid_json") from None
+        finally:
+            self.calls.end(call)
+
+    def _envelope(self, path: str, body: Any) -> Any:
         if not isinstance(body, dict) or "code" not in body:
             raise MalformedResponseError(f"{path}: response is not the {{code, data, msg}} envelope")
-        code, msg = body.get("code"), str(body.get("msg") or "")[:200]
-        if isinstance(code, str) and code.strip().lstrip("-").isdigit():
-            code = int(code)
+        code, msg = _code(body.get("code")), safe_text(body.get("msg") or "")
         if code in self.api.auth_error_codes:
             raise AuthError(f"{path}: API code {code}: {msg or 'no access'}; check atess.token or app_id/app_key")
         if code in self.api.rate_limit_codes:

@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import base64
 import difflib
-import os
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-
+from .configinput import (NUMBER_MAX, ConfigError, check_header_text, check_state_file, expand_env, kind_of, quoted,
+                          read_secret_file)
 from .endpoints import DEFAULT_ENDPOINTS, NON_DEVICE_FAMILIES, OPERATIONS
 from .sharding import parse_shard
 
 # The vendor doc: "The frequency of acquisition is once every 5 minutes".
 MIN_INTERVAL_SECONDS = 300
-
-
-class ConfigError(Exception):
-    """A configuration problem, phrased for the user: key, problem, fix."""
 
 
 class Secret:
@@ -88,6 +84,7 @@ class ApiConfig:
     success_codes: tuple[int, ...] = (0, 200)
     auth_error_codes: tuple[int, ...] = (401, 403)
     rate_limit_codes: tuple[int, ...] = (429,)
+    max_response_bytes: int = 16 * 1024 * 1024   # per answer, on the wire and after decompression
 
 
 @dataclass(frozen=True)
@@ -171,9 +168,6 @@ class Config:
 
 
 _REQUIRED = object()
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
 class _Section:
     """Reads one mapping of the YAML file and refuses keys nobody asked for."""
 
@@ -181,7 +175,7 @@ class _Section:
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            raise ConfigError(f"{path or 'top level'}: must be a mapping of keys, got {_kind(data)}")
+            raise ConfigError(f"{path or 'top level'}: must be a mapping of keys, got {kind_of(data)}")
         self.data = data
         self.path = path
         self.seen: set[str] = set()
@@ -202,29 +196,36 @@ class _Section:
         if value is default:
             return value
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise ConfigError(f"{self.key(name)}: must be a string, got {_kind(value)}")
-        return _expand_env(str(value), self.key(name))
+            raise ConfigError(f"{self.key(name)}: must be a string, got {kind_of(value)}")
+        return expand_env(str(value), self.key(name))
 
-    def number(self, name: str, default: Any, minimum: float, hint: str = "", integer: bool = False) -> Any:
+    def number(self, name: str, default: Any, minimum: float, hint: str = "", integer: bool = False,
+               maximum: float = NUMBER_MAX) -> Any:
         value = self.raw(name, default)
         if isinstance(value, str):
-            value = _expand_env(value, self.key(name))
+            value = expand_env(value, self.key(name))
             try:
                 value = float(value)
             except ValueError:
-                raise ConfigError(f"{self.key(name)}: must be a number, got {value!r}") from None
+                raise ConfigError(f"{self.key(name)}: must be a number, got {quoted(value)}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{self.key(name)}: must be a number, got {_kind(value)}")
+            raise ConfigError(f"{self.key(name)}: must be a number, got {kind_of(value)}")
+        if isinstance(value, int) and abs(value) > NUMBER_MAX:
+            value = float("inf") if value > 0 else float("-inf")  # a huge integer: out of range, said simply
+        if not math.isfinite(value):
+            raise ConfigError(f"{self.key(name)}: {value} is not a finite number; set it between {minimum:g} and {maximum:g}")
         if integer and value != int(value):
             raise ConfigError(f"{self.key(name)}: must be a whole number, got {value}")
         if value < minimum:
             raise ConfigError(f"{self.key(name)}: {value:g} is below the minimum {minimum:g}; {hint or f'set it to {minimum:g} or more'}")
+        if value > maximum:
+            raise ConfigError(f"{self.key(name)}: {value:g} is above the maximum {maximum:g}; set it to {maximum:g} or less")
         return int(value) if integer else float(value)
 
     def bool(self, name: str, default: bool) -> bool:
         value = self.raw(name, default)
         if not isinstance(value, bool):
-            raise ConfigError(f"{self.key(name)}: must be true or false, got {value!r}")
+            raise ConfigError(f"{self.key(name)}: must be true or false, got {quoted(value)}")
         return value
 
     def str_list(self, name: str) -> tuple[str, ...]:
@@ -233,7 +234,7 @@ class _Section:
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
             raise ConfigError(f"{self.key(name)}: must be a list of strings, e.g. [YKD0F1022A]")
-        return tuple(_expand_env(str(v), self.key(name)) for v in value)
+        return tuple(expand_env(str(v), self.key(name)) for v in value)
 
     def int_list(self, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
         value = self.raw(name, default)
@@ -249,53 +250,39 @@ class _Section:
         path = self.str(f"{name}_file", None)
         if inline is not None and path is not None:
             raise ConfigError(f"{self.key(name)}: given both inline and as {name}_file; keep one")
+        key = self.key(name)
         if path is not None:
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    inline = fh.read().strip()
-            except OSError as exc:
-                raise ConfigError(f"{self.key(name + '_file')}: cannot read {path!r} ({exc.strerror}); point it at the file holding the {name}") from None
+            key = self.key(name + "_file")
+            inline = read_secret_file(path, key, name)
             if not inline:
-                raise ConfigError(f"{self.key(name + '_file')}: {path!r} is empty; put the {name} in it")
+                raise ConfigError(f"{key}: {quoted(path)} is empty; put the {name} in it")
         if inline is not None and not inline.strip():
             raise ConfigError(f"{self.key(name)}: is empty; set the credential or remove the key")
+        if inline is not None:
+            check_header_text(inline, key, f"the {name}", secret=True)
         return Secret(inline) if inline is not None else None
 
     def done(self) -> None:
         unknown = sorted(set(self.data) - self.seen, key=str)
         if unknown:
-            name = str(unknown[0])
+            name = str(unknown[0])[:100]
             close = difflib.get_close_matches(name, sorted(self.seen), n=1)
             fix = f"did you mean {self.key(close[0])!r}?" if close else f"allowed keys here: {', '.join(sorted(self.seen))}"
             raise ConfigError(f"{self.key(name)}: unknown key; {fix}")
-
-
-def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(type(value), type(value).__name__)
-
-
-def _expand_env(text: str, key: str) -> str:
-    def sub(match: re.Match) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise ConfigError(f"{key}: environment variable {name} is not set; export it or change the value")
-        return os.environ[name]
-
-    return _ENV_REF.sub(sub, text)
 
 
 def _timezone(value: str, key: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{key}: unknown time zone {value!r}; use an IANA name such as UTC or Europe/Berlin") from None
+        raise ConfigError(f"{key}: unknown time zone {quoted(value)}; use an IANA name such as UTC or Europe/Berlin") from None
     return value
 
 
 def _api(section: _Section) -> ApiConfig:
     base_url = section.str("base_url", "https://www.enerclo-atesspower.com").rstrip("/")
     if not re.match(r"^https?://[^/\s]+", base_url):
-        raise ConfigError(f"{section.key('base_url')}: {base_url!r} is not an http(s) URL; e.g. https://www.enerclo-atesspower.com")
+        raise ConfigError(f"{section.key('base_url')}: {quoted(base_url)} is not an http(s) URL; e.g. https://www.enerclo-atesspower.com")
     creds = Credentials(
         token=section.secret("token"),
         app_id=section.secret("app_id"),
@@ -308,16 +295,23 @@ def _api(section: _Section) -> ApiConfig:
         missing = "app_key" if creds.app_id else "app_id" if creds.app_key else "token"
         raise ConfigError(f"{section.key(missing)}: missing credential; set token (or app_id and app_key), e.g. token: ${{ATESS_TOKEN}}")
     company = section.str("company_type", None)
+    for key, value in (("language", section.str("language", "en")), ("company_type", company),
+                       ("auth_scheme", creds.scheme)):
+        if value is not None:
+            check_header_text(value, section.key(key), "the value")
     api = ApiConfig(
         base_url=base_url,
         credentials=creds,
         language=section.str("language", "en"),
-        timeout_seconds=section.number("timeout_seconds", 15.0, 0.1),
+        timeout_seconds=section.number("timeout_seconds", 15.0, 0.1, maximum=300,
+                                       hint="the whole call (connect, headers and body) must end within it"),
         company_type=company,
         timezone=_timezone(section.str("timezone", "UTC"), section.key("timezone")),
         success_codes=section.int_list("success_codes", (0, 200)),
         auth_error_codes=section.int_list("auth_error_codes", (401, 403)),
         rate_limit_codes=section.int_list("rate_limit_codes", (429,)),
+        max_response_bytes=section.number("max_response_bytes", 16 * 1024 * 1024, 64 * 1024, integer=True,
+                                          maximum=1024 * 1024 * 1024),
     )
     section.done()
     return api
@@ -328,14 +322,15 @@ def _poll(section: _Section, min_interval: float) -> PollConfig:
         interval_seconds=section.number(
             "interval_seconds", float(MIN_INTERVAL_SECONDS), min_interval,
             hint=f"the ATESS API allows one call per device every 5 minutes; set it to {min_interval:g} or more",
+            maximum=86400,
         ),
-        concurrency=section.number("concurrency", 4, 1, integer=True),
-        retries=section.number("retries", 2, 0, integer=True),
-        retry_backoff_seconds=section.number("retry_backoff_seconds", 2.0, 0),
-        stale_after_seconds=section.number("stale_after_seconds", 900.0, 1),
-        max_data_age_seconds=section.number("max_data_age_seconds", 3600.0, 1),
-        counter_reset_confirm_polls=section.number("counter_reset_confirm_polls", 3, 1, integer=True),
-        auth_backoff_seconds=section.number("auth_backoff_seconds", 0.0, 0),
+        concurrency=section.number("concurrency", 4, 1, integer=True, maximum=256),
+        retries=section.number("retries", 2, 0, integer=True, maximum=10),
+        retry_backoff_seconds=section.number("retry_backoff_seconds", 2.0, 0, maximum=3600),
+        stale_after_seconds=section.number("stale_after_seconds", 900.0, 1, maximum=30 * 86400),
+        max_data_age_seconds=section.number("max_data_age_seconds", 3600.0, 1, maximum=30 * 86400),
+        counter_reset_confirm_polls=section.number("counter_reset_confirm_polls", 3, 1, integer=True, maximum=100),
+        auth_backoff_seconds=section.number("auth_backoff_seconds", 0.0, 0, maximum=86400),
     )
     if poll.max_data_age_seconds < poll.stale_after_seconds:
         raise ConfigError(f"{section.key('max_data_age_seconds')}: {poll.max_data_age_seconds:g} is below "
@@ -355,17 +350,18 @@ def _discovery(section: _Section, families: set[str], default_enabled: bool = Fa
     chosen = section.str_list("families")
     for family in chosen:
         if family not in families:
-            close = difflib.get_close_matches(family, families, n=1)
-            raise ConfigError(f"{section.key('families')}: unknown device family {family!r}; "
+            close = difflib.get_close_matches(family[:100], families, n=1)
+            raise ConfigError(f"{section.key('families')}: unknown device family {quoted(family)}; "
                               f"{'did you mean ' + repr(close[0]) + '?' if close else 'use ' + ', '.join(sorted(families))}")
     include = _filter(section.raw("include", None), section.key("include"))
     exclude = _filter(section.raw("exclude", None), section.key("exclude"))
     discovery = DiscoveryConfig(
         enabled=section.bool("enabled", default_enabled),
-        refresh_seconds=section.number("refresh_seconds", 3600.0, 300, hint="discovery lists the whole account; refresh at most every 5 minutes"),
-        page_size=section.number("page_size", 100, 1, integer=True),
-        max_pages=section.number("max_pages", 50, 1, integer=True),
-        max_calls=section.number("max_calls", 2000, 1, integer=True),
+        refresh_seconds=section.number("refresh_seconds", 3600.0, 300, maximum=7 * 86400,
+                                       hint="discovery lists the whole account; refresh at most every 5 minutes"),
+        page_size=section.number("page_size", 100, 1, integer=True, maximum=1000),
+        max_pages=section.number("max_pages", 50, 1, integer=True, maximum=10000),
+        max_calls=section.number("max_calls", 2000, 1, integer=True, maximum=1000000),
         families=chosen,
         include_sns=include[0], include_plants=include[1],
         exclude_sns=exclude[0], exclude_plants=exclude[1],
@@ -377,7 +373,8 @@ def _discovery(section: _Section, families: set[str], default_enabled: bool = Fa
 def _settings(section: _Section) -> SettingsConfig:
     settings = SettingsConfig(
         enabled=section.bool("enabled", False),
-        refresh_seconds=section.number("refresh_seconds", 3600.0, 3600, hint="settings are read at most hourly"),
+        refresh_seconds=section.number("refresh_seconds", 3600.0, 3600, maximum=7 * 86400,
+                                       hint="settings are read at most hourly"),
     )
     section.done()
     return settings
@@ -389,7 +386,7 @@ def _endpoints(data: Any) -> dict[str, dict[str, str]]:
     for family in list(top.data):
         if family not in merged:
             top.raw(family)  # mark as seen only if valid
-            close = difflib.get_close_matches(str(family), merged, n=1)
+            close = difflib.get_close_matches(str(family)[:100], merged, n=1)
             raise ConfigError(f"endpoints.{family}: unknown device family; {'did you mean ' + repr(close[0]) + '?' if close else 'known: ' + ', '.join(sorted(merged))}")
         ops = _Section(top.raw(family), f"endpoints.{family}")
         # plant and datalog have only list and info; device families all operations
@@ -398,7 +395,7 @@ def _endpoints(data: Any) -> dict[str, dict[str, str]]:
             if path is None:
                 continue
             if not path.startswith("/"):
-                raise ConfigError(f"{ops.key(op)}: {path!r} must be a path starting with '/', e.g. /api/v1/pcs/data-last")
+                raise ConfigError(f"{ops.key(op)}: {quoted(path)} must be a path starting with '/', e.g. /api/v1/pcs/data-last")
             merged[family][op] = path
         ops.done()
     top.done()
@@ -409,21 +406,21 @@ def _devices(data: Any, families: set[str]) -> tuple[DeviceConfig, ...]:
     if data is None:
         data = []
     if not isinstance(data, list):
-        raise ConfigError(f"devices: must be a list of devices (- sn: ... type: ...), got {_kind(data)}")
+        raise ConfigError(f"devices: must be a list of devices (- sn: ... type: ...), got {kind_of(data)}")
     seen: dict[str, int] = {}
     out = []
     for i, item in enumerate(data):
         section = _Section(item, f"devices[{i}]")
         sn = section.str("sn", hint="give the device serial number, e.g. sn: YKD0F1022A").strip()
         if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", sn):
-            raise ConfigError(f"{section.key('sn')}: {sn!r} is not a serial number (letters, digits, . _ - only)")
+            raise ConfigError(f"{section.key('sn')}: {quoted(sn)} is not a serial number (letters, digits, . _ - only)")
         if sn in seen:
             raise ConfigError(f"{section.key('sn')}: {sn} is listed twice (also devices[{seen[sn]}]); remove one")
         seen[sn] = i
         kind = section.str("type", hint=f"one of {', '.join(sorted(families))}")
         if kind not in families:
-            close = difflib.get_close_matches(kind, families, n=1)
-            raise ConfigError(f"{section.key('type')}: unknown device type {kind!r}; {'did you mean ' + repr(close[0]) + '?' if close else 'use one of ' + ', '.join(sorted(families))}")
+            close = difflib.get_close_matches(kind[:100], families, n=1)
+            raise ConfigError(f"{section.key('type')}: unknown device type {quoted(kind)}; {'did you mean ' + repr(close[0]) + '?' if close else 'use one of ' + ', '.join(sorted(families))}")
         tz = section.str("timezone", None)
         out.append(DeviceConfig(
             sn=sn,
@@ -492,21 +489,25 @@ def _history(data: Any) -> str:
     return fmt
 
 
-def load_config(path: str, **kwargs: Any) -> Config:
-    """Read and validate a YAML file; every problem is a one-line ConfigError."""
+def load_config(path: str, *, writes_state: bool = True, **kwargs: Any) -> Config:
+    """Read and validate a YAML file; every problem is a one-line ConfigError naming the file.
+    `writes_state`: the caller saves `state_file`, so it must be writable (the backfill does not)."""
+    from .yamlsafe import YamlRefused, load_yaml, read_text
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        text = read_text(path)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}); pass --config.file PATH") from None
+    except YamlRefused as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}; fix the indentation or quoting there") from None
+        data = load_yaml(text)
+    except YamlRefused as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     try:
-        return parse_config(data, source=path, **kwargs)
+        config = parse_config(data, source=path, **kwargs)
+        if writes_state:
+            check_state_file(config.state_file)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    return config

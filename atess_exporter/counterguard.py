@@ -1,69 +1,160 @@
-"""Keeps lifetime counters monotonic across the cloud's glitches.
+"""Keeps lifetime counters believable across the cloud's glitches.
 
 The ATESS cloud, like other vendor clouds, briefly reports a lifetime total as
-0 (or some lower value) while a device is offline. Exposed as is, that spikes
-every `increase()` and `rate()` over it. A reading below the last accepted one
-is therefore held back (the last good value is exposed instead) and counted as
-a glitch. Only when the lower readings persist for `confirm_polls` polls in a
-row — a replaced meter or a reset device — are they accepted as the new base.
+0 (or some lower value) while a device is offline, and now and then a value no
+device could reach. Exposed as is, those spike every `increase()` and `rate()`
+over it. So a reading is believed only when it is physically possible:
+
+- 0, negative, NaN or infinite is "no reading": never exposed, never a reset
+  (the last good value stays exposed; before the first good reading, nothing).
+  One exception: a 0 read while other lifetime totals of the same reading are
+  positive is a true zero (a generator never run, a zero-export site), and is
+  exposed as long as the counter has no positive value — an offline device
+  reads 0 everywhere at once;
+- a rise larger than the device could produce since the value last changed
+  (energy: rated power x elapsed time x margin; time counters: elapsed x
+  margin) is held back and counted as a glitch — however often it repeats;
+- a lower reading is held back and counted as a glitch, unless it is the
+  `confirm_polls`-th of consecutive lower readings that never fall and grow by
+  plausible steps: then it is a replaced meter or a reset device, and the new
+  base.
 
 Used by the live poller and by the history backfill alike: one guard, one rule.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Hashable
+from typing import Hashable, Iterable
+
+ENERGY_SUFFIX = "_joules_total"
+TIME_SUFFIX = "_seconds_total"
+# Headroom over the nameplate: PV oversizing, a grid bypass, short overloads.
+ENERGY_MARGIN = 3.0
+TIME_MARGIN = 2.0
+# Lifetime totals move in steps of their resolution (0.1 kWh, 0.1 h) and the
+# cloud may publish them late: every elapsed time gets this allowance.
+SLACK_SECONDS = 900.0
 
 
 @dataclass
 class _Track:
     value: float
-    pending: int = 0           # consecutive readings below `value`
-    pending_last: float = 0.0  # the latest of those readings
+    pending: int = 0             # consecutive readings below `value`
+    pending_last: float = 0.0    # the latest of those readings
+    since: float | None = None   # when `value` was first seen (None: unknown)
+    pending_at: float | None = None
+
+
+def usable(value: float) -> bool:
+    """A lifetime total that can be a reading at all."""
+    return math.isfinite(value) and value > 0
 
 
 @dataclass
 class CounterGuard:
     confirm_polls: int = 3
+    rated_watts: float | None = None   # the device's nameplate power; None: unknown
     glitches: int = 0
     _tracks: dict[Hashable, _Track] = field(default_factory=dict)
 
-    def check(self, key: Hashable, value: float) -> float:
-        """The value to expose for `key` given a new reading."""
+    def max_rate(self, key: Hashable) -> float | None:
+        """The fastest the counter of `key` can grow, per second; None: no bound known."""
+        name = key[0] if isinstance(key, tuple) and key and isinstance(key[0], str) else str(key)
+        if name.endswith(ENERGY_SUFFIX):
+            return self.rated_watts * ENERGY_MARGIN if self.rated_watts else None
+        if name.endswith(TIME_SUFFIX):
+            return TIME_MARGIN
+        return None
+
+    def _possible(self, key: Hashable, rise: float, start: float | None, at: float | None) -> bool:
+        rate = self.max_rate(key)
+        if rate is None or start is None or at is None:
+            return True
+        return rise <= rate * (max(at - start, 0.0) + SLACK_SECONDS)
+
+    def check(self, key: Hashable, value: float, at: float | None = None, live: bool = False) -> float | None:
+        """The value to expose for `key` given a new reading taken at time `at`
+        (Unix seconds; None skips the rise check), or None to expose nothing.
+        `live`: other totals of the same reading are positive (see live())."""
         track = self._tracks.get(key)
+        if value == 0 and live and (track is None or track.value == 0):
+            if track is None:
+                self._tracks[key] = _Track(0.0, since=at)
+            return 0.0
+        if not usable(value):
+            if track is None or track.value == 0:
+                return None if track is None else 0.0
+            self.glitches += 1
+            return track.value
         if track is None:
-            self._tracks[key] = _Track(value)
+            self._tracks[key] = _Track(value, since=at)
             return value
         if value >= track.value:
-            track.value, track.pending = value, 0
+            track.pending = 0
+            if value == track.value:
+                return value
+            if not self._possible(key, value - track.value, track.since, at):
+                self.glitches += 1   # more than the device can produce: held back
+                return track.value
+            track.value, track.since = value, at
             return value
         # A lower reading: a glitch unless it keeps coming back, consistently.
-        if track.pending and value < track.pending_last:
-            track.pending = 0
-        track.pending += 1
-        track.pending_last = value
+        consistent = (track.pending and value >= track.pending_last
+                      and self._possible(key, value - track.pending_last, track.pending_at, at))
+        track.pending = track.pending + 1 if consistent else 1
+        track.pending_last, track.pending_at = value, at
         if track.pending >= self.confirm_polls:
-            track.value, track.pending = value, 0
+            track.value, track.pending, track.since = value, 0, at
             return value
         self.glitches += 1
         return track.value
+
+    @staticmethod
+    def live(values: Iterable[float]) -> bool:
+        """Whether a reading's lifetime totals show a reporting device (one is positive)."""
+        return any(usable(v) for v in values)
 
     def last(self, key: Hashable) -> float | None:
         track = self._tracks.get(key)
         return track.value if track else None
 
+    def held(self, present: Iterable[Hashable]) -> list[tuple[Hashable, float]]:
+        """The counters that have a good value but no reading this time (the
+        field was missing): their last good value stays exposed."""
+        seen = set(present)
+        return [(k, t.value) for k, t in self._tracks.items() if k not in seen]
+
     # -- persistence: the last good values survive a restart -----------------
 
     def dump(self) -> list[list]:
-        """JSON-ready state: [[key parts...], value, pending, pending_last] per counter,
-        so a restored guard behaves exactly as the saved one would have."""
-        return [[list(_flatten(k)), t.value, t.pending, t.pending_last] for k, t in self._tracks.items()]
+        """JSON-ready state: [[key parts...], value, pending, pending_last, since, pending_at]
+        per counter, so a restored guard behaves exactly as the saved one would have.
+        Files written before `since` existed (four columns) still load."""
+        return [[list(_flatten(k)), t.value, t.pending, t.pending_last, t.since, t.pending_at]
+                for k, t in self._tracks.items()]
 
     def load(self, rows: list) -> None:
-        for parts, value, *pending in rows:
-            count, last = (int(pending[0]), float(pending[1])) if len(pending) == 2 else (0, 0.0)
-            self._tracks[_unflatten(parts)] = _Track(float(value), count, last)
+        for row in rows:
+            try:
+                parts, value, *rest = row
+                value = float(value)
+                count, last = (int(rest[0]), float(rest[1])) if len(rest) >= 2 else (0, 0.0)
+                since = _time(rest[2]) if len(rest) >= 3 else None
+                pending_at = _time(rest[3]) if len(rest) >= 4 else None
+                key = _unflatten(parts)
+            except (TypeError, ValueError, OverflowError):
+                continue  # a damaged row: that counter starts fresh
+            if usable(value):  # not 0: an old file may hold a 0 taken as a reset before these rules
+                self._tracks[key] = _Track(value, max(count, 0), last, since, pending_at)
+
+
+def _time(value: object) -> float | None:
+    if value is None:
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    return number if math.isfinite(number) else None
 
 
 def _flatten(key: Hashable) -> tuple:

@@ -24,6 +24,7 @@ from .catalog import Catalog, FamilyCatalog, parse_number
 from .client import AtessClient, AtessError, AuthError, HttpError, RateLimitError, TransportError
 from .config import Config, DeviceConfig
 from .counterguard import CounterGuard
+from .models import rated_power_watts
 from .discovery import Topology, discover, select_devices
 from .settings import Settings, split_settings
 from .readings import Reading, looks_like_watts, parse_time, read_payload
@@ -131,7 +132,7 @@ class Poller:
             model = device.model or previous.model
             reading = read_payload(self.catalog.families[device.type], payload, model)
             self._report(device, reading)
-            guard = self.guards.setdefault(device.sn, CounterGuard(self.config.poll.counter_reset_confirm_polls))
+            guard = self._guard_for(device)
             glitches_before = guard.glitches
             samples = self._guard_counters(guard, reading.samples)
             snapshot = DeviceSnapshot(
@@ -212,13 +213,33 @@ class Poller:
         """Intervals to wait before the next call: doubles per rate-limit answer, up to 8."""
         return 2 ** min(self._rate_limited.get(sn, 0), 3)
 
+    def _guard_for(self, device: DeviceConfig) -> CounterGuard:
+        guard = self.guards.setdefault(device.sn, CounterGuard(self.config.poll.counter_reset_confirm_polls))
+        guard.rated_watts = rated_power_watts(device.model)  # the model may be known only since discovery
+        return guard
+
     def _guard_counters(self, guard: CounterGuard, samples: Samples) -> Samples:
-        out: Samples = {}
+        """Counters as the guard believes them: impossible readings held back, "no
+        reading" (0, missing) keeps the last good value."""
+        now = self.clock()
+        counters = {name for name in samples if self.catalog.describe_metric(name).type == "counter"}
+        live = guard.live(value for name in counters for _, value in samples[name])
+        grouped: dict[str, list] = {}
         for name, rows in samples.items():
-            if self.catalog.describe_metric(name).type == "counter":
-                rows = tuple((labels, guard.check((name, labels), value)) for labels, value in rows)
-            out[name] = rows
-        return out
+            if name not in counters:
+                grouped[name] = list(rows)
+                continue
+            kept = grouped.setdefault(name, [])
+            for labels, value in rows:
+                exposed = guard.check((name, labels), value, at=now, live=live)
+                if exposed is not None:
+                    kept.append((labels, exposed))
+        present = {(name, labels) for name, rows in samples.items() for labels, _ in rows}
+        for (name, labels), value in guard.held(present):
+            m = self.catalog.metrics.get(name)  # a state file from an older catalog may name others
+            if m is not None and m.type == "counter" and len(labels) == len(m.labels):
+                grouped.setdefault(name, []).append((labels, value))
+        return {name: tuple(rows) for name, rows in grouped.items() if rows}
 
     def poll_all_once(self) -> list[DeviceSnapshot]:
         with ThreadPoolExecutor(max_workers=self.config.poll.concurrency, thread_name_prefix="poll") as pool:
@@ -349,6 +370,9 @@ class Poller:
 
     def stop(self) -> None:
         self._stop.set()
+        close = getattr(self.client, "close", None)
+        if close is not None:  # ends the API calls in flight, so exit does not wait for a slow API
+            close()
         with self._cond:
             self._cond.notify_all()
         if self._thread:

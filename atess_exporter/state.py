@@ -11,14 +11,45 @@ import json
 import logging
 import os
 import tempfile
+import time
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 VERSION = 1
+TEMP_PREFIX = ".atess-state-"
+# A temporary file lives well under a second while a save runs; one this old was
+# left by a process killed mid-save (or by a start-up check) and is nobody's.
+LEFTOVER_AGE_SECONDS = 60.0
+
+
+def remove_leftovers(path: str | None, now: float | None = None) -> int:
+    """Delete the temporary files an interrupted save left beside the state file."""
+    if not path:
+        return 0
+    directory = os.path.dirname(os.path.abspath(path))
+    now = time.time() if now is None else now
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(TEMP_PREFIX):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime > LEFTOVER_AGE_SECONDS:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            continue
+    if removed:
+        log.info("removed leftover temporary state files", extra={"fields": {"directory": directory, "files": removed}})
+    return removed
 
 
 def load_state(path: str | None) -> dict[str, Any]:
+    remove_leftovers(path)
     if not path or not os.path.exists(path):
         return {}
     try:
@@ -38,7 +69,7 @@ def save_state(path: str | None, data: dict[str, Any]) -> bool:
         return False
     directory = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".atess-state-", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump({"version": VERSION, **data}, fh, separators=(",", ":"))

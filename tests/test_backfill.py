@@ -352,7 +352,7 @@ def test_interrupt_and_resume_gives_the_uninterrupted_file(sim2, tmp_path):
 
     rc, err = run(config, out, "--concurrency", "1", end=DAY2)
     assert rc == 0, err
-    assert "resuming=True" in err and "days_done=3" in err
+    assert "resuming=true" in err and "days_done=3" in err   # logfmt booleans: true/false
     assert out.read_bytes() == ref.read_bytes()
     assert not (tmp_path / "out.om.parts").exists()
     # Finished windows were not fetched again: 3 of 4 windows, 3 pages each. (A window

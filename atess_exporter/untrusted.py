@@ -1,0 +1,113 @@
+"""Text and JSON from peers we do not trust, made safe where they enter.
+
+- JSON nesting is bounded (deep input was a RecursionError in the middle of a
+  poll, counted as a success).
+- Every string of a parsed answer, keys included, is valid Unicode that encodes
+  to UTF-8: a lone surrogate (`"\\ud800"`) becomes U+FFFD, so no label value or
+  metric name downstream can fail to encode and take /metrics down with it.
+- Text quoted into an exception or a log line (the API's `code` and `msg`) is
+  escaped (no control character reaches a terminal) and truncated.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+MAX_DEPTH = 64
+MAX_QUOTED = 512
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# C0/C1 controls, DEL, and the line/paragraph separators some terminals and log shippers break on.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class JsonRejected(ValueError):
+    """Not JSON we accept: invalid, or nested too deep."""
+
+
+def json_depth(value: Any) -> int:
+    """The deepest nesting of lists/dicts in a parsed value (iterative: no recursion limit)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
+    return deepest
+
+
+def decode_text(body: bytes) -> str:
+    """Bytes to text the way JSON allows (UTF-8/16/32), invalid sequences replaced."""
+    try:
+        encoding = json.detect_encoding(body)
+    except Exception:  # pragma: no cover - detect_encoding does not raise on bytes
+        encoding = "utf-8"
+    return body.decode(encoding, errors="replace").lstrip("\ufeff")
+
+
+def parse_json(text: str, max_depth: int = MAX_DEPTH) -> Any:
+    """json.loads, refusing nesting deeper than max_depth; strings made valid Unicode.
+
+    The C decoder guards its own recursion (RecursionError near 1,000 levels,
+    raised cleanly); below that the parsed value's depth is measured without
+    recursion. Scanning the text first would need a tokenizer: a regex over
+    JSON strings is quadratic on input such as '"\\"\\"\\"...'.
+    """
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise JsonRejected(f"nested too deep (at most {max_depth} levels)") from None
+    except ValueError as exc:  # also: integers longer than Python converts
+        raise JsonRejected(f"not valid JSON ({safe_text(exc, 120)})") from None
+    depth = json_depth(data)
+    if depth > max_depth:
+        raise JsonRejected(f"nested {depth} levels deep (at most {max_depth})")
+    if _SURROGATE_ESCAPE.search(text):
+        data = clean_strings(data)
+    return data
+
+
+def clean_string(text: str) -> str:
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def clean_strings(value: Any) -> Any:
+    """A copy of a parsed JSON value whose every string encodes to UTF-8.
+
+    A key that collides with another once cleaned keeps the first value seen.
+    Depth is bounded by parse_json, so recursion is too.
+    """
+    if isinstance(value, str):
+        return clean_string(value)
+    if isinstance(value, list):
+        return [clean_strings(v) for v in value]
+    if isinstance(value, dict):
+        out: dict = {}
+        for key, item in value.items():
+            key = clean_string(key)
+            if key not in out:
+                out[key] = clean_strings(item)
+        return out
+    return value
+
+
+def safe_text(value: Any, limit: int = MAX_QUOTED) -> str:
+    """`value` as one short, printable line: controls escaped, truncated to `limit` characters."""
+    if not isinstance(value, str):
+        try:
+            value = str(value)
+        except Exception:  # a hostile __str__ must not break the error path
+            value = f"<{type(value).__name__}>"
+    cut = len(value) > limit
+    value = value[: limit * 4]  # bound the work on a huge value before escaping
+    text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), clean_string(value))
+    if len(text) > limit or cut:
+        return text[:limit] + "...(truncated)"
+    return text
