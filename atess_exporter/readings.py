@@ -21,6 +21,7 @@ from .models import rated_power_watts
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S")
 FUTURE_SLACK_SECONDS = 86400.0   # a reading time further ahead than this is not believed
 _EARLIEST = 946684800.0          # 2000-01-01: older "readings" are placeholders
+MAX_UNCATALOGUED = 256           # uncatalogued numbers exported per payload
 
 
 def parse_time(value: object, tz: ZoneInfo, now: float | None = None) -> float | None:
@@ -119,12 +120,16 @@ def read_payload(family: FamilyCatalog, payload: Mapping, model: str | None = No
         if fmap.state_metric is not None and fmap.states:
             rows = grouped.setdefault(fmap.state_metric.name, [])
             rows.extend(((state,), 1.0 if number == code else 0.0) for code, state in fmap.states)
+    extra = 0
     for name, raw in payload.items():
         if name in fam.fields or name in fam.skip or isinstance(raw, bool):
             continue
         number = parse_number(raw)
         if number is None:
             continue
+        extra += 1
+        if extra > MAX_UNCATALOGUED:
+            continue  # one device's odd payload must not flood the exposition
         metric = fam.uncatalogued.metric_name(fam.name, name)
         if metric is not None:
             grouped.setdefault(metric, []).append(((), number))

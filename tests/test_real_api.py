@@ -251,3 +251,10 @@ def test_read_payload_reports_unusable_text_but_not_flags():
     fam = load_catalog().families["hps_central"]
     reading = read_payload(fam, {"ppv": "n/a", "vbat": True, "pac": None, "fac": ""}, "HPS50")
     assert reading.unusable == 2 and reading.samples == {}
+
+
+def test_one_payload_cannot_flood_the_exposition_with_unknown_fields():
+    fam = load_catalog.__wrapped__().families["pcs"]
+    samples = payload_samples(fam, {f"oddField{i}": i for i in range(5000)} | {"ppv": 1.0})
+    vendor = [n for n in samples if n.startswith("atess_vendor_")]
+    assert len(vendor) == 256 and "atess_pv_power_watts" in samples
