@@ -185,7 +185,7 @@ def read_catalog_overrides(overrides: Any, enums: Any) -> tuple[dict, dict]:
     overrides, enums = overrides or {}, enums or {}
     for key, value in (("catalog_overrides", overrides), ("enums", enums)):
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: must be a mapping, got {_kind(value)}; see README 'Correcting the catalog'")
+            raise ConfigError(f"{key}: must be a mapping, got {kind_of(value)}; see README 'Correcting the catalog'")
     try:
         load_catalog().with_overrides(overrides, enums)
     except CatalogError as exc:
