@@ -3,7 +3,7 @@
 Error texts are one bounded line (a value quoted from the file is cut short);
 `${VAR}` references expand as in shells; secrets read from files must be small
 regular text files; values sent in HTTP headers must be printable latin-1; the
-state file's directory must take a new file. config.py uses these for every key.
+state file's directory must take a new file. The config package uses these for every key.
 """
 
 from __future__ import annotations

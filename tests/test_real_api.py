@@ -211,6 +211,8 @@ def test_overrides_change_unit_metric_range_or_skip_per_family_and_model():
     ({}, {"runModle": "mode_selection"}, "enums.runModle: not an enumeration field (did you mean 'runModel'?)"),
     ({}, {"runModel": "modes"}, "enums.runModel: 'modes' is not a known table"),
     ({}, {"runModel": {0: "Load First"}}, "must be snake_case"),
+    (["hps_central"], {}, "catalog_overrides: must be a mapping, got a list"),
+    ({}, "none", "enums: must be a mapping, got a string"),
 ])
 def test_bad_overrides_stop_start_up_with_the_key_and_the_fix(overrides, enums, message):
     with pytest.raises(ConfigError) as err:

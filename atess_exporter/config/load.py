@@ -1,0 +1,67 @@
+"""The whole file: read it safely, parse every section, and name the file in
+every error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..configinput import ConfigError, check_state_file
+from ..sharding import parse_shard
+from .model import MIN_INTERVAL_SECONDS, Config
+from .parsers import (read_api, read_catalog_overrides, read_devices, read_discovery, read_endpoints, read_history,
+                      read_poll, read_settings)
+from .reader import Section
+
+
+def parse_config(data: Any, source: str = "config.yaml", *, min_interval: float = MIN_INTERVAL_SECONDS) -> Config:
+    """Validate an already-loaded YAML document into a Config."""
+    top = Section(data, "")
+    from ..catalog import load_catalog  # the catalog decides which device families exist
+
+    families = set(load_catalog().families)
+    api = read_api(Section(top.raw("atess", hint="add an atess: section with base_url and token"), "atess"))
+    poll = read_poll(Section(top.raw("poll", None), "poll"), min_interval)
+    endpoints = read_endpoints(top.raw("endpoints", None))
+    devices = read_devices(top.raw("devices", None), families)
+    state_file = top.str("state_file", "atess-exporter-state.json") or None
+    # No devices listed: the whole account, by discovery (a config with only credentials works).
+    discovery = read_discovery(Section(top.raw("discovery", None), "discovery"), families, default_enabled=not devices)
+    settings = read_settings(Section(top.raw("settings", None), "settings"))
+    overrides, enums = read_catalog_overrides(top.raw("catalog_overrides", None), top.raw("enums", None))
+    history_format = read_history(top.raw("history", None))
+    shard_text = top.str("shard", "0/1")
+    try:
+        shard = parse_shard(shard_text)
+    except ValueError as exc:
+        raise ConfigError(f"shard: {str(exc).split(': ', 1)[1]}") from None
+    top.done()
+    if not devices and not discovery.enabled:
+        raise ConfigError("devices: no device configured and discovery disabled; list at least one "
+                          "(- sn: YKD0F1022A, type: hps_central) or remove discovery.enabled: false")
+    return Config(api=api, poll=poll, devices=devices, endpoints=endpoints, source=source, state_file=state_file,
+                  discovery=discovery, settings=settings, shard=shard, catalog_overrides=overrides, enums=enums,
+                  history_date_format=history_format)
+
+
+def load_config(path: str, *, writes_state: bool = True, **kwargs: Any) -> Config:
+    """Read and validate a YAML file; every problem is a one-line ConfigError naming the file.
+    `writes_state`: the caller saves `state_file`, so it must be writable (the backfill does not)."""
+    from ..yamlsafe import YamlRefused, load_yaml, read_text
+
+    try:
+        text = read_text(path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}); pass --config.file PATH") from None
+    except YamlRefused as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    try:
+        data = load_yaml(text)
+    except YamlRefused as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    try:
+        config = parse_config(data, source=path, **kwargs)
+        if writes_state:
+            check_state_file(config.state_file)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return config

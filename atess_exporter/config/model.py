@@ -1,0 +1,157 @@
+"""What a validated configuration is: plain frozen objects, and the `Secret`
+wrapper that keeps credentials out of every repr, log line and exception."""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+# The vendor doc: "The frequency of acquisition is once every 5 minutes".
+MIN_INTERVAL_SECONDS = 300
+
+
+class Secret:
+    """A credential that never prints itself: repr/str/format give a placeholder."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('<redacted>')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    token: Secret | None = None
+    app_id: Secret | None = None
+    app_key: Secret | None = None
+    scheme: str = "Basic"
+
+    def authorization(self) -> Secret:
+        """The Authorization header value, itself a secret."""
+        if self.token is not None:
+            raw = self.token.reveal()
+            # A token pasted with its scheme is sent as it is.
+            if re.match(r"^(Basic|Bearer)\s", raw):
+                return Secret(raw)
+            return Secret(f"{self.scheme} {raw}" if self.scheme else raw)
+        pair = f"{self.app_id.reveal()}:{self.app_key.reveal()}".encode()
+        return Secret(f"{self.scheme} {base64.b64encode(pair).decode()}")
+
+    def values(self) -> list[str]:
+        """Every secret string, for log redaction."""
+        out = [s.reveal() for s in (self.token, self.app_id, self.app_key) if s]
+        out.append(self.authorization().reveal())
+        if self.token is None:
+            out.append(self.authorization().reveal().split(" ", 1)[-1])
+        return [v for v in out if v]
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    base_url: str
+    credentials: Credentials
+    language: str = "en"
+    timeout_seconds: float = 15.0
+    company_type: str | None = None
+    timezone: str = "UTC"
+    success_codes: tuple[int, ...] = (0, 200)
+    auth_error_codes: tuple[int, ...] = (401, 403)
+    rate_limit_codes: tuple[int, ...] = (429,)
+    max_response_bytes: int = 16 * 1024 * 1024   # per answer, on the wire and after decompression
+
+
+@dataclass(frozen=True)
+class PollConfig:
+    interval_seconds: float = float(MIN_INTERVAL_SECONDS)
+    concurrency: int = 4
+    retries: int = 2                       # transport errors and HTTP 5xx only
+    retry_backoff_seconds: float = 2.0     # first retry; doubles, with jitter
+    stale_after_seconds: float = 900.0     # data older than this: atess_device_online 0
+    max_data_age_seconds: float = 3600.0   # older than this: instantaneous gauges withdrawn
+    counter_reset_confirm_polls: int = 3   # lower lifetime totals in a row before a reset is believed
+    auth_backoff_seconds: float = 0.0      # pause after refused credentials; 0 means one interval
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    sn: str
+    type: str
+    model: str = ""
+    timezone: str | None = None
+    plant_id: str = ""
+    plant_name: str = ""
+
+    def info(self) -> dict[str, str]:
+        return {k: v for k, v in (("plant_id", self.plant_id), ("plant_name", self.plant_name)) if v}
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    enabled: bool = False
+    refresh_seconds: float = 3600.0
+    page_size: int = 100
+    families: tuple[str, ...] = ()        # device families whose lists are read; () = all
+    include_sns: frozenset[str] = frozenset()
+    include_plants: frozenset[str] = frozenset()   # plant ids or names
+    exclude_sns: frozenset[str] = frozenset()
+    exclude_plants: frozenset[str] = frozenset()
+    max_pages: int = 50                   # pages per list and refresh: a list that never ends stops here
+    max_calls: int = 2000                 # list calls per refresh
+
+    def wants(self, sn: str, plant_id: str = "", plant_name: str = "") -> bool:
+        plants = {plant_id, plant_name} - {""}
+        if sn in self.exclude_sns or plants & self.exclude_plants:
+            return False
+        if self.include_sns or self.include_plants:
+            return sn in self.include_sns or bool(plants & self.include_plants)
+        return True
+
+
+@dataclass(frozen=True)
+class SettingsConfig:
+    enabled: bool = False
+    refresh_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Config:
+    api: ApiConfig
+    poll: PollConfig
+    devices: tuple[DeviceConfig, ...]
+    endpoints: dict[str, dict[str, str]] = field(default_factory=dict)
+    source: str = "config.yaml"
+    state_file: str | None = None          # lifetime counters' last good values; None: not kept
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    settings: SettingsConfig = field(default_factory=SettingsConfig)
+    shard: tuple[int, int] = (0, 1)        # (index, count): this replica polls its share of the SNs
+    catalog_overrides: dict = field(default_factory=dict)   # the user's corrections (catalog/overrides.py)
+    enums: dict = field(default_factory=dict)               # enumeration tables replaced by the user
+    history_date_format: str = "%Y-%m-%d %H:%M:%S"          # startDate/endDate of history calls
+
+    def catalog(self):
+        """The packaged catalog with this config's overrides applied."""
+        from ..catalog import load_catalog
+        return load_catalog().with_overrides(self.catalog_overrides, self.enums)
+
+    def endpoint(self, family: str, operation: str) -> str:
+        return self.endpoints[family][operation]
+
+    def device_timezone(self, device: DeviceConfig) -> ZoneInfo:
+        return ZoneInfo(device.timezone or self.api.timezone)
+

@@ -1,0 +1,204 @@
+"""The parsers of the file's sections (atess, poll, discovery, settings, endpoints,
+devices, catalog_overrides and enums, history), one function each."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ..configinput import ConfigError, check_header_text, kind_of, quoted
+from ..endpoints import DEFAULT_ENDPOINTS, NON_DEVICE_FAMILIES, OPERATIONS
+from .model import (MIN_INTERVAL_SECONDS, ApiConfig, Credentials, DeviceConfig, DiscoveryConfig, PollConfig,
+                    SettingsConfig)
+from .reader import Section
+
+
+def _timezone(value: str, key: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{key}: unknown time zone {quoted(value)}; use an IANA name such as UTC or Europe/Berlin") from None
+    return value
+
+
+def read_api(section: Section) -> ApiConfig:
+    base_url = section.str("base_url", "https://www.enerclo-atesspower.com").rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", base_url):
+        raise ConfigError(f"{section.key('base_url')}: {quoted(base_url)} is not an http(s) URL; e.g. https://www.enerclo-atesspower.com")
+    creds = Credentials(
+        token=section.secret("token"),
+        app_id=section.secret("app_id"),
+        app_key=section.secret("app_key"),
+        scheme=section.str("auth_scheme", "Basic"),
+    )
+    if creds.token is not None and (creds.app_id or creds.app_key):
+        raise ConfigError(f"{section.key('token')}: give either token or app_id and app_key, not both")
+    if creds.token is None and not (creds.app_id and creds.app_key):
+        missing = "app_key" if creds.app_id else "app_id" if creds.app_key else "token"
+        raise ConfigError(f"{section.key(missing)}: missing credential; set token (or app_id and app_key), e.g. token: ${{ATESS_TOKEN}}")
+    company = section.str("company_type", None)
+    for key, value in (("language", section.str("language", "en")), ("company_type", company),
+                       ("auth_scheme", creds.scheme)):
+        if value is not None:
+            check_header_text(value, section.key(key), "the value")
+    api = ApiConfig(
+        base_url=base_url,
+        credentials=creds,
+        language=section.str("language", "en"),
+        timeout_seconds=section.number("timeout_seconds", 15.0, 0.1, maximum=300,
+                                       hint="the whole call (connect, headers and body) must end within it"),
+        company_type=company,
+        timezone=_timezone(section.str("timezone", "UTC"), section.key("timezone")),
+        success_codes=section.int_list("success_codes", (0, 200)),
+        auth_error_codes=section.int_list("auth_error_codes", (401, 403)),
+        rate_limit_codes=section.int_list("rate_limit_codes", (429,)),
+        max_response_bytes=section.number("max_response_bytes", 16 * 1024 * 1024, 64 * 1024, integer=True,
+                                          maximum=1024 * 1024 * 1024),
+    )
+    section.done()
+    return api
+
+
+def read_poll(section: Section, min_interval: float) -> PollConfig:
+    poll = PollConfig(
+        interval_seconds=section.number(
+            "interval_seconds", float(MIN_INTERVAL_SECONDS), min_interval,
+            hint=f"the ATESS API allows one call per device every 5 minutes; set it to {min_interval:g} or more",
+            maximum=86400,
+        ),
+        concurrency=section.number("concurrency", 4, 1, integer=True, maximum=256),
+        retries=section.number("retries", 2, 0, integer=True, maximum=10),
+        retry_backoff_seconds=section.number("retry_backoff_seconds", 2.0, 0, maximum=3600),
+        stale_after_seconds=section.number("stale_after_seconds", 900.0, 1, maximum=30 * 86400),
+        max_data_age_seconds=section.number("max_data_age_seconds", 3600.0, 1, maximum=30 * 86400),
+        counter_reset_confirm_polls=section.number("counter_reset_confirm_polls", 3, 1, integer=True, maximum=100),
+        auth_backoff_seconds=section.number("auth_backoff_seconds", 0.0, 0, maximum=86400),
+    )
+    if poll.max_data_age_seconds < poll.stale_after_seconds:
+        raise ConfigError(f"{section.key('max_data_age_seconds')}: {poll.max_data_age_seconds:g} is below "
+                          f"stale_after_seconds ({poll.stale_after_seconds:g}); set it at least as high")
+    section.done()
+    return poll
+
+
+def _filter(data: Any, key: str) -> tuple[frozenset[str], frozenset[str]]:
+    section = Section(data, key)
+    sns, plants = frozenset(section.str_list("sn")), frozenset(section.str_list("plant"))
+    section.done()
+    return sns, plants
+
+
+def read_discovery(section: Section, families: set[str], default_enabled: bool = False) -> DiscoveryConfig:
+    chosen = section.str_list("families")
+    for family in chosen:
+        if family not in families:
+            close = difflib.get_close_matches(family[:100], families, n=1)
+            raise ConfigError(f"{section.key('families')}: unknown device family {quoted(family)}; "
+                              f"{'did you mean ' + repr(close[0]) + '?' if close else 'use ' + ', '.join(sorted(families))}")
+    include = _filter(section.raw("include", None), section.key("include"))
+    exclude = _filter(section.raw("exclude", None), section.key("exclude"))
+    discovery = DiscoveryConfig(
+        enabled=section.bool("enabled", default_enabled),
+        refresh_seconds=section.number("refresh_seconds", 3600.0, 300, maximum=7 * 86400,
+                                       hint="discovery lists the whole account; refresh at most every 5 minutes"),
+        page_size=section.number("page_size", 100, 1, integer=True, maximum=1000),
+        max_pages=section.number("max_pages", 50, 1, integer=True, maximum=10000),
+        max_calls=section.number("max_calls", 2000, 1, integer=True, maximum=1000000),
+        families=chosen,
+        include_sns=include[0], include_plants=include[1],
+        exclude_sns=exclude[0], exclude_plants=exclude[1],
+    )
+    section.done()
+    return discovery
+
+
+def read_settings(section: Section) -> SettingsConfig:
+    settings = SettingsConfig(
+        enabled=section.bool("enabled", False),
+        refresh_seconds=section.number("refresh_seconds", 3600.0, 3600, maximum=7 * 86400,
+                                       hint="settings are read at most hourly"),
+    )
+    section.done()
+    return settings
+
+
+def read_endpoints(data: Any) -> dict[str, dict[str, str]]:
+    merged = {family: dict(ops) for family, ops in DEFAULT_ENDPOINTS.items()}
+    top = Section(data, "endpoints")
+    for family in list(top.data):
+        if family not in merged:
+            top.raw(family)  # mark as seen only if valid
+            close = difflib.get_close_matches(str(family)[:100], merged, n=1)
+            raise ConfigError(f"endpoints.{family}: unknown device family; {'did you mean ' + repr(close[0]) + '?' if close else 'known: ' + ', '.join(sorted(merged))}")
+        ops = Section(top.raw(family), f"endpoints.{family}")
+        # plant and datalog have only list and info; device families all operations
+        for op in (DEFAULT_ENDPOINTS[family] if family in NON_DEVICE_FAMILIES else OPERATIONS):
+            path = ops.str(op, None)
+            if path is None:
+                continue
+            if not path.startswith("/"):
+                raise ConfigError(f"{ops.key(op)}: {quoted(path)} must be a path starting with '/', e.g. /api/v1/pcs/data-last")
+            merged[family][op] = path
+        ops.done()
+    top.done()
+    return merged
+
+
+def read_devices(data: Any, families: set[str]) -> tuple[DeviceConfig, ...]:
+    if data is None:
+        data = []
+    if not isinstance(data, list):
+        raise ConfigError(f"devices: must be a list of devices (- sn: ... type: ...), got {kind_of(data)}")
+    seen: dict[str, int] = {}
+    out = []
+    for i, item in enumerate(data):
+        section = Section(item, f"devices[{i}]")
+        sn = section.str("sn", hint="give the device serial number, e.g. sn: YKD0F1022A").strip()
+        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", sn):
+            raise ConfigError(f"{section.key('sn')}: {quoted(sn)} is not a serial number (letters, digits, . _ - only)")
+        if sn in seen:
+            raise ConfigError(f"{section.key('sn')}: {sn} is listed twice (also devices[{seen[sn]}]); remove one")
+        seen[sn] = i
+        kind = section.str("type", hint=f"one of {', '.join(sorted(families))}")
+        if kind not in families:
+            close = difflib.get_close_matches(kind[:100], families, n=1)
+            raise ConfigError(f"{section.key('type')}: unknown device type {quoted(kind)}; {'did you mean ' + repr(close[0]) + '?' if close else 'use one of ' + ', '.join(sorted(families))}")
+        tz = section.str("timezone", None)
+        out.append(DeviceConfig(
+            sn=sn,
+            type=kind,
+            model=section.str("model", ""),
+            timezone=_timezone(tz, section.key("timezone")) if tz else None,
+            plant_id=str(section.raw("plant_id", "")),
+            plant_name=section.str("plant_name", ""),
+        ))
+        section.done()
+    return tuple(out)
+
+
+def read_catalog_overrides(overrides: Any, enums: Any) -> tuple[dict, dict]:
+    """`catalog_overrides:` and `enums:`, checked by building the corrected catalog once."""
+    from ..catalog import CatalogError, load_catalog
+
+    overrides, enums = overrides or {}, enums or {}
+    for key, value in (("catalog_overrides", overrides), ("enums", enums)):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: must be a mapping, got {kind_of(value)}; see README 'Correcting the catalog'")
+    try:
+        load_catalog().with_overrides(overrides, enums)
+    except CatalogError as exc:
+        raise ConfigError(f"{exc}; see README 'Correcting the catalog'") from None
+    return overrides, enums
+
+
+def read_history(data: Any) -> str:
+    section = Section(data, "history")
+    fmt = section.str("date_format", "%Y-%m-%d %H:%M:%S")
+    if "%Y" not in fmt or "%m" not in fmt or "%d" not in fmt or len(fmt) > 40:
+        raise ConfigError(f"{section.key('date_format')}: {fmt!r} must be a strftime pattern with %Y, %m and %d, "
+                          "e.g. '%Y-%m-%d %H:%M:%S' (the doc) or '%Y-%m-%d'")
+    section.done()
+    return fmt
+
