@@ -171,7 +171,8 @@ class HTTPServer(ThreadingHTTPServer):
         exc = sys.exc_info()[1]
         quiet = isinstance(exc, (ConnectionError, TimeoutError, ssl.SSLError, OSError))
         (log.debug if quiet else log.warning)("connection ended by an error", extra={"fields": {
-            "client": client_address[0] if client_address else "", "err": f"{type(exc).__name__}: {exc}"}})
+            "client": client_address[0] if client_address else "", "port": client_address[1] if client_address else "",
+            "err": f"{type(exc).__name__}: {exc}"}})
 
     def process_request_thread(self, request, client_address):
         """Runs on the connection's own thread: the TLS handshake happens here, not in accept()."""

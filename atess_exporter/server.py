@@ -31,7 +31,8 @@ from prometheus_client import CollectorRegistry
 
 from . import __version__
 from .formats import gzip_accepted
-from .httpconn import HEADER_SECONDS, IDLE_SECONDS, WRITE_SECONDS, HTTPServer
+from . import httpconn
+from .httpconn import HTTPServer
 from .render import Renderer
 from .webconfig import BasicAuth, load_web_config
 
@@ -150,7 +151,7 @@ class MetricsServer:
                 """Wait for a request (HEADER_SECONDS on a new connection, IDLE_SECONDS on a
                 kept-alive one), then give it HEADER_SECONDS to arrive in full."""
                 conns, sock = self.server.connections, self.connection
-                wait = IDLE_SECONDS if self.served else HEADER_SECONDS
+                wait = httpconn.IDLE_SECONDS if self.served else httpconn.HEADER_SECONDS
                 self.served += 1
                 conns.phase(sock, busy=False, seconds=wait)
                 sock.settimeout(wait)
@@ -161,8 +162,8 @@ class MetricsServer:
                 except (OSError, ValueError):
                     self.close_connection = True
                     return
-                conns.phase(sock, busy=False, seconds=HEADER_SECONDS)
-                sock.settimeout(HEADER_SECONDS)
+                conns.phase(sock, busy=False, seconds=httpconn.HEADER_SECONDS)
+                sock.settimeout(httpconn.HEADER_SECONDS)
                 super().handle_one_request()
 
             def end_headers(self):    # answers the library writes itself (400, 414, 501...)
@@ -200,7 +201,7 @@ class MetricsServer:
 
             def do_GET(self, head: bool = False):
                 self.server.connections.phase(self.connection, busy=True)
-                self.connection.settimeout(WRITE_SECONDS)
+                self.connection.settimeout(httpconn.WRITE_SECONDS)
                 if not self._authorized(head):
                     return
                 path = self.path.split("?", 1)[0]
