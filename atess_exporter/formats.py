@@ -9,24 +9,39 @@ library's own encoder, called here on small pieces of the registry's output:
   function and keywords (``functools.partial`` attributes);
 * ``Format.header(family)`` is the encoder's output for that family with no
   samples: its ``# HELP``/``# TYPE`` (and OpenMetrics ``# UNIT``) lines;
-* ``Format.device_pieces(families)`` runs the encoder once over one device's
-  families and cuts the result into each family's sample lines.
+* ``Format.device_pieces(families)`` gives one device's sample lines per
+  family.
+
+Sample lines are the one thing written here rather than by the encoder, as
+the encoders spend most of a scrape on them (the OpenMetrics one escapes every
+sample name character by character): for the plain case -- names and label
+names in the legacy character set, escaping ``underscores`` or
+``allow-utf-8``, no timestamp, exemplar or native histogram, no ``_created``
+-- all three formats (text 0.0.4, text 1.0.0, OpenMetrics 1.0.0) write a
+sample the same way: ``name{k="v",...} value`` with labels sorted, the value
+escaped for backslash, newline and quote, and the number by the library's own
+``floatToGoString``. Anything else goes through the encoder: it runs once over
+the device's families and the output is cut into each family's lines.
 
 What is assumed about the encoders, and checked on every call (a mismatch
 raises FormatError and render.py falls back to the whole-registry encoder):
 each sample is exactly one line, a family's header lines come before its
 samples and are the lines of the empty family, and OpenMetrics ends with one
-``# EOF`` line. tests/test_formats.py checks the same on a probe registry, so
-a library upgrade that breaks them fails loudly there.
+``# EOF`` line. tests/test_formats.py checks all of this, and the sample line
+against the encoders on random samples, so a library upgrade that changes any
+of it fails loudly there.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any, Callable, Iterable
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.exposition import ALLOWUTF8, UNDERSCORES
+from prometheus_client.utils import floatToGoString
 
 EOF = b"# EOF\n"
 
@@ -47,6 +62,37 @@ class _Families:
         return iter(self.families)
 
 
+_LEGACY_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LEGACY_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_PLAIN_TYPES = ("gauge", "counter", "info", "unknown")
+_OM_ONLY = ("_created", "_gsum", "_gcount")
+
+
+def _plain_lines(family: Metric) -> bytes | None:
+    """The family's sample lines as every encoder writes them in the plain case, else None."""
+    if family.type not in _PLAIN_TYPES:
+        return None
+    out = []
+    for s in family.samples:
+        if (s.timestamp is not None or s.exemplar is not None or getattr(s, "native_histogram", None) is not None or s.value is None
+                or not _LEGACY_NAME.match(s.name) or s.name.endswith(_OM_ONLY)):
+            return None
+        labels = s.labels
+        if labels:
+            parts = []
+            for k in sorted(labels):
+                if not _LEGACY_LABEL.match(k):
+                    return None
+                v = labels[k]
+                if "\\" in v or "\n" in v or '"' in v:
+                    v = v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+                parts.append(f'{k}="{v}"')
+            out.append(f"{s.name}{{{','.join(parts)}}} {floatToGoString(s.value)}\n")
+        else:
+            out.append(f"{s.name} {floatToGoString(s.value)}\n")
+    return "".join(out).encode()
+
+
 def _encoder_key(encoder: Callable) -> tuple:
     if isinstance(encoder, functools.partial):
         return (encoder.func, encoder.args, tuple(sorted(encoder.keywords.items())))
@@ -58,6 +104,9 @@ class Format:
 
     def __init__(self, encoder: Callable[[Any], bytes]):
         self.encoder = encoder
+        keywords = encoder.keywords if isinstance(encoder, functools.partial) else {}
+        # Other escapings (dots, values) rewrite even legacy names: those go through the encoder.
+        self.plain = keywords.get("escaping", UNDERSCORES) in (UNDERSCORES, ALLOWUTF8)
         self.trailer = b""
         probe = encoder(_Families([]))
         if probe == EOF:
@@ -94,6 +143,21 @@ class Format:
 
     def device_pieces(self, families: dict[str, Metric]) -> dict[str, bytes]:
         """Each family's sample lines (one device's samples), as the encoder writes them."""
+        out: dict[str, bytes] = {}
+        rest: dict[str, Metric] = {}
+        for key, family in families.items():
+            lines = _plain_lines(family) if self.plain else None
+            if lines is None:
+                rest[key] = family
+            else:
+                out[key] = lines
+        if rest:
+            out.update(self._encoded_pieces(rest))
+            out = {key: out[key] for key in families}
+        return out
+
+    def _encoded_pieces(self, families: dict[str, Metric]) -> dict[str, bytes]:
+        """device_pieces through the encoder: its output cut at the family headers."""
         fams = list(families.values())
         lines = self.encode(_Families(fams)).split(b"\n")
         out: dict[str, bytes] = {}

@@ -7,6 +7,8 @@ rather than as a byte difference somewhere in test_render.py.
 import functools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.exposition import choose_encoder, generate_latest
@@ -80,3 +82,31 @@ def test_registry_parts_walks_the_registry_like_collect():
     parts = registry_parts(registry)
     fmt = Format(generate_latest)
     assert b"".join(fmt.encode(p) for p in parts) == generate_latest(registry)
+
+
+label_values = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12) | st.sampled_from(['"', "\\", "\n", "ü", ""])
+values = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**20, 10**20).map(float) | st.sampled_from([0.0, -0.0, 1e21, 123456789.0, 1e-7])
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(st.tuples(label_values, label_values, values), min_size=1, max_size=4),
+       kind=st.sampled_from(["gauge", "counter", "info"]), accept=st.sampled_from(ACCEPTS))
+def test_sample_lines_written_here_equal_the_encoders(rows, kind, accept):
+    """The one thing formats.py writes itself: a plain sample line, in every format."""
+    if kind == "gauge":
+        fam = GaugeMetricFamily("fuzz_power_watts", "g", labels=("sn", "phase"))
+        for a, b, v in rows:
+            fam.add_metric((a, b), v)
+    elif kind == "counter":
+        fam = CounterMetricFamily("fuzz_energy_joules", "c", labels=("sn", "phase"))
+        for a, b, v in rows:
+            fam.add_metric((a, b), v)
+    else:
+        fam = InfoMetricFamily("fuzz", "i", labels=("sn",))
+        for a, b, _ in rows:
+            fam.add_metric((a,), {"zz": b})
+    fmt, _ = Formats().negotiate(accept)
+    written_here = fmt.device_pieces({"k": fam})["k"]
+    assert written_here == fmt._encoded_pieces({"k": fam})["k"]
+    encoder, _ = choose_encoder(accept)
+    assert fmt.header(fam) + written_here + fmt.trailer == encoder(_Families([fam]))
