@@ -303,6 +303,23 @@ class Renderer:
                 state.gzip = (units, pieces)
             return Response(pieces, headers)
 
+    def refresh(self) -> None:
+        """Bring every format asked for lately up to date with the cache (and its
+        gzip segments, if it was asked gzipped), so the next scrape finds the
+        devices polled meanwhile already rendered. Run between scrapes
+        (MetricsServer does, every REFRESH_SECONDS)."""
+        with self._lock:
+            for fmt, state in list(self._states.items()):
+                if fmt in self._broken:
+                    continue
+                try:
+                    units = self._fast_units(fmt, touch=False)
+                except FormatError:
+                    continue                       # the next scrape falls back and says so
+                if state.gzip is not None:
+                    for unit in units:
+                        unit.deflated()
+
     def render_text(self) -> bytes:
         """Exactly ``generate_latest(registry)``."""
         return self.render(None, None).body
@@ -320,14 +337,15 @@ class Renderer:
                             extra={"fields": {"err": str(exc)}})
         return [_Seg(fmt.encoder(self.registry))]
 
-    def _fast_units(self, fmt: Format) -> list[_Seg]:
+    def _fast_units(self, fmt: Format, touch: bool = True) -> list[_Seg]:
         now = time.monotonic()
         for other in [f for f, s in self._states.items() if now - s.used > IDLE_FORMAT_SECONDS]:
             del self._states[other]
         state = self._states.get(fmt)
         if state is None:
             state = self._states[fmt] = _FormatState(fmt)
-        state.used = now
+        if touch:
+            state.used = now
         units: list[_Seg] = []
         run: list[Any] = []
         position = 0

@@ -38,6 +38,7 @@ from .webconfig import BasicAuth, load_web_config
 
 log = logging.getLogger(__name__)
 
+REFRESH_SECONDS = 0.5       # how often devices polled meanwhile are rendered ahead of the next scrape
 IOV_MAX = 1024              # buffers per sendmsg (Linux UIO_MAXIOV)
 TLS_CHUNK = 256 * 1024      # TLS has no sendmsg: pieces are grouped into writes of about this size
 
@@ -97,6 +98,7 @@ class MetricsServer:
         # between concurrent scrapers (see render.py); output = the library's encoders.
         self.renderer = Renderer(registry)
         self.thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def scheme(self) -> str:
@@ -116,8 +118,21 @@ class MetricsServer:
                 log.warning(note, extra={"fields": {"file": wc.path}})
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
         self.thread.start()
+        self._refresher = threading.Thread(target=self._refresh_loop, name="render", daemon=True)
+        self._refresher.start()
+
+    def _refresh_loop(self) -> None:
+        """Render devices as they are polled, not when Prometheus asks: a scrape then
+        only assembles (render.py). A failure here costs speed, not correctness."""
+        while not self._stopping.wait(REFRESH_SECONDS):
+            try:
+                self.renderer.refresh()
+            except Exception as exc:
+                log.warning("rendering ahead of scrapes failed", extra={"fields": {"err": f"{type(exc).__name__}: {exc}"}})
+                self._stopping.wait(60)
 
     def stop(self) -> None:
+        self._stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.httpd.connections.close_all()

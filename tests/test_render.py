@@ -341,3 +341,19 @@ def test_live_simulator_polls_keep_equality():
             clock.t = time.time()
             assert_same(renderer, exporter, PROM2, "gzip")
             assert renderer.device_renders - before == 2 * len(fleet)
+
+
+def test_refresh_renders_polled_devices_before_the_scrape():
+    exporter = mixed_exporter()
+    clock = freeze(exporter)
+    renderer = Renderer(exporter)
+    assert_same(renderer, exporter, PROM2, "gzip")
+    renderer.refresh()                                     # nothing new: nothing rendered
+    renders = renderer.device_renders
+    for dev in MIXED[:3]:
+        exporter.cache.put(exporter.cache.get(dev.sn).failed(NOW + 1, "timeout"))
+    clock.t = NOW + 2
+    renderer.refresh()
+    assert renderer.device_renders == renders + 6          # the three devices, both collectors
+    assert_same(renderer, exporter, PROM2, "gzip")
+    assert renderer.device_renders == renders + 6          # the scrape found them done
