@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from array import array
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator
@@ -102,15 +103,39 @@ class DeviceSnapshot:
 
 
 class Cache:
+    CHANGE_LOG = 8192     # changes remembered for changed_since
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._devices: dict[str, DeviceSnapshot] = {}
         self.version = 0
+        self._log: deque[tuple[int, str | None]] = deque(maxlen=self.CHANGE_LOG)
+
+    def _changed(self, sn: str | None) -> None:
+        self.version += 1
+        self._log.append((self.version, sn))
+
+    def changed_since(self, version: int) -> set[str] | None:
+        """The SNs whose snapshot was replaced after ``version``; None when that is
+        not known (too long ago, or devices were removed)."""
+        with self._lock:
+            if version == self.version:
+                return set()
+            if not self._log or self._log[0][0] > version + 1:
+                return None
+            out: set[str] = set()
+            for v, sn in reversed(self._log):
+                if v <= version:
+                    break
+                if sn is None:
+                    return None
+                out.add(sn)
+            return out
 
     def put(self, snapshot: DeviceSnapshot) -> None:
         with self._lock:
             self._devices[snapshot.sn] = snapshot
-            self.version += 1
+            self._changed(snapshot.sn)
 
     def update(self, sn: str, change: Callable[[DeviceSnapshot | None], DeviceSnapshot | None]) -> DeviceSnapshot | None:
         """Replace a device's snapshot with change(current), atomically: two writers
@@ -120,7 +145,7 @@ class Cache:
             snapshot = change(self._devices.get(sn))
             if snapshot is not None:
                 self._devices[sn] = snapshot
-                self.version += 1
+                self._changed(sn)
             return snapshot
 
     def get(self, sn: str) -> DeviceSnapshot | None:
@@ -133,7 +158,7 @@ class Cache:
         with self._lock:
             for sn in [s for s in self._devices if s not in keep]:
                 del self._devices[sn]
-                self.version += 1
+                self._changed(None)
 
     def snapshot(self) -> list[DeviceSnapshot]:
         """A consistent view of all devices, sorted by SN for stable output."""

@@ -28,6 +28,7 @@ every format (tests/test_render.py). Nothing here knows the collectors' rules.
 from __future__ import annotations
 
 import logging
+import math
 import struct
 import threading
 import time
@@ -96,7 +97,8 @@ class _Column:
             return b""
         return self.segs[j].data[ends[k - 1] if k else 0:ends[k]]
 
-    def update(self, changes: dict[int, bytes]) -> None:
+    def update(self, changes: dict[int, bytes], fresh: list[_Seg]) -> None:
+        """Put each device's new lines in place; the segments made are added to ``fresh``."""
         by_seg: dict[int, list[tuple[int, bytes]]] = {}
         for i, piece in changes.items():
             by_seg.setdefault(i // SEGMENT, []).append((i % SEGMENT, piece))
@@ -117,7 +119,9 @@ class _Column:
             for piece in pieces:
                 at += len(piece)
                 offsets.append(at)
-            self.segs[j], self.ends[j] = _Seg(joined), offsets
+            seg = self.segs[j] = _Seg(joined)
+            self.ends[j] = offsets
+            fresh.append(seg)
 
 
 class _DeviceState:
@@ -128,44 +132,76 @@ class _DeviceState:
         self.c = collector
         self.fmt = fmt
         self.snaps: list[DeviceSnapshot] = []
+        self.where: dict[str, int] = {}               # sn -> position
         self.windows: list[tuple[float, float]] = []
         self.keys: list[tuple[str, ...]] = []         # the families each device has lines in
         self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.columns: dict[str, _Column] = {}
         self.headers: dict[bytes, _Seg] = {}
         self.version: int | None = None
-        self.span = (0.0, -1.0)                       # clock span where nothing flips (empty: rebuild)
+        self.span = (0.0, -1.0)                       # clock span where no device's output flips (empty: none)
         self.units: list[_Seg] = []
+        self.stale = True                             # units to be assembled again
+        self.fresh: list[_Seg] = []                   # segments made since the last assembly
 
     def build(self) -> list[_Seg]:
         """This collector's pieces for the cache's current state (the same list while valid)."""
+        self.update()
+        if self.stale:
+            self.units = self._assemble()
+            self.stale = False
+            self.fresh = []
+        return self.units
+
+    def update(self) -> None:
+        """Render the devices whose output changed since the last update, and only those."""
         now = self.c.clock()
-        version = self.c.cache.version     # read before the snapshot: a newer state tagged older only rebuilds again
+        version = self.c.cache.version     # read before the snapshots: a newer state tagged older only updates again
         lo, hi = self.span
-        if version == self.version and lo < now <= hi:
-            return self.units
+        in_span = lo < now <= hi
+        if version == self.version and in_span:
+            return
+        changed = self.c.cache.changed_since(self.version) if in_span and self.version is not None else None
+        if changed is not None and all(sn in self.where for sn in changed):
+            for sn in changed:
+                i = self.where[sn]
+                dev = self.c.cache.get(sn)
+                if dev is None:                        # removed meanwhile: the next update resets
+                    self.version = None
+                    return
+                changes: dict[str, dict[int, bytes]] = {}
+                if dev is not self.snaps[i]:
+                    self._render(i, dev, now, changes)
+                    self._apply(changes)
+        else:
+            self._update_all(now)
+        self.version = version
+        if changed is None:             # a full pass: the span may grow again
+            self.span = (max((w[0] for w in self.windows), default=-math.inf),
+                         min((w[1] for w in self.windows), default=math.inf))
+        self.stale = True
+
+    def _update_all(self, now: float) -> None:
         devices = self.c.cache.snapshot()
         self.r.rebuilds += 1
         if [d.sn for d in devices] != [d.sn for d in self.snaps]:
             self._reset(devices, now)
-        else:
-            changes: dict[str, dict[int, bytes]] = {}
-            for i, dev in enumerate(devices):
-                wlo, whi = self.windows[i]
-                if dev is not self.snaps[i] or not wlo < now <= whi:
-                    self._render(i, dev, now, changes)
-            for key, items in changes.items():
-                col = self.columns.get(key)
-                if col is None:
-                    col = self.columns[key] = _Column(len(devices))
-                col.update(items)
-        for key in [k for k, col in self.columns.items() if not col.filled]:
-            del self.columns[key]
-        self.version = version
-        self.span = (max((w[0] for w in self.windows), default=-float("inf")),
-                     min((w[1] for w in self.windows), default=float("inf")))
-        self.units = self._assemble()
-        return self.units
+            return
+        changes: dict[str, dict[int, bytes]] = {}
+        for i, dev in enumerate(devices):
+            wlo, whi = self.windows[i]
+            if dev is not self.snaps[i] or not wlo < now <= whi:
+                self._render(i, dev, now, changes)
+        self._apply(changes)
+
+    def _apply(self, changes: dict[str, dict[int, bytes]]) -> None:
+        for key, items in changes.items():
+            col = self.columns.get(key)
+            if col is None:
+                col = self.columns[key] = _Column(len(self.snaps))
+            col.update(items, self.fresh)
+            if not col.filled:
+                del self.columns[key]
 
     def _render(self, i: int, dev: DeviceSnapshot, now: float, changes: dict[str, dict[int, bytes]]) -> None:
         self.r.device_renders += 1
@@ -183,14 +219,18 @@ class _DeviceState:
         self.keys[i] = self._shapes.setdefault(shape, shape)   # devices of one kind share one tuple
         self.snaps[i] = dev
         self.windows[i] = (window.lo, window.hi)
+        # A narrower window than the span's: the span shrinks now (it only grows on a full pass).
+        self.span = (max(self.span[0], window.lo), min(self.span[1], window.hi))
 
     def _reset(self, devices: list[DeviceSnapshot], now: float) -> None:
         """Devices came or went: positions move, so the columns start anew
         (the lines of unchanged devices are carried over, not rendered again)."""
-        old = {dev.sn: i for i, dev in enumerate(self.snaps)}
+        old = self.where
         old_snaps, old_windows, old_keys, old_columns = self.snaps, self.windows, self.keys, self.columns
         n = len(devices)
         self.snaps, self.windows, self.keys, self.columns = list(devices), [(0.0, -1.0)] * n, [()] * n, {}
+        self.where = {dev.sn: i for i, dev in enumerate(devices)}
+        self.span = (-math.inf, math.inf)
         changes: dict[str, dict[int, bytes]] = {}
         for i, dev in enumerate(devices):
             j = old.get(dev.sn)
@@ -200,9 +240,7 @@ class _DeviceState:
                 self.keys[i], self.windows[i] = old_keys[j], old_windows[j]
             else:
                 self._render(i, dev, now, changes)
-        for key, items in changes.items():
-            col = self.columns[key] = _Column(n)
-            col.update(items)
+        self._apply(changes)
 
     def _assemble(self) -> list[_Seg]:
         units: list[_Seg] = []
@@ -312,13 +350,15 @@ class Renderer:
             for fmt, state in list(self._states.items()):
                 if fmt in self._broken:
                     continue
-                try:
-                    units = self._fast_units(fmt, touch=False)
-                except FormatError:
-                    continue                       # the next scrape falls back and says so
-                if state.gzip is not None:
-                    for unit in units:
-                        unit.deflated()
+                for dstate in state.devices.values():
+                    try:
+                        dstate.update()
+                    except FormatError:
+                        break                      # the next scrape falls back and says so
+                    if state.gzip is not None:
+                        for seg in dstate.fresh:
+                            seg.deflated()
+                    dstate.fresh = []
 
     def render_text(self) -> bytes:
         """Exactly ``generate_latest(registry)``."""

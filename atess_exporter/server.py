@@ -99,6 +99,7 @@ class MetricsServer:
         self.renderer = Renderer(registry)
         self.thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self.refresh_seconds: float | None = REFRESH_SECONDS    # None: render only when scraped
 
     @property
     def scheme(self) -> str:
@@ -118,13 +119,13 @@ class MetricsServer:
                 log.warning(note, extra={"fields": {"file": wc.path}})
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
         self.thread.start()
-        self._refresher = threading.Thread(target=self._refresh_loop, name="render", daemon=True)
-        self._refresher.start()
+        if self.refresh_seconds:
+            threading.Thread(target=self._refresh_loop, name="render", daemon=True).start()
 
     def _refresh_loop(self) -> None:
         """Render devices as they are polled, not when Prometheus asks: a scrape then
         only assembles (render.py). A failure here costs speed, not correctness."""
-        while not self._stopping.wait(REFRESH_SECONDS):
+        while not self._stopping.wait(self.refresh_seconds):
             try:
                 self.renderer.refresh()
             except Exception as exc:
