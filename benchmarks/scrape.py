@@ -29,7 +29,9 @@ between two scrapes 15 s apart.
 * CPU at one scrape per 15 s: the same in real time for --cpu-seconds with one
   scraper (in another process) every 15 s; the exporter process' CPU time over
   wall time, minus the thread that plays the poller.
-* RSS: after all of the above, and its peak, against RSS before the cache was filled.
+* RSS: in a process of its own doing only what the exporter does (N devices,
+  Prometheus 2.42 scraping while devices change), and its peak, against RSS
+  before the cache was filled.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from fleet import filled_exporter, machine, make_templates, ms, peak_mb, pct, rss_mb, serve, summary  # noqa: E402
+from fleet import filled_exporter, machine, make_templates, ms, peak_mb, rss_mb, serve, summary  # noqa: E402
 
 PROD_INTERVAL = 300.0
 SCRAPE_INTERVAL = 15.0
@@ -108,10 +110,7 @@ def child(n: int, scrapes: int, cpu_seconds: float) -> dict:
 
     import atess_exporter.app  # noqa: F401  (imported before the baseline RSS)
     now = time.time()
-    templates = make_templates(now)
-    gc.collect()
-    base = rss_mb()
-    exporter, _ = filled_exporter(n, now, templates)
+    exporter, _ = filled_exporter(n, now, make_templates(now))
     fleet = Fleet(exporter)
     per_scrape = max(1, round(n * SCRAPE_INTERVAL / PROD_INTERVAL))
     out: dict = {"n": n, "changed_per_scrape": per_scrape, "rows": {}}
@@ -226,8 +225,36 @@ def child(n: int, scrapes: int, cpu_seconds: float) -> dict:
     out["cpu_share"] = cpu / wall
     out["cpu_wall"] = wall
     server.stop()
+    out["load"] = os.getloadavg()
+    return out
+
+
+def child_memory(n: int) -> dict:
+    """RSS of a process doing only what the exporter does: N devices cached, the
+    server rendering ahead, Prometheus 2.42 scraping while devices change."""
+    from atess_exporter.server import MetricsServer
+
+    import atess_exporter.app  # noqa: F401  (imported before the baseline RSS)
+    now = time.time()
+    templates = make_templates(now)      # the simulator's payloads are not the exporter's memory
     gc.collect()
-    out.update(base_mb=base, rss_mb=rss_mb(), peak_mb=peak_mb(), load=os.getloadavg())
+    base = rss_mb()
+    exporter, _ = filled_exporter(n, now, templates)
+    fleet = Fleet(exporter)
+    per_scrape = max(1, round(n * SCRAPE_INTERVAL / PROD_INTERVAL))
+    server = MetricsServer(exporter.registry, "127.0.0.1:0")
+    server.refresh_seconds = None
+    server.start()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
+    for _ in range(5):
+        for step in range(30):
+            fleet.change(per_scrape // 30 + (step < per_scrape % 30))
+            server.renderer.refresh()
+        fetch(conn, MAIN)
+    conn.close()
+    gc.collect()
+    out = {"base_mb": base, "rss_mb": rss_mb(), "peak_mb": peak_mb()}
+    server.stop()
     return out
 
 
@@ -284,7 +311,8 @@ def main() -> None:
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(int(args.child[0]), int(args.child[1]), float(args.child[2]))))
+        n, what, seconds = args.child
+        print(json.dumps(child_memory(int(n)) if what == "memory" else child(int(n), int(what), float(seconds))))
         return
     started = time.time()
     results = []
@@ -295,7 +323,14 @@ def main() -> None:
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr)
             raise SystemExit(f"benchmark child for {n} devices failed")
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        proc = subprocess.run([sys.executable, __file__, "--child", str(n), "memory", "0"],
+                              capture_output=True, text=True, cwd=ROOT, timeout=7200)
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stderr)
+            raise SystemExit(f"memory child for {n} devices failed")
+        result.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+        results.append(result)
     text = report(args, results, time.time() - started)
     print(text)
     Path(args.out).write_text(text)
