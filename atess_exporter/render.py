@@ -350,6 +350,11 @@ class Renderer:
             for fmt, state in list(self._states.items()):
                 if fmt in self._broken:
                     continue
+                if not state.devices:              # warmed, never scraped yet: build it all once
+                    try:
+                        self._fast_units(fmt, touch=False)
+                    except FormatError:
+                        continue
                 for dstate in state.devices.values():
                     try:
                         dstate.update()
@@ -359,6 +364,17 @@ class Renderer:
                         for seg in dstate.fresh:
                             seg.deflated()
                     dstate.fresh = []
+
+    def warm(self, accept: str, gzipped: bool = True) -> None:
+        """Have refresh() render this format ahead of its first scrape (dropped
+        after IDLE_FORMAT_SECONDS if nobody asks for it)."""
+        fmt, _ = self.formats.negotiate(accept)
+        with self._lock:
+            state = self._states.get(fmt)
+            if state is None:
+                state = self._states[fmt] = _FormatState(fmt)
+            if gzipped and state.gzip is None:
+                state.gzip = ([], [])
 
     def render_text(self) -> bytes:
         """Exactly ``generate_latest(registry)``."""

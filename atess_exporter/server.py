@@ -38,6 +38,13 @@ from .webconfig import BasicAuth, load_web_config
 
 log = logging.getLogger(__name__)
 
+# What Prometheus 2 and 3 ask for by default (OpenMetrics, gzip): rendered from start-up on,
+# so the first scrape of a large fleet does not pay for every device at once.
+WARM_ACCEPTS = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+                "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+                "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,"
+                "text/plain;version=0.0.4;q=0.2,*/*;q=0.1")
 REFRESH_SECONDS = 0.5       # how often devices polled meanwhile are rendered ahead of the next scrape
 IOV_MAX = 1024              # buffers per sendmsg (Linux UIO_MAXIOV)
 TLS_CHUNK = 256 * 1024      # TLS has no sendmsg: pieces are grouped into writes of about this size
@@ -120,6 +127,8 @@ class MetricsServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
         self.thread.start()
         if self.refresh_seconds:
+            for accept in WARM_ACCEPTS:
+                self.renderer.warm(accept)
             threading.Thread(target=self._refresh_loop, name="render", daemon=True).start()
 
     def _refresh_loop(self) -> None:

@@ -163,7 +163,10 @@ def test_a_request_dripping_in_is_closed_at_the_header_deadline(server, monkeypa
         assert time.monotonic() - t0 < 8
 
 
-def test_a_client_resetting_mid_answer_is_one_log_line_and_no_traceback(server, caplog, capfd):
+def test_a_client_resetting_mid_answer_is_one_log_line_and_no_traceback(server, caplog, capfd, monkeypatch):
+    # A stderr handler another test's cli.main left on the root logger writes to a closed capture.
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [h for h in root.handlers if type(h) is not logging.StreamHandler])
     caplog.set_level(logging.DEBUG, logger="atess_exporter")
     srv = server()
     ports = []

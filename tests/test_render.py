@@ -357,3 +357,16 @@ def test_refresh_renders_polled_devices_before_the_scrape():
     assert renderer.device_renders == renders + 6          # the three devices, both collectors
     assert_same(renderer, exporter, PROM2, "gzip")
     assert renderer.device_renders == renders + 6          # the scrape found them done
+
+
+def test_a_warmed_format_is_rendered_before_its_first_scrape():
+    exporter = mixed_exporter()
+    freeze(exporter)
+    renderer = Renderer(exporter)
+    renderer.warm(PROM2)
+    assert renderer.device_renders == 0
+    renderer.refresh()
+    renders = renderer.device_renders
+    assert renders == 2 * len(MIXED)
+    assert_same(renderer, exporter, PROM2, "gzip")
+    assert renderer.device_renders == renders
