@@ -68,20 +68,42 @@ _PLAIN_TYPES = ("gauge", "counter", "info", "unknown")
 _OM_ONLY = ("_created", "_gsum", "_gcount")
 
 
+_plain_names: dict[str, bool] = {}      # sample name -> legacy and not an OpenMetrics-only suffix
+_plain_labels: dict[str, bool] = {}     # label name -> legacy
+
+
+def _plain_name(name: str) -> bool:
+    ok = _plain_names.get(name)
+    if ok is None:
+        if len(_plain_names) > 65536:
+            _plain_names.clear()
+        ok = _plain_names[name] = bool(_LEGACY_NAME.match(name)) and not name.endswith(_OM_ONLY)
+    return ok
+
+
+def _plain_label(name: str) -> bool:
+    ok = _plain_labels.get(name)
+    if ok is None:
+        if len(_plain_labels) > 65536:
+            _plain_labels.clear()
+        ok = _plain_labels[name] = bool(_LEGACY_LABEL.match(name))
+    return ok
+
+
 def _plain_lines(family: Metric) -> bytes | None:
     """The family's sample lines as every encoder writes them in the plain case, else None."""
     if family.type not in _PLAIN_TYPES:
         return None
     out = []
     for s in family.samples:
-        if (s.timestamp is not None or s.exemplar is not None or getattr(s, "native_histogram", None) is not None or s.value is None
-                or not _LEGACY_NAME.match(s.name) or s.name.endswith(_OM_ONLY)):
+        if (s.timestamp is not None or s.exemplar is not None or getattr(s, "native_histogram", None) is not None
+                or s.value is None or not _plain_name(s.name)):
             return None
         labels = s.labels
         if labels:
             parts = []
             for k in sorted(labels):
-                if not _LEGACY_LABEL.match(k):
+                if not _plain_label(k):
                     return None
                 v = labels[k]
                 if "\\" in v or "\n" in v or '"' in v:

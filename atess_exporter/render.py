@@ -104,6 +104,24 @@ class _Column:
             by_seg.setdefault(i // SEGMENT, []).append((i % SEGMENT, piece))
         for j, items in by_seg.items():
             data, ends = self.segs[j].data, self.ends[j]
+            if ends is not None and len(items) == 1:
+                # The usual case, one device: splice its lines in, shift the later ends.
+                k, piece = items[0]
+                start, end = (ends[k - 1] if k else 0), ends[k]
+                self.filled += bool(piece) - (end > start)
+                joined = b"".join((data[:start], piece, data[end:]))
+                if not joined:
+                    self.segs[j], self.ends[j] = _EMPTY, None
+                    continue
+                offsets = array("I", ends)
+                delta = len(piece) - (end - start)
+                if delta:
+                    for x in range(k, SEGMENT):
+                        offsets[x] += delta
+                seg = self.segs[j] = _Seg(joined)
+                self.ends[j] = offsets
+                fresh.append(seg)
+                continue
             if ends is None:
                 pieces = [b""] * SEGMENT
             else:
@@ -308,6 +326,7 @@ class Renderer:
         self._lock = threading.Lock()
         self._states: dict[Format, _FormatState] = {}
         self._broken: set[Format] = set()
+        self._last_length: tuple[list | None, int] = (None, 0)
         # Counters for tests and benchmarks.
         self.device_renders = 0   # device parts rendered
         self.rebuilds = 0         # device states re-assembled
@@ -329,7 +348,7 @@ class Renderer:
             self.scrapes += 1
             units = self._units(fmt)
             headers = {"Content-Type": content_type}
-            length = sum(len(u.data) for u in units)
+            length = self._length(units)
             if not want_gzip or length <= GZIP_MIN_BYTES:
                 return Response([u.data for u in units], headers)
             headers["Content-Encoding"] = "gzip"
@@ -381,6 +400,11 @@ class Renderer:
         return self.render(None, None).body
 
     # -- internals ------------------------------------------------------------------
+
+    def _length(self, units: list[_Seg]) -> int:
+        if self._last_length[0] is not units:
+            self._last_length = (units, sum([len(u.data) for u in units]))
+        return self._last_length[1]
 
     def _units(self, fmt: Format) -> list[_Seg]:
         if fmt not in self._broken:
@@ -444,7 +468,13 @@ class Renderer:
 def _gzip_pieces(units: list[_Seg], length: int) -> list[bytes]:
     """One gzip member of the units' concatenation, from their cached deflate."""
     crc = 0
+    crc32 = zlib.crc32
+    pieces = [_GZIP_HEADER]
+    append = pieces.append
     for u in units:
-        crc = zlib.crc32(u.data, crc)
-    return [_GZIP_HEADER, *(u.deflated() for u in units), _DEFLATE_END, struct.pack("<II", crc, length & 0xFFFFFFFF)]
+        crc = crc32(u.data, crc)
+        z = u._z
+        append(z if z is not None else u.deflated())
+    pieces += [_DEFLATE_END, struct.pack("<II", crc, length & 0xFFFFFFFF)]
+    return pieces
 

@@ -72,17 +72,23 @@ def send_pieces(sock: socket.socket, pieces: list[bytes]) -> None:
         if group:
             sock.sendall(b"".join(group))
         return
-    queue = [memoryview(p) for p in pieces if p]
+    queue = pieces if all(pieces) else [p for p in pieces if p]
     at = 0
     while at < len(queue):
-        sent = sock.sendmsg(queue[at:at + IOV_MAX])
-        while sent and at < len(queue):      # drop what went out; keep the rest of a piece cut short
+        batch = queue[at:at + IOV_MAX]
+        sent = sock.sendmsg(batch)
+        if sent == sum(map(len, batch)):
+            at += len(batch)
+            continue
+        if queue is pieces:
+            queue = list(pieces)              # the caller's list is shared: cut a copy
+        while sent:                           # drop what went out; keep the rest of a piece cut short
             n = len(queue[at])
             if sent >= n:
                 sent -= n
                 at += 1
             else:
-                queue[at] = queue[at][sent:]
+                queue[at] = memoryview(queue[at])[sent:]
                 sent = 0
 
 

@@ -246,3 +246,30 @@ def test_1100_idle_and_half_open_connections_with_1024_fds(tmp_path):
     assert "Traceback" not in err
     for line in err.splitlines():
         json.loads(line)                                  # every log line one JSON object
+
+
+def test_pieces_arrive_whole_and_in_order_through_partial_sends():
+    from atess_exporter.server import send_pieces
+
+    pieces = [bytes([i % 251]) * (1 + (i * 7919) % 9000) for i in range(3000)]    # ~13 MB, > 1,024 per sendmsg
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+    got = bytearray()
+    import threading
+
+    def read():
+        while len(got) < sum(map(len, pieces)):
+            chunk = b.recv(3000)                # small reads: the sender is cut short again and again
+            if not chunk:
+                break
+            got.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        send_pieces(a, pieces)
+        reader.join(30)
+    finally:
+        a.close()
+        b.close()
+    assert bytes(got) == b"".join(pieces)
