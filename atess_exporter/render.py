@@ -7,17 +7,16 @@ device (the families holding that device's samples, decided by their rules);
 this module keeps each part as bytes in each format asked for, per family and
 device, and splices them:
 
-* a device's part is asked again only when its snapshot is replaced or the
-  clock leaves the Window its collector gave with it (snapshots are immutable,
-  so the object identifies the content); the bytes come from the library's
-  encoder (formats.py), so they are the encoder's by construction;
-* each family's lines are kept in segments of SEGMENT devices, joined once,
-  with each device's end offset: the text is held once; a changed device
-  re-joins one small segment per family it changed;
-* each segment is compressed on its own (raw deflate ending in a sync flush,
-  as pigz does) when a gzip is asked for, so a gzip costs the segments that
-  changed, not the body; the response is the list of pieces, written to the
-  socket as they are (no join into one body);
+* a device's part is asked again only when its snapshot is replaced (the
+  cache names those: Cache.changed_since) or the clock leaves the Window its
+  collector gave with it; its bytes come from formats.py (headers from the
+  library's encoder, sample lines as every encoder writes them);
+* each family's lines are kept in segments.py's columns: segments of SEGMENT
+  devices, joined once, each compressed once on its own; a changed device
+  re-joins and re-compresses one small segment per family it changed, and
+  refresh() does that between scrapes, so a scrape mostly assembles;
+* the answer is the list of pieces (with a gzip header and CRC around the
+  cached deflate when gzipped), written to the socket as they are;
 * other collectors (API counters, build info, process metrics...) go through
   the encoder on every scrape: they are small.
 
@@ -29,118 +28,19 @@ from __future__ import annotations
 
 import logging
 import math
-import struct
 import threading
 import time
-import zlib
-from array import array
 from typing import Any
 
 from .cache import DeviceSnapshot
 from .collector import PerDeviceCollector, Window, family_order
-from .formats import EOF, Format, FormatError, Formats, gzip_accepted, registry_parts
+from .formats import Format, FormatError, Formats, gzip_accepted, registry_parts
+from .segments import EOF_SEG, Column, Seg, gzip_pieces
 
 log = logging.getLogger(__name__)
 
 GZIP_MIN_BYTES = 1024       # smaller bodies are sent as they are
-GZIP_LEVEL = 1
-SEGMENT = 16                # devices per joined (and compressed) piece of a family
 IDLE_FORMAT_SECONDS = 900   # a format nobody asked for this long is dropped (its memory freed)
-
-_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"   # no name, mtime 0, fastest, unknown OS
-_DEFLATE_END = b"\x03\x00"                                          # an empty final block
-
-
-class _Seg:
-    """A piece of the body and, once asked for, its raw-deflate compression and CRC.
-
-    Pieces compressed on their own, each ending in a sync flush (byte aligned,
-    not final), concatenate into one valid deflate stream.
-    """
-
-    __slots__ = ("data", "_z")
-
-    def __init__(self, data: bytes):
-        self.data = data
-        self._z: bytes | None = None
-
-    def deflated(self) -> bytes:
-        if self._z is None:
-            c = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
-            self._z = c.compress(self.data) + c.flush(zlib.Z_SYNC_FLUSH)
-        return self._z
-
-
-_EMPTY = _Seg(b"")
-_EOF_SEG = _Seg(EOF)
-
-
-class _Column:
-    """One family's lines for every device (SN order), in segments of SEGMENT devices.
-
-    A segment holds its devices' lines joined, and ``ends`` each device's end
-    offset in it; a device's own lines are a slice.
-    """
-
-    __slots__ = ("segs", "ends", "filled")
-
-    def __init__(self, n: int):
-        count = -(-n // SEGMENT)
-        self.segs: list[_Seg] = [_EMPTY] * count
-        self.ends: list[array | None] = [None] * count
-        self.filled = 0                                # devices with lines
-
-    def piece(self, i: int) -> bytes:
-        j, k = divmod(i, SEGMENT)
-        ends = self.ends[j]
-        if ends is None:
-            return b""
-        return self.segs[j].data[ends[k - 1] if k else 0:ends[k]]
-
-    def update(self, changes: dict[int, bytes], fresh: list[_Seg]) -> None:
-        """Put each device's new lines in place; the segments made are added to ``fresh``."""
-        by_seg: dict[int, list[tuple[int, bytes]]] = {}
-        for i, piece in changes.items():
-            by_seg.setdefault(i // SEGMENT, []).append((i % SEGMENT, piece))
-        for j, items in by_seg.items():
-            data, ends = self.segs[j].data, self.ends[j]
-            if ends is not None and len(items) == 1:
-                # The usual case, one device: splice its lines in, shift the later ends.
-                k, piece = items[0]
-                start, end = (ends[k - 1] if k else 0), ends[k]
-                self.filled += bool(piece) - (end > start)
-                joined = b"".join((data[:start], piece, data[end:]))
-                if not joined:
-                    self.segs[j], self.ends[j] = _EMPTY, None
-                    continue
-                offsets = array("I", ends)
-                delta = len(piece) - (end - start)
-                if delta:
-                    for x in range(k, SEGMENT):
-                        offsets[x] += delta
-                seg = self.segs[j] = _Seg(joined)
-                self.ends[j] = offsets
-                fresh.append(seg)
-                continue
-            if ends is None:
-                pieces = [b""] * SEGMENT
-            else:
-                pieces = [data[ends[k - 1] if k else 0:ends[k]] for k in range(SEGMENT)]
-            for k, piece in items:
-                self.filled += bool(piece) - bool(pieces[k])
-                pieces[k] = piece
-            joined = b"".join(pieces)
-            if not joined:
-                self.segs[j], self.ends[j] = _EMPTY, None
-                continue
-            offsets, at = array("I"), 0
-            for piece in pieces:
-                at += len(piece)
-                offsets.append(at)
-            seg = self.segs[j] = _Seg(joined)
-            self.ends[j] = offsets
-            fresh.append(seg)
-
 
 class _DeviceState:
     """One PerDeviceCollector's output in one format, kept per device and family."""
@@ -154,15 +54,15 @@ class _DeviceState:
         self.windows: list[tuple[float, float]] = []
         self.keys: list[tuple[str, ...]] = []         # the families each device has lines in
         self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self.columns: dict[str, _Column] = {}
-        self.headers: dict[bytes, _Seg] = {}
+        self.columns: dict[str, Column] = {}
+        self.headers: dict[bytes, Seg] = {}
         self.version: int | None = None
         self.span = (0.0, -1.0)                       # clock span where no device's output flips (empty: none)
-        self.units: list[_Seg] = []
+        self.units: list[Seg] = []
         self.stale = True                             # units to be assembled again
-        self.fresh: list[_Seg] = []                   # segments made since the last assembly
+        self.fresh: list[Seg] = []                   # segments made since the last assembly
 
-    def build(self) -> list[_Seg]:
+    def build(self) -> list[Seg]:
         """This collector's pieces for the cache's current state (the same list while valid)."""
         self.update()
         if self.stale:
@@ -216,7 +116,7 @@ class _DeviceState:
         for key, items in changes.items():
             col = self.columns.get(key)
             if col is None:
-                col = self.columns[key] = _Column(len(self.snaps))
+                col = self.columns[key] = Column(len(self.snaps))
             col.update(items, self.fresh)
             if not col.filled:
                 del self.columns[key]
@@ -260,12 +160,12 @@ class _DeviceState:
                 self._render(i, dev, now, changes)
         self._apply(changes)
 
-    def _assemble(self) -> list[_Seg]:
-        units: list[_Seg] = []
-        headers: dict[bytes, _Seg] = {}
+    def _assemble(self) -> list[Seg]:
+        units: list[Seg] = []
+        headers: dict[bytes, Seg] = {}
         for key in family_order(self.c, self.columns):
             data = self.fmt.header(self.c.template(key))
-            seg = headers[data] = self.headers.get(data) or _Seg(data)
+            seg = headers[data] = self.headers.get(data) or Seg(data)
             units.append(seg)
             col = self.columns.get(key)
             if col is not None:
@@ -306,9 +206,9 @@ class _FormatState:
     def __init__(self, fmt: Format):
         self.fmt = fmt
         self.devices: dict[int, _DeviceState] = {}     # id(collector) -> state
-        self.slow: dict[int, _Seg] = {}                # position -> last output of a run of other collectors
-        self.units: list[_Seg] = []
-        self.gzip: tuple[list[_Seg], list[bytes]] | None = None
+        self.slow: dict[int, Seg] = {}                # position -> last output of a run of other collectors
+        self.units: list[Seg] = []
+        self.gzip: tuple[list[Seg], list[bytes]] | None = None
         self.used = time.monotonic()
 
 
@@ -355,7 +255,7 @@ class Renderer:
             state = self._states.get(fmt)
             if state is not None and state.gzip is not None and state.gzip[0] is units:
                 return Response(state.gzip[1], headers)
-            pieces = _gzip_pieces(units, length)
+            pieces = gzip_pieces(units, length)
             if state is not None:
                 state.gzip = (units, pieces)
             return Response(pieces, headers)
@@ -384,14 +284,15 @@ class Renderer:
                             seg.deflated()
                     dstate.fresh = []
 
-    def warm(self, accept: str, gzipped: bool = True) -> None:
+    def warm(self, accept: str, gzipped: bool = True, keep_seconds: float = IDLE_FORMAT_SECONDS) -> None:
         """Have refresh() render this format ahead of its first scrape (dropped
-        after IDLE_FORMAT_SECONDS if nobody asks for it)."""
+        after keep_seconds if nobody asks for it)."""
         fmt, _ = self.formats.negotiate(accept)
         with self._lock:
             state = self._states.get(fmt)
             if state is None:
                 state = self._states[fmt] = _FormatState(fmt)
+                state.used = time.monotonic() - IDLE_FORMAT_SECONDS + keep_seconds
             if gzipped and state.gzip is None:
                 state.gzip = ([], [])
 
@@ -401,12 +302,12 @@ class Renderer:
 
     # -- internals ------------------------------------------------------------------
 
-    def _length(self, units: list[_Seg]) -> int:
+    def _length(self, units: list[Seg]) -> int:
         if self._last_length[0] is not units:
             self._last_length = (units, sum([len(u.data) for u in units]))
         return self._last_length[1]
 
-    def _units(self, fmt: Format) -> list[_Seg]:
+    def _units(self, fmt: Format) -> list[Seg]:
         if fmt not in self._broken:
             try:
                 return self._fast_units(fmt)
@@ -415,9 +316,9 @@ class Renderer:
                 self._states.pop(fmt, None)
                 log.warning("fast /metrics path disabled for this format, using the library's encoder",
                             extra={"fields": {"err": str(exc)}})
-        return [_Seg(fmt.encoder(self.registry))]
+        return [Seg(fmt.encoder(self.registry))]
 
-    def _fast_units(self, fmt: Format, touch: bool = True) -> list[_Seg]:
+    def _fast_units(self, fmt: Format, touch: bool = True) -> list[Seg]:
         now = time.monotonic()
         for other in [f for f, s in self._states.items() if now - s.used > IDLE_FORMAT_SECONDS]:
             del self._states[other]
@@ -426,7 +327,7 @@ class Renderer:
             state = self._states[fmt] = _FormatState(fmt)
         if touch:
             state.used = now
-        units: list[_Seg] = []
+        units: list[Seg] = []
         run: list[Any] = []
         position = 0
         seen: set[int] = set()
@@ -436,7 +337,7 @@ class Renderer:
             if run:
                 data = fmt.encode(_Chain(list(run)))
                 last = state.slow.get(position)
-                seg = last if last is not None and last.data == data else _Seg(data)
+                seg = last if last is not None and last.data == data else Seg(data)
                 state.slow[position] = seg
                 if data:
                     units.append(seg)
@@ -457,24 +358,9 @@ class Renderer:
         for gone in [k for k in state.devices if k not in seen]:
             del state.devices[gone]
         if fmt.trailer:
-            units.append(_EOF_SEG)
+            units.append(EOF_SEG)
         last = state.units
         if len(last) == len(units) and all(a is b for a, b in zip(last, units)):
             return last
         state.units = units
         return units
-
-
-def _gzip_pieces(units: list[_Seg], length: int) -> list[bytes]:
-    """One gzip member of the units' concatenation, from their cached deflate."""
-    crc = 0
-    crc32 = zlib.crc32
-    pieces = [_GZIP_HEADER]
-    append = pieces.append
-    for u in units:
-        crc = crc32(u.data, crc)
-        z = u._z
-        append(z if z is not None else u.deflated())
-    pieces += [_DEFLATE_END, struct.pack("<II", crc, length & 0xFFFFFFFF)]
-    return pieces
-

@@ -39,7 +39,9 @@ from .webconfig import BasicAuth, load_web_config
 log = logging.getLogger(__name__)
 
 # What Prometheus 2 and 3 ask for by default (OpenMetrics, gzip): rendered from start-up on,
-# so the first scrape of a large fleet does not pay for every device at once.
+# so the first scrape of a large fleet does not pay for every device at once; the one
+# nobody asks for within WARM_KEEP_SECONDS is dropped.
+WARM_KEEP_SECONDS = 180.0
 WARM_ACCEPTS = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
                 "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
                 "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
@@ -113,6 +115,7 @@ class MetricsServer:
         self.thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.refresh_seconds: float | None = REFRESH_SECONDS    # None: render only when scraped
+        self.warm_accepts: tuple[str, ...] = WARM_ACCEPTS
 
     @property
     def scheme(self) -> str:
@@ -133,8 +136,8 @@ class MetricsServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
         self.thread.start()
         if self.refresh_seconds:
-            for accept in WARM_ACCEPTS:
-                self.renderer.warm(accept)
+            for accept in self.warm_accepts:
+                self.renderer.warm(accept, keep_seconds=WARM_KEEP_SECONDS)
             threading.Thread(target=self._refresh_loop, name="render", daemon=True).start()
 
     def _refresh_loop(self) -> None:

@@ -25,7 +25,7 @@ between two scrapes 15 s apart.
   (no HTTP, so generous to the library).
 * 4 scrapers: four clients scraping back to back for a while, Prometheus 2.42
   headers, while devices change in real time at the production rate and the
-  server's refresh thread runs.
+  server's refresh thread runs (after one untimed first scrape: steady state).
 * CPU at one scrape per 15 s: the same in real time for --cpu-seconds with one
   scraper (in another process) every 15 s; the exporter process' CPU time over
   wall time, minus the thread that plays the poller.
@@ -115,13 +115,14 @@ def child(n: int, scrapes: int, cpu_seconds: float) -> dict:
     per_scrape = max(1, round(n * SCRAPE_INTERVAL / PROD_INTERVAL))
     out: dict = {"n": n, "changed_per_scrape": per_scrape, "rows": {}}
 
-    server = MetricsServer(exporter.registry, "127.0.0.1:0")
-    server.refresh_seconds = None          # rendering ahead is driven below, step by step
-    server.start()
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
     for client in CLIENTS:
-        fetch(conn, client)               # first scrape of each format: everything rendered once
-    for client in CLIENTS:
+        # One server per client, so the CPU column is one format's (a renderer keeps
+        # every format asked for lately up to date).
+        server = MetricsServer(exporter.registry, "127.0.0.1:0")
+        server.refresh_seconds = None          # rendering ahead is driven below, step by step
+        server.start()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
+        fetch(conn, client)                    # the first scrape renders every device once
         prod, cpu, bodies = [], [], []
         for _ in range(scrapes):
             c0 = time.process_time()
@@ -140,7 +141,12 @@ def child(n: int, scrapes: int, cpu_seconds: float) -> dict:
         plain = gzip.decompress(body) if headers.get("Content-Encoding") == "gzip" else body
         out["rows"][client] = {"production": summary(prod), "burst": summary(burst), "cpu_per_interval": summary(cpu),
                                "wire_bytes": len(body), "bytes": len(plain), "gzip": headers.get("Content-Encoding") == "gzip"}
-    conn.close()
+        conn.close()
+        if client != MAIN:
+            server.stop()
+        else:
+            main_server = server
+    server = main_server
 
     # The limit: the main client's uncompressed bytes from memory, same loopback.
     _, body, headers = fetch(http.client.HTTPConnection("127.0.0.1", server.port, timeout=600), MAIN)
@@ -170,8 +176,11 @@ def child(n: int, scrapes: int, cpu_seconds: float) -> dict:
     server.stop()
 
     # Real time from here on: the server renders ahead every 0.5 s as in production.
+    # Steady state: no format warmed but the one scraped, and its first (cold) scrape untimed.
     server = MetricsServer(exporter.registry, "127.0.0.1:0")
+    server.warm_accepts = ()
     server.start()
+    fetch(http.client.HTTPConnection("127.0.0.1", server.port, timeout=600), MAIN)
     stop = threading.Event()
     poller_cpu = [0.0]
 
@@ -246,7 +255,7 @@ def child_memory(n: int) -> dict:
     server.refresh_seconds = None
     server.start()
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
-    for _ in range(5):
+    for _ in range(6):
         for step in range(30):
             fleet.change(per_scrape // 30 + (step < per_scrape % 30))
             server.renderer.refresh()
