@@ -18,9 +18,87 @@ from .poller import AuthGate, Poller
 
 
 INFO_LABELS = ("sn", "model", "device_type", "plant_id", "plant_name", "datalog_sn", "firmware")
+# Base units a catalogued name ends in: OpenMetrics writes them as `# UNIT`.
+UNITS = ("volt_amperes", "amperes", "joules", "watts", "seconds", "volts", "celsius", "ratio", "hertz")
 
 
-class DeviceStatusCollector(Collector):
+def unit_of(family: str) -> str:
+    return next((u for u in UNITS if family.endswith("_" + u)), "")
+
+
+class Window:
+    """The span of clock time over which a device's output stays what it is.
+
+    Every rule of a per-device collector that looks at the clock asks through
+    ``within``, which answers and narrows the window to where that answer
+    holds; the fast renderer (render.py) reuses a device's output while the
+    clock stays inside it (lo < now <= hi), and asks again outside.
+    """
+
+    __slots__ = ("lo", "hi")
+
+    def __init__(self) -> None:
+        self.lo = -math.inf
+        self.hi = math.inf
+
+    def within(self, now: float, seen: float | None, limit: float) -> bool:
+        """True while a moment ``seen`` is at most ``limit`` seconds before ``now``
+        (never when there is no ``seen``)."""
+        if seen is None:
+            return False
+        edge = seen + limit
+        if now <= edge:
+            self.hi = min(self.hi, edge)
+            return True
+        self.lo = max(self.lo, edge)
+        return False
+
+
+class PerDeviceCollector(Collector):
+    """A collector whose output is one part per cached device, merged.
+
+    Subclasses say what one device contributes (``device_families``: families
+    holding only that device's samples, keyed), which families appear even
+    when empty (``SKELETON``, in order; every other key appears only with
+    samples, sorted after them), and each family's current HELP/TYPE
+    (``template``). ``collect`` merges the parts of all devices in SN order;
+    render.py caches the same parts per device and splices them, so the rules
+    live here only.
+    """
+
+    SKELETON: tuple[str, ...] = ()
+    cache: Cache
+    clock: Callable[[], float]
+
+    def template(self, key: str) -> Metric:
+        raise NotImplementedError
+
+    def device_families(self, dev: DeviceSnapshot, now: float, window: Window) -> dict[str, Metric]:
+        raise NotImplementedError
+
+    def describe(self) -> Iterator[Metric]:
+        return iter([self.template(k) for k in self.SKELETON])
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.clock()
+        merged: dict[str, Metric] = {k: self.template(k) for k in self.SKELETON}
+        for dev in self.cache.snapshot():
+            for key, part in self.device_families(dev, now, Window()).items():
+                family = merged.get(key)
+                if family is None:
+                    family = merged[key] = self.template(key)
+                family.samples.extend(part.samples)
+        return iter([merged[k] for k in family_order(self, merged)])
+
+
+def family_order(collector: PerDeviceCollector, keys) -> list[str]:
+    """The order a per-device collector's families are exposed in: its skeleton,
+    then the other keys sorted."""
+    skeleton = collector.SKELETON
+    return list(skeleton) + sorted(k for k in keys if k not in skeleton)
+
+
+class DeviceStatusCollector(PerDeviceCollector):
     """One series per device about the polling itself.
 
     atess_device_info{sn,model,device_type,plant_id,plant_name,datalog_sn,firmware} 1
@@ -32,7 +110,13 @@ class DeviceStatusCollector(Collector):
     atess_device_unusable_fields{sn,model}          text where a number was expected, last payload
     atess_device_implausible_fields{sn,model}       values outside their physical range, withheld, last payload
     atess_lifetime_glitches_total{sn,model}         lifetime totals that went backwards, held back
+
+    A new status metric: a key in SKELETON (its place in the output), its
+    family in _families(), and its sample in device_families() -- nothing else
+    (render.py and every exposition format follow).
     """
+
+    SKELETON = ("info", "up", "online", "attempt", "success", "data", "unusable", "implausible", "glitches")
 
     def __init__(self, cache: Cache, poll: PollConfig, clock: Callable[[], float] = time.time):
         self.cache = cache
@@ -45,54 +129,54 @@ class DeviceStatusCollector(Collector):
             "info": InfoMetricFamily("atess_device", "Device identity: SN, model, device family, plant, datalogger and firmware where known (join on sn)", labels=INFO_LABELS),
             "up": GaugeMetricFamily("atess_device_up", "1 when the last poll of the device's latest data succeeded, else 0", labels=BASE_LABELS),
             "online": GaugeMetricFamily("atess_device_online", f"1 when the device's latest reading (vendor field time) is at most {stale}s old and the cloud does not flag it lost, else 0 (without a usable time: the lost flag, else whether the payload changed within {stale}s)", labels=BASE_LABELS),
-            "attempt": GaugeMetricFamily("atess_device_last_poll_timestamp_seconds", "Unix time of the last poll attempt", labels=BASE_LABELS),
-            "success": GaugeMetricFamily("atess_device_last_poll_success_timestamp_seconds", "Unix time of the last successful poll", labels=BASE_LABELS),
-            "data": GaugeMetricFamily("atess_device_data_timestamp_seconds", "Unix time of the device's latest reading (vendor field time, plant-local time zone as configured)", labels=BASE_LABELS),
+            "attempt": GaugeMetricFamily("atess_device_last_poll_timestamp_seconds", "Unix time of the last poll attempt", labels=BASE_LABELS, unit="seconds"),
+            "success": GaugeMetricFamily("atess_device_last_poll_success_timestamp_seconds", "Unix time of the last successful poll", labels=BASE_LABELS, unit="seconds"),
+            "data": GaugeMetricFamily("atess_device_data_timestamp_seconds", "Unix time of the device's latest reading (vendor field time, plant-local time zone as configured)", labels=BASE_LABELS, unit="seconds"),
             "unusable": GaugeMetricFamily("atess_device_unusable_fields", "Catalogued fields of the last payload that held text instead of a number (not exported)", labels=BASE_LABELS),
             "implausible": GaugeMetricFamily("atess_device_implausible_fields", "Catalogued fields of the last payload whose value was outside its physical range (withheld, not exported; see --log.level debug)", labels=BASE_LABELS),
             "glitches": CounterMetricFamily("atess_lifetime_glitches", "Lifetime totals read lower than before and held at the last good value, since the exporter started", labels=BASE_LABELS),
         }
 
-    def describe(self) -> Iterator[Metric]:
-        return iter(self._families().values())
+    def template(self, key: str) -> Metric:
+        return self._families()[key]
 
-    def collect(self) -> Iterator[Metric]:
+    def device_families(self, dev: DeviceSnapshot, now: float, window: Window) -> dict[str, Metric]:
         fams = self._families()
-        now = self.clock()
-        for dev in self.cache.snapshot():
-            ids = (dev.sn, dev.model)
-            fams["info"].add_metric((dev.sn, dev.model, dev.device_type) + tuple(dev.info.get(k, "") for k in INFO_LABELS[3:]), {})
-            fams["up"].add_metric(ids, 1.0 if dev.up else 0.0)
-            fams["online"].add_metric(ids, 1.0 if is_online(dev, now, self.poll.stale_after_seconds) else 0.0)
-            for key, value in (("attempt", dev.last_attempt), ("success", dev.last_success), ("data", dev.data_time)):
-                if value is not None:
-                    fams[key].add_metric(ids, value)
-            if dev.last_success is not None:
-                fams["unusable"].add_metric(ids, float(dev.unusable_fields))
-                fams["implausible"].add_metric(ids, float(dev.implausible_fields))
-            fams["glitches"].add_metric(ids, float(dev.glitches))
-        return iter(fams.values())
+        ids = (dev.sn, dev.model)
+        fams["info"].add_metric((dev.sn, dev.model, dev.device_type) + tuple(dev.info.get(k, "") for k in INFO_LABELS[3:]), {})
+        fams["up"].add_metric(ids, 1.0 if dev.up else 0.0)
+        fams["online"].add_metric(ids, 1.0 if is_online(dev, now, window, self.poll.stale_after_seconds) else 0.0)
+        for key, value in (("attempt", dev.last_attempt), ("success", dev.last_success), ("data", dev.data_time)):
+            if value is not None:
+                fams[key].add_metric(ids, value)
+        if dev.last_success is not None:
+            fams["unusable"].add_metric(ids, float(dev.unusable_fields))
+            fams["implausible"].add_metric(ids, float(dev.implausible_fields))
+        fams["glitches"].add_metric(ids, float(dev.glitches))
+        return {k: f for k, f in fams.items() if f.samples}
+
+
+def last_seen(dev: DeviceSnapshot) -> float | None:
+    """When the device's latest reading was taken: the payload's own time is the
+    evidence; without a usable one, the last time the payload changed stands in
+    for it (a cloud repeating a frozen payload is not a fresh reading)."""
+    return dev.data_time if dev.data_time is not None else dev.changed_at
 
 
 def data_age(dev: DeviceSnapshot, now: float) -> float:
-    """Seconds since the device's latest reading; infinite when never read.
-
-    The payload's own time is the evidence; without a usable one, the last time
-    the payload changed stands in for it (a cloud repeating a frozen payload is
-    not a fresh reading).
-    """
-    seen = dev.data_time if dev.data_time is not None else dev.changed_at
+    """Seconds since the device's latest reading; infinite when never read."""
+    seen = last_seen(dev)
     return math.inf if seen is None else max(0.0, now - seen)
 
 
-def is_online(dev: DeviceSnapshot, now: float, stale_after: float) -> bool:
+def is_online(dev: DeviceSnapshot, now: float, window: Window, stale_after: float) -> bool:
     """The cloud's `lost` flag wins; else a reading at most stale_after old. With no
     usable time, the `lost` flag alone decides when it was sent."""
     if dev.lost:
         return False
     if dev.data_time is None and dev.lost is not None:
         return True
-    return data_age(dev, now) <= stale_after
+    return window.within(now, last_seen(dev), stale_after)
 
 
 class AuthCollector(Collector):
@@ -112,7 +196,7 @@ class AuthCollector(Collector):
         yield GaugeMetricFamily("atess_api_auth_ok", "")
 
 
-class ReadingsCollector(Collector):
+class ReadingsCollector(PerDeviceCollector):
     """Every vendor field of every device, e.g.
 
     atess_pv_power_watts{sn,model}
@@ -127,32 +211,51 @@ class ReadingsCollector(Collector):
         self.interval_seconds = poll.interval_seconds
         self.max_data_age = poll.max_data_age_seconds
         self.clock = clock
+        self._shapes: dict[str, tuple[type, str, tuple[str, ...], str]] = {}
 
     def _family(self, name: str) -> Metric:
-        m = self.catalog.describe_metric(name)
-        cls = CounterMetricFamily if m.type == "counter" else GaugeMetricFamily
-        return cls(m.family, self.catalog.help_text(name, self.interval_seconds), labels=BASE_LABELS + m.labels)
+        return self.template(name)
+
+    def template(self, name: str) -> Metric:
+        # HELP asked anew each time: an uncatalogued field's grows as more families send it.
+        cls, family, labels, unit = self._shape(name)
+        return cls(family, self.catalog.help_text(name, self.interval_seconds), labels=labels, unit=unit)
+
+    def _shape(self, name: str) -> tuple[type, str, tuple[str, ...], str]:
+        shape = self._shapes.get(name)
+        if shape is None:
+            m = self.catalog.describe_metric(name)
+            cls = CounterMetricFamily if m.type == "counter" else GaugeMetricFamily
+            # Uncatalogued fields: the unit is unknown whatever the name says.
+            unit = unit_of(m.family) if name in self.catalog.metrics else ""
+            shape = self._shapes[name] = (cls, m.family, BASE_LABELS + m.labels, unit)
+        return shape
+
+    def _blank(self, name: str) -> Metric:
+        """An empty family for one device's samples (its HELP is never shown)."""
+        cls, family, labels, unit = self._shape(name)
+        return cls(family, "", labels=labels, unit=unit)
 
     def describe(self) -> Iterator[Metric]:
         for name in self.catalog.metrics:
-            yield self._family(name)
+            yield self.template(name)
 
-    def collect(self) -> Iterator[Metric]:
-        now = self.clock()
-        devices = self.cache.snapshot()
+    def device_families(self, dev: DeviceSnapshot, now: float, window: Window) -> dict[str, Metric]:
         # Past max_data_age a frozen gauge would draw a flat line; leaving it
         # out lets Prometheus mark it stale. Lifetime counters stay true.
-        fresh = {dev.sn: data_age(dev, now) <= self.max_data_age for dev in devices}
-        names = sorted({name for dev in devices for name in dev.samples})
-        for name in names:
-            family = self._family(name)
-            counter = family.type == "counter"
-            for dev in devices:
-                if counter or fresh[dev.sn]:
-                    for labels, value in dev.samples.get(name, ()):
-                        family.add_metric((dev.sn, dev.model) + labels, value)
-            if family.samples:
-                yield family
+        fresh = window.within(now, last_seen(dev), self.max_data_age)
+        out: dict[str, Metric] = {}
+        ids = (dev.sn, dev.model)
+        for name, rows in dev.samples.items():
+            if not rows:
+                continue
+            family = self._blank(name)
+            if not fresh and family.type != "counter":
+                continue
+            for labels, value in rows:
+                family.add_metric(ids + labels, value)
+            out[name] = family
+        return out
 
 
 class BuildInfoCollector(Collector):

@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 
 from . import __version__
 from .cache import Cache, DeviceSnapshot
-from .collector import data_age
+from .collector import Window, data_age, is_online
 from .config import PollConfig
 from .logs import RedactFilter
 
@@ -71,7 +71,7 @@ class DeviceStatus:
         cells = (
             html.escape(dev.sn), html.escape(dev.model), html.escape(plant),
             _flag(dev.up, "up", "down" if polled else "not polled yet"),
-            _flag(age <= self.poll.stale_after_seconds, "online", "offline"),
+            _flag(is_online(dev, now, Window(), self.poll.stale_after_seconds), "online", "offline"),
             html.escape(_when(dev.last_attempt, now)), html.escape(_age(age)), html.escape(error),
         )
         return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"

@@ -1,14 +1,19 @@
 """The HTTP side: /metrics, /healthz and a landing page.
 
-Each request is served on its own thread from the cache; nothing here calls
-the ATESS API, so scrapes cost the same whatever their number.
+Each connection is served on its own thread from the cache; nothing here
+calls the ATESS API, so scrapes cost the same whatever their number.
+httpconn.py bounds connections (a cap below the descriptor limit, deadlines
+for idle and slow clients) and runs the TLS handshake on the connection's
+thread.
 
 `--web.config.file` (exporter-toolkit format, see webconfig.py and
 docs/web-security.md) adds TLS and basic auth. As in exporter-toolkit, basic
-auth covers every path: /metrics, /healthz and the landing page. The TLS
-handshake runs on the connection's own thread, never in the accept loop, so a
-slow or broken client (plain HTTP to the TLS port, wrong certificate) costs
-only its own connection.
+auth covers every path: /metrics, /healthz and the landing page.
+
+An answer is written as its pieces (status line and headers first, then the
+body's cached segments) with sendmsg, in one system call for a small answer,
+on a socket with TCP_NODELAY: no join of a large body, no wait on the
+client's delayed ACK.
 """
 
 from __future__ import annotations
@@ -18,16 +23,31 @@ import logging
 import socket
 import ssl
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Callable
 
 from prometheus_client import CollectorRegistry
 
-from . import __version__, landing
+from . import __version__, httpconn, landing
+from .formats import gzip_accepted
+from .httpconn import HTTPServer
 from .render import Renderer
-from .webconfig import HANDSHAKE_TIMEOUT_SECONDS, BasicAuth, WebConfig, check_client_sans, load_web_config
+from .webconfig import BasicAuth, load_web_config
 
 log = logging.getLogger(__name__)
+
+# What Prometheus 2 and 3 ask for by default (OpenMetrics, gzip): rendered from start-up on,
+# so the first scrape of a large fleet does not pay for every device at once; the one
+# nobody asks for within WARM_KEEP_SECONDS is dropped.
+WARM_KEEP_SECONDS = 180.0
+WARM_ACCEPTS = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+                "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+                "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,"
+                "text/plain;version=0.0.4;q=0.2,*/*;q=0.1")
+REFRESH_SECONDS = 0.5       # how often devices polled meanwhile are rendered ahead of the next scrape
+IOV_MAX = 1024              # buffers per sendmsg (Linux UIO_MAXIOV)
+TLS_CHUNK = 256 * 1024      # TLS has no sendmsg: pieces are grouped into writes of about this size
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -38,76 +58,44 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-PLAIN_HTTP_ON_TLS = (b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                     b"Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128      # the default 5 drops SYNs when many scrapers connect at once
-
-    def __init__(self, address, handler, host_is_v6: bool, web_config: WebConfig | None = None):
-        if host_is_v6:
-            self.address_family = socket.AF_INET6
-        self.web_config = web_config
-        super().__init__(address, handler)
-
-    def process_request_thread(self, request, client_address):
-        """Runs on the connection's own thread: the TLS handshake happens here, not in accept()."""
-        if self.web_config is not None and self.web_config.ssl_context is not None:
-            request = self._tls_handshake(request, client_address)
-            if request is None:
-                return
-        super().process_request_thread(request, client_address)
-
-    def _tls_handshake(self, sock: socket.socket, client_address) -> ssl.SSLSocket | None:
-        config = self.web_config
-        client = client_address[0]
-        try:
-            sock.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
-            first = sock.recv(1, socket.MSG_PEEK)
-            if first and b"A" <= first <= b"Z":         # "GET / HTTP/1.1" on the TLS port
-                log.debug("plain HTTP request on the TLS port", extra={"fields": {"client": client}})
-                self._refuse_plain_http(sock)
-                return None
-            tls = config.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        except OSError as exc:
-            log.debug("connection dropped before the TLS handshake", extra={"fields": {"client": client, "err": exc}})
-            self.shutdown_request(sock)
-            return None
-        try:
-            tls.do_handshake()
-            if not check_client_sans(config, tls.getpeercert()):
-                log.debug("client certificate has none of client_allowed_sans", extra={"fields": {"client": client}})
-                tls.close()
-                return None
-            tls.settimeout(None)
-            return tls
-        except (OSError, ValueError) as exc:     # ssl.SSLError is an OSError
-            log.debug("TLS handshake failed", extra={"fields": {"client": client, "err": exc}})
-            tls.close()
-            return None
-
-    @staticmethod
-    def _refuse_plain_http(sock: socket.socket) -> None:
-        """Answer 400 as Go's net/http does, then drain so close() does not reset the reply away."""
-        try:
-            sock.sendall(PLAIN_HTTP_ON_TLS)
-            sock.shutdown(socket.SHUT_WR)
-            sock.settimeout(1.0)
-            for _ in range(64):
-                if not sock.recv(4096):
-                    break
-        except OSError:
-            pass
-        finally:
-            sock.close()
+def send_pieces(sock: socket.socket, pieces: list[bytes]) -> None:
+    """Write the pieces in order, without joining them (sendmsg; grouped writes over TLS)."""
+    if isinstance(sock, ssl.SSLSocket):
+        group: list[bytes] = []
+        size = 0
+        for piece in pieces:
+            group.append(piece)
+            size += len(piece)
+            if size >= TLS_CHUNK:
+                sock.sendall(b"".join(group))
+                group, size = [], 0
+        if group:
+            sock.sendall(b"".join(group))
+        return
+    queue = pieces if all(pieces) else [p for p in pieces if p]
+    at = 0
+    while at < len(queue):
+        batch = queue[at:at + IOV_MAX]
+        sent = sock.sendmsg(batch)
+        if sent == sum(map(len, batch)):
+            at += len(batch)
+            continue
+        if queue is pieces:
+            queue = list(pieces)              # the caller's list is shared: cut a copy
+        while sent:                           # drop what went out; keep the rest of a piece cut short
+            n = len(queue[at])
+            if sent >= n:
+                sent -= n
+                at += 1
+            else:
+                queue[at] = memoryview(queue[at])[sent:]
+                sent = 0
 
 
 class MetricsServer:
     def __init__(self, registry: CollectorRegistry, listen_address: str = ":10036", telemetry_path: str = "/metrics",
-                 landing_extra: Callable[[], str] | None = None, web_config_file: str | None = None):
+                 landing_extra: Callable[[], str] | None = None, web_config_file: str | None = None,
+                 max_connections: int | None = None):
         self.registry = registry
         self.telemetry_path = telemetry_path
         self.landing_extra = landing_extra
@@ -117,11 +105,15 @@ class MetricsServer:
         users = self.web_config.users if self.web_config else {}
         self.auth = BasicAuth(users) if users else None
         self.response_headers = dict(self.web_config.headers) if self.web_config else {}
-        self.httpd = _Server((host, port), self._handler(), host_is_v6=":" in host, web_config=self.web_config)
+        self.httpd = HTTPServer((host, port), self._handler(), host_is_v6=":" in host, web_config=self.web_config,
+                                max_connections=max_connections)
         # Renders only what changed since the last scrape and shares the bytes
-        # between concurrent scrapers (see render.py); output = generate_latest.
+        # between concurrent scrapers (see render.py); output = the library's encoders.
         self.renderer = Renderer(registry)
         self.thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.refresh_seconds: float | None = REFRESH_SECONDS    # None: render only when scraped
+        self.warm_accepts: tuple[str, ...] = WARM_ACCEPTS
 
     @property
     def scheme(self) -> str:
@@ -141,10 +133,26 @@ class MetricsServer:
                 log.warning(note, extra={"fields": {"file": wc.path}})
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
         self.thread.start()
+        if self.refresh_seconds:
+            for accept in self.warm_accepts:
+                self.renderer.warm(accept, keep_seconds=WARM_KEEP_SECONDS)
+            threading.Thread(target=self._refresh_loop, name="render", daemon=True).start()
+
+    def _refresh_loop(self) -> None:
+        """Render devices as they are polled, not when Prometheus asks: a scrape then
+        only assembles (render.py). A failure here costs speed, not correctness."""
+        while not self._stopping.wait(self.refresh_seconds):
+            try:
+                self.renderer.refresh()
+            except Exception as exc:
+                log.warning("rendering ahead of scrapes failed", extra={"fields": {"err": f"{type(exc).__name__}: {exc}"}})
+                self._stopping.wait(60)
 
     def stop(self) -> None:
+        self._stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+        self.httpd.connections.close_all()
 
     def landing_page(self) -> bytes:
         return landing.render(self.telemetry_path, self.landing_extra)  # per-device status: landing.py
@@ -156,60 +164,80 @@ class MetricsServer:
             protocol_version = "HTTP/1.1"
             server_version = f"atess-exporter/{__version__}"
 
+            def version_string(self) -> str:      # the default adds the Python version
+                return self.server_version
+
             def log_message(self, fmt, *args):  # access logs only at debug
                 log.debug("http request", extra={"fields": {"client": self.client_address[0], "line": fmt % args}})
 
-            def end_headers(self):
+            served = 0
+
+            def handle_one_request(self):
+                """Wait for a request (HEADER_SECONDS on a new connection, IDLE_SECONDS on a
+                kept-alive one), then give it HEADER_SECONDS to arrive in full."""
+                conns, sock = self.server.connections, self.connection
+                wait = httpconn.IDLE_SECONDS if self.served else httpconn.HEADER_SECONDS
+                self.served += 1
+                conns.phase(sock, busy=False, seconds=wait)
+                sock.settimeout(wait)
+                try:
+                    if not self.rfile.peek(1):
+                        self.close_connection = True
+                        return
+                except (OSError, ValueError):
+                    self.close_connection = True
+                    return
+                conns.phase(sock, busy=False, seconds=httpconn.HEADER_SECONDS)
+                sock.settimeout(httpconn.HEADER_SECONDS)
+                super().handle_one_request()
+
+            def end_headers(self):    # answers the library writes itself (400, 414, 501...)
                 for name, value in server.response_headers.items():
                     self.send_header(name, value)
                 super().end_headers()
+
+            def _respond(self, status: int, headers: dict[str, str], pieces: list[bytes], head: bool) -> None:
+                lines = [f"{self.protocol_version} {status} {self.responses[status][0]}",
+                         f"Server: {self.version_string()}", f"Date: {self.date_time_string()}"]
+                lines += [f"{k}: {v}" for k, v in headers.items()]
+                lines += [f"{k}: {v}" for k, v in server.response_headers.items()]
+                if self.close_connection:
+                    lines.append("Connection: close")
+                self.log_request(status, headers.get("Content-Length", "-"))
+                send_pieces(self.connection, [("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")] + ([] if head else pieces))
+
+            def _send(self, status: int, body: bytes, content_type: str, head: bool = False, extra: dict | None = None) -> None:
+                headers = {"Content-Type": content_type}
+                if gzip_accepted(self.headers.get("Accept-Encoding")) and len(body) > 1024:
+                    body = gzip.compress(body, compresslevel=1)
+                    headers["Content-Encoding"] = "gzip"
+                headers["Content-Length"] = str(len(body))
+                headers.update(extra or {})
+                self._respond(status, headers, [body], head)
 
             def _authorized(self, head: bool) -> bool:
                 if server.auth is None or server.auth.check(self.headers.get("Authorization")):
                     return True
                 log.debug("basic auth refused", extra={"fields": {"client": self.client_address[0],
                                                                   "path": self.path.split("?", 1)[0]}})
-                body = b"Unauthorized\n"
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", server.auth.challenge)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if not head:
-                    self.wfile.write(body)
+                self._send(401, b"Unauthorized\n", "text/plain; charset=utf-8", head,
+                           {"WWW-Authenticate": server.auth.challenge})
                 return False
 
-            def _send(self, status: int, body: bytes, content_type: str, head: bool = False) -> None:
-                if "gzip" in (self.headers.get("Accept-Encoding") or "") and len(body) > 1024:
-                    body = gzip.compress(body, compresslevel=1)
-                    self.send_response(status)
-                    self.send_header("Content-Encoding", "gzip")
-                else:
-                    self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if not head:
-                    self.wfile.write(body)
-
             def do_GET(self, head: bool = False):
+                self.server.connections.phase(self.connection, busy=True)
+                self.connection.settimeout(httpconn.WRITE_SECONDS)
                 if not self._authorized(head):
                     return
                 path = self.path.split("?", 1)[0]
                 if path == server.telemetry_path:
                     try:
-                        body, headers = server.renderer.render(self.headers.get("Accept"), self.headers.get("Accept-Encoding"))
-                    except Exception:
-                        log.exception("rendering /metrics failed")
+                        resp = server.renderer.render(self.headers.get("Accept"), self.headers.get("Accept-Encoding"))
+                    except Exception as exc:
+                        log.error("rendering /metrics failed", extra={"fields": {"err": f"{type(exc).__name__}: {exc}"}})
                         self._send(500, b"error rendering metrics\n", "text/plain; charset=utf-8", head)
                         return
-                    self.send_response(200)
-                    for name, value in headers.items():  # already gzipped when asked: not via _send
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    if not head:
-                        self.wfile.write(body)
+                    self._respond(200, resp.headers, resp.pieces, head)
                 elif path == "/healthz":
                     self._send(200, b"ok\n", "text/plain; charset=utf-8", head)
                 elif path == "/":

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Fleet-scale benchmark of atess-exporter (issue 7): polling, /metrics, memory.
+"""Fleet-scale benchmark of atess-exporter (issue 7): polling.
 
     .venv/bin/python benchmarks/fleet.py [--devices 100,1000,5000] [--latency 0.2]
                                          [--concurrency 32] [--out benchmarks/results.md]
@@ -9,34 +9,21 @@ runs in a fresh subprocess so runs do not pollute each other (memory, threads,
 caches); the simulator runs in a process of its own, as the real API is not on
 the exporter's CPU either (this machine may have only 2 cores).
 
-a. Polling. The simulator answers every call after an added `latency` (its
-   per-SN "delay" fault). Sweep: `poller.poll_all_once()` over N devices with
-   `concurrency` workers, against the ideal N x latency / concurrency.
-   Scheduled: `poller.start()` with a shortened interval I; the calls the
-   simulator logged in the steady round [I, 2I) are binned in sliding windows
-   of 10 s x I / 300 (the 10-s window of the production interval of 300 s,
-   scaled like the interval), max window against the average.
-b. Scrape. N devices in the cache (snapshots built with readings.payload_samples
-   from simulator payloads). /metrics latency over loopback with a persistent
-   connection, plain and gzip: the current path (server.MetricsServer,
-   generate_latest over the live collectors), render.Renderer behind a
-   minimal handler (unchanged cache, and one device replaced before each
-   scrape), the library baseline (generate_latest over families collected once
-   in advance, in-process, plus gzip level 1 for the gzip column), and the
-   limit (the same bytes served from memory by a trivial http.server).
-   Then 4 concurrent scrapers while devices are replaced at the production
-   poll rate (N / 300 s).
-c. Memory. VmRSS and peak RSS (ru_maxrss) of a process holding N devices in
-   the cache after two scrapes, per path.
+Polling. The simulator answers every call after an added `latency` (its
+per-SN "delay" fault). Sweep: `poller.poll_all_once()` over N devices with
+`concurrency` workers, against the ideal N x latency / concurrency.
+Scheduled: `poller.start()` with a shortened interval I; the calls the
+simulator logged in the steady round [I, 2I) are binned in sliding windows
+of 10 s x I / 300 (the 10-s window of the production interval of 300 s,
+scaled like the interval), max window against the average.
+
+/metrics (latency, CPU, memory) is benchmarks/scrape.py, which uses the
+helpers here (fleet, filled_exporter, serve...).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import gc
-import gzip
-import http.client
 import json
 import math
 import os
@@ -67,10 +54,6 @@ PROD_WINDOW = 10.0
 TARGETS = {
     "sweep": 1.2,          # poll sweep <= 1.2 x ideal
     "window": 1.5,         # max window <= 1.5 x average
-    "vs_baseline": 0.5,    # /metrics median <= 0.5 x library baseline (1,000 devices)
-    "vs_limit": 3.0,       # /metrics median <= 3 x the limit (1,000 devices)
-    "p99_concurrent": 1.0,  # seconds, 4 concurrent scrapers
-    "memory_mb": 200.0,
 }
 
 
@@ -147,16 +130,6 @@ def filled_exporter(n: int, now: float, templates: dict | None = None):
     return exporter, devices
 
 
-class _Prebuilt:
-    """A registry that yields metric families collected once in advance."""
-
-    def __init__(self, families):
-        self.families = families
-
-    def collect(self):
-        return iter(self.families)
-
-
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -183,53 +156,6 @@ def serve(respond) -> tuple[_QuietServer, int]:
     httpd = _QuietServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     return httpd, httpd.server_address[1]
-
-
-def scrape_times(port: int, count: int, gz: bool, before=None) -> list[float]:
-    """Seconds per GET /metrics (whole body read) over one kept-alive connection."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    headers = {"Accept": "text/plain;version=0.0.4"}
-    if gz:
-        headers["Accept-Encoding"] = "gzip"
-    out = []
-    for _ in range(count):
-        if before:
-            before()
-        t0 = time.perf_counter()
-        conn.request("GET", "/metrics", headers=headers)
-        resp = conn.getresponse()
-        body = resp.read()
-        out.append(time.perf_counter() - t0)
-        assert resp.status == 200 and body
-        assert (resp.getheader("Content-Encoding") == "gzip") == gz, "gzip not negotiated"
-    conn.close()
-    return out
-
-
-def concurrent_times(port: int, scrapers: int, each: int, mutate=None, mutate_every: float = 0.0) -> list[float]:
-    results: list[list[float]] = [[] for _ in range(scrapers)]
-    stop = threading.Event()
-
-    def mutator():
-        while not stop.wait(mutate_every):
-            mutate()
-
-    barrier = threading.Barrier(scrapers)
-
-    def worker(i):
-        barrier.wait()
-        results[i] = scrape_times(port, each, gz=False)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(scrapers)]
-    m = threading.Thread(target=mutator, daemon=True) if mutate else None
-    if m:
-        m.start()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    stop.set()
-    return [x for r in results for x in r]
 
 
 def summary(times: list[float]) -> dict:
@@ -353,103 +279,6 @@ def child_poll(n: int, latency: float, concurrency: int, interval: float) -> dic
         sim.close()
 
 
-def child_scrape(n: int, scrapes: int, slow_scrapes: int, concurrent_slow: bool) -> dict:
-    from prometheus_client.exposition import generate_latest
-
-    from atess_exporter.render import Renderer
-    from atess_exporter.server import MetricsServer
-
-    now = time.time()
-    exporter, devices = filled_exporter(n, now)
-    body = generate_latest(exporter.registry)
-    samples = sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
-    out: dict = {"n": n, "samples": samples, "bytes": len(body)}
-
-    # Library baseline: families collected once, generate_latest timed alone (+ gzip level 1).
-    prebuilt = _Prebuilt(list(exporter.registry.collect()))
-    plain, zipped = [], []
-    for _ in range(slow_scrapes):
-        t0 = time.perf_counter()
-        b = generate_latest(prebuilt)
-        t1 = time.perf_counter()
-        gzip.compress(b, compresslevel=1)
-        t2 = time.perf_counter()
-        plain.append(t1 - t0)
-        zipped.append(t2 - t0)
-    out["baseline"], out["baseline_gz"] = summary(plain), summary(zipped)
-    del prebuilt
-
-    # The limit: the same bytes from memory over loopback.
-    gz_body = gzip.compress(body, compresslevel=1)
-    limit, port = serve(lambda accept, enc: (gz_body, {"Content-Encoding": "gzip"}) if "gzip" in (enc or "") else (body, {}))
-    out["limit"], out["limit_gz"] = summary(scrape_times(port, scrapes, False)), summary(scrape_times(port, scrapes, True))
-    limit.shutdown()
-    limit.server_close()
-
-    # The current path: server.py as it is.
-    current = MetricsServer(exporter.registry, "127.0.0.1:0")
-    current.start()
-    out["current"] = summary(scrape_times(current.port, slow_scrapes, False))
-    out["current_gz"] = summary(scrape_times(current.port, slow_scrapes, True))
-
-    # render.py behind a minimal handler.
-    renderer = Renderer(exporter)
-    assert renderer.render_text() == generate_latest(exporter.registry), "render.py differs from generate_latest"
-    fast, fport = serve(renderer.render)
-    out["fast_same"] = summary(scrape_times(fport, scrapes, False))
-    out["fast_same_gz"] = summary(scrape_times(fport, scrapes, True))
-    lock = threading.Lock()
-    counter = [0]
-
-    def replace_one():
-        with lock:
-            d = devices[counter[0] % len(devices)]
-            counter[0] += 1
-        snap = exporter.cache.get(d.sn)
-        exporter.cache.put(dataclasses.replace(snap, last_attempt=snap.last_attempt + 1))
-
-    renders = renderer.device_renders
-    out["fast_changed"] = summary(scrape_times(fport, scrapes, False, before=replace_one))
-    out["fast_changed_gz"] = summary(scrape_times(fport, scrapes, True, before=replace_one))
-    out["fast_renders_per_changed_scrape"] = (renderer.device_renders - renders) / (2 * scrapes)
-
-    # 4 concurrent scrapers while devices are replaced at the production poll rate.
-    every = PROD_INTERVAL / n
-    out["fast_conc"] = summary(concurrent_times(fport, 4, max(1, scrapes // 2), replace_one, every))
-    if concurrent_slow:
-        out["current_conc"] = summary(concurrent_times(current.port, 4, max(1, slow_scrapes // 4), replace_one, every))
-    current.stop()
-    fast.shutdown()
-    fast.server_close()
-    return out
-
-
-def child_memory(n: int, mode: str) -> dict:
-    from prometheus_client.exposition import generate_latest
-
-    from atess_exporter.render import Renderer
-
-    now = time.time()
-    templates = make_templates(now)     # the simulator's physics caches are not the exporter's memory
-    import atess_exporter.app  # noqa: F401  (imports before the baseline too)
-    gc.collect()
-    base = rss_mb()
-    exporter, devices = filled_exporter(n, now, templates)
-    gc.collect()
-    filled = rss_mb()
-    renderer = Renderer(exporter) if mode == "render" else None
-    for i in range(2):
-        if i:   # one poll's worth of change between the scrapes
-            snap = exporter.cache.get(devices[0].sn)
-            exporter.cache.put(dataclasses.replace(snap, last_attempt=snap.last_attempt + 1))
-        if renderer is None:
-            gzip.compress(generate_latest(exporter.registry), compresslevel=1)
-        else:
-            renderer.render(None, "gzip")
-    gc.collect()
-    return {"n": n, "mode": mode, "base_mb": base, "filled_mb": filled, "after_mb": rss_mb(), "peak_mb": peak_mb()}
-
-
 # -- report ------------------------------------------------------------------------------
 
 
@@ -475,7 +304,7 @@ def ok(flag: bool) -> str:
     return "pass" if flag else "**miss**"
 
 
-def report(args, polls: list[dict], scrapes: list[dict], mems: dict, elapsed: float) -> str:
+def report(args, polls: list[dict], elapsed: float) -> str:
     m = machine()
     lines = [
         "# Fleet benchmark results",
@@ -497,54 +326,7 @@ def report(args, polls: list[dict], scrapes: list[dict], mems: dict, elapsed: fl
             f"| {p['n']:,} | {p['sweep_s']:.2f} s | {p['ideal_s']:.2f} s | {ratio:.2f} | {ok(ratio <= TARGETS['sweep'])} | "
             f"{p['sweep_failed']} | {p['interval']:g} s | {p['window']:.2f} s | {p['avg_per_window']:.1f} | "
             f"{p['max_per_window']} | {wr:.2f} | {ok(wr <= TARGETS['window'])} | {burst:.2f} |")
-    lines += [
-        "",
-        "## b. /metrics latency (median / p99, loopback, kept-alive connection, body read in full)",
-        "",
-        "| devices | samples | body | library baseline | limit | current path (server.py) | render.py, unchanged | render.py, 1 device replaced per scrape | median ÷ baseline | ≤ 0.5× | median ÷ limit | ≤ 3× |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:--:|---:|:--:|",
-    ]
-
-    def cell(s):
-        return f"{ms(s['median'])} / {ms(s['p99'])}"
-
-    for s in scrapes:
-        for gz in (False, True):
-            k = "_gz" if gz else ""
-            fast = s["fast_changed" + k]["median"]
-            rb = fast / s["baseline" + k]["median"]
-            rl = fast / s["limit" + k]["median"]
-            target = s["n"] == 1000
-            lines.append(
-                f"| {s['n']:,}{' gzip' if gz else ''} | {s['samples']:,} | {s['bytes'] / 1e6:.1f} MB | {cell(s['baseline' + k])} | "
-                f"{cell(s['limit' + k])} | {cell(s['current' + k])} | {cell(s['fast_same' + k])} | {cell(s['fast_changed' + k])} | "
-                f"{rb:.3f} | {ok(rb <= TARGETS['vs_baseline']) if target else '(' + ok(rb <= TARGETS['vs_baseline']) + ')'} | "
-                f"{rl:.2f} | {ok(rl <= TARGETS['vs_limit']) if target else '(' + ok(rl <= TARGETS['vs_limit']) + ')'} |")
-    lines += [
-        "",
-        "4 concurrent scrapers (plain text) while devices are replaced at the production poll rate (N per 300 s):",
-        "",
-        "| devices | render.py median / p99 | p99 < 1 s | current path median / p99 | p99 < 1 s |",
-        "|---:|---:|:--:|---:|:--:|",
-    ]
-    for s in scrapes:
-        cur = s.get("current_conc")
-        lines.append(
-            f"| {s['n']:,} | {cell(s['fast_conc'])} (n={s['fast_conc']['n']}) | {ok(s['fast_conc']['p99'] < TARGETS['p99_concurrent'])} | "
-            + (f"{cell(cur)} (n={cur['n']}) | {ok(cur['p99'] < TARGETS['p99_concurrent'])} |" if cur else "not run (too slow for the time budget) | — |"))
-    lines += [
-        "",
-        "## c. Memory (fresh process per row; N devices cached, after two scrapes)",
-        "",
-        "| devices | path | RSS before cache | RSS after | peak RSS | per device (after − before) / N | peak ≤ 200 MB |",
-        "|---:|---|---:|---:|---:|---:|:--:|",
-    ]
-    for n in sorted({k[0] for k in mems}):
-        for mode in ("current", "render"):
-            r = mems[(n, mode)]
-            per = (r["after_mb"] - r["base_mb"]) * 1024 / n
-            lines.append(f"| {n:,} | {'server.py (generate_latest)' if mode == 'current' else 'render.py'} | {r['base_mb']:.0f} MB | "
-                         f"{r['after_mb']:.0f} MB | {r['peak_mb']:.0f} MB | {per:.1f} KiB | {ok(r['peak_mb'] <= TARGETS['memory_mb'])} |")
+    lines += ["", "/metrics latency, CPU and memory: benchmarks/scrape.py (scrape-results.md)."]
     lines.append("")
     return "\n".join(lines)
 
@@ -554,11 +336,9 @@ def main() -> None:
     ap.add_argument("--devices", default="100,1000,5000")
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--scrapes", type=int, default=50, help="scrapes per render.py / limit measurement")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results.md"))
     ap.add_argument("--sim-backlog", type=int, default=128,
                     help="listen backlog of the simulator's socket (0: http.server's default of 5)")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: poll,scrape,memory")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -566,35 +346,21 @@ def main() -> None:
         if kind == "sim":
             child_sim(int(rest[0]), float(rest[1]))
             return
-        result = {
-            "poll": lambda: child_poll(int(rest[0]), float(rest[1]), int(rest[2]), float(rest[3])),
-            "scrape": lambda: child_scrape(int(rest[0]), int(rest[1]), int(rest[2]), rest[3] == "1"),
-            "memory": lambda: child_memory(int(rest[0]), rest[1]),
-        }[kind]()
+        result = child_poll(int(rest[0]), float(rest[1]), int(rest[2]), float(rest[3]))
         print(json.dumps(result))
         return
 
     os.environ["BENCH_SIM_BACKLOG"] = str(args.sim_backlog)
     started = time.time()
     sizes = [int(x) for x in args.devices.split(",") if x.strip()]
-    skip = set(filter(None, args.skip.split(",")))
-    polls, scrapes, mems = [], [], {}
+    polls = []
     for n in sizes:
-        if "poll" not in skip:
-            # Shortened interval so a steady round fits the time budget, kept
-            # under the workers' capacity (concurrency / latency calls per s).
-            interval = max(10.0, math.ceil(n / 125), math.ceil(1.25 * n * args.latency / args.concurrency))
-            print(f"[poll] {n} devices, interval {interval:g} s ...", file=sys.stderr, flush=True)
-            polls.append(run_child("poll", str(n), str(args.latency), str(args.concurrency), str(interval)))
-        if "scrape" not in skip:
-            slow = max(3, min(15, 15000 // n))
-            print(f"[scrape] {n} devices ({args.scrapes} fast / {slow} slow scrapes) ...", file=sys.stderr, flush=True)
-            scrapes.append(run_child("scrape", str(n), str(args.scrapes), str(slow), "1" if n <= 1000 else "0"))
-        if "memory" not in skip:
-            print(f"[memory] {n} devices ...", file=sys.stderr, flush=True)
-            for mode in ("current", "render"):
-                mems[(n, mode)] = run_child("memory", str(n), mode)
-    text = report(args, polls, scrapes, mems, time.time() - started)
+        # Shortened interval so a steady round fits the time budget, kept
+        # under the workers' capacity (concurrency / latency calls per s).
+        interval = max(10.0, math.ceil(n / 125), math.ceil(1.25 * n * args.latency / args.concurrency))
+        print(f"[poll] {n} devices, interval {interval:g} s ...", file=sys.stderr, flush=True)
+        polls.append(run_child("poll", str(n), str(args.latency), str(args.concurrency), str(interval)))
+    text = report(args, polls, time.time() - started)
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
