@@ -58,12 +58,9 @@ class HostileServer:
         with conn:
             conn.settimeout(10)
             try:
-                request = b""
-                while b"\r\n\r\n" not in request:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    request += data
+                request = read_request(conn)
+                if request is None:
+                    return
                 self.connected.set()
                 self.handler(conn, request, self)
             except OSError:
@@ -76,6 +73,17 @@ class HostileServer:
             if self.stopping.wait(every) or time.monotonic() > end:
                 return
             conn.sendall(data[i:i + 1])
+
+
+def read_request(conn: socket.socket) -> bytes | None:
+    """One request's line and headers, or None when the client hung up first."""
+    request = b""
+    while b"\r\n\r\n" not in request:
+        data = conn.recv(65536)
+        if not data:
+            return None
+        request += data
+    return request
 
 
 def query(request: bytes) -> dict[str, str]:

@@ -20,7 +20,7 @@ from atess_exporter.client import ApiError, AtessClient, MalformedResponseError,
 from atess_exporter.config import parse_config
 from atess_exporter.render import Renderer
 from conftest import TOKEN, make_config, parse_exposition, value
-from hostile_api import HostileServer, envelope, gzip_bomb, query, response
+from hostile_api import HostileServer, envelope, gzip_bomb, query, read_request, response
 
 PATH = "/api/v1/hps/data-last"
 GOOD = {"ppv": "12.5", "time": "2024-05-01 12:00:00"}
@@ -31,6 +31,16 @@ def client(base_url, observed=None, **atess):
                            "devices": [{"sn": "SN1", "type": "hps_central"}], "state_file": ""})
     return AtessClient(config.api, observer=(lambda *a: observed.append(a)) if observed is not None else None)
 
+
+
+def call_with_peak_memory(c):
+    """(the call's exception, peak bytes Python allocated during it)."""
+    tracemalloc.start()
+    try:
+        exc, _ = timed_call(c)
+        return exc, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 def timed_call(c, sn="SN1"):
     started = time.monotonic()
@@ -141,13 +151,7 @@ def test_a_gzip_bomb_is_refused_as_too_large_without_inflating_it(bomb):
 
     observed = []
     with HostileServer(serve) as server:
-        c = client(server.base_url, observed, timeout_seconds=10)
-        tracemalloc.start()
-        try:
-            exc, _ = timed_call(c)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        exc, peak = call_with_peak_memory(client(server.base_url, observed, timeout_seconds=10))
     assert isinstance(exc, MalformedResponseError) and exc.outcome == "too_large", exc
     assert observed[0][1] == "too_large"
     assert peak < 48 << 20, f"peak {peak >> 20} MiB while refusing a bomb (cap 16 MiB)"
@@ -254,12 +258,8 @@ def test_bounded_calls_still_succeed_and_reuse_the_connection():
             body = envelope(GOOD)
             conn.sendall(response(body, headers={"Connection": "keep-alive"}))
             answers.append(1)
-            request = b""
-            while b"\r\n\r\n" not in request:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                request += data
+            if read_request(conn) is None:
+                return
 
     with HostileServer(keepalive) as server:
         c = client(server.base_url, timeout_seconds=2)
@@ -288,13 +288,7 @@ def test_a_redirect_carrying_a_gzip_bomb_is_not_inflated(bomb):
                                   headers={"Content-Encoding": "gzip", "Location": server.base_url + "/next"}))
 
     with HostileServer(serve) as server:
-        c = client(server.base_url, timeout_seconds=10)
-        tracemalloc.start()
-        try:
-            exc, _ = timed_call(c)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        exc, peak = call_with_peak_memory(client(server.base_url, timeout_seconds=10))
     assert isinstance(exc, MalformedResponseError) and exc.outcome == "too_large", exc
     assert peak < 48 << 20, f"peak {peak >> 20} MiB"
 
