@@ -223,10 +223,8 @@ def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
             what = "web config error" if isinstance(exc, WebConfigError) else f"cannot listen on {args.listen_address}"
             print(f"atess-exporter: {what}: {exc}", file=sys.stderr)
             return 1
-        # Before any poll starts: a SIGTERM from now on ends the exporter cleanly (state saved).
-        stopping = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stopping.set())
+        # The handlers main() installed before start-up stay: a SIGTERM at any point,
+        # even before the first poll, ends the exporter cleanly (state saved).
         server.start()
         host = server.httpd.server_address[0] or "localhost"
         url = f"{server.scheme}://{'localhost' if host in ('0.0.0.0', '::') else host}:{server.port}{args.telemetry_path}"

@@ -95,20 +95,18 @@ def test_sigterm_during_start_up_ends_it_with_exit_0(tmp_path):
                              "--web.config.file", str(fifo)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
-        while not catches_sigterm(proc.pid):
-            assert proc.poll() is None and time.monotonic() < deadline, "no SIGTERM handler during start-up"
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGTERM)
-        # Feed the FIFO once the exporter opens it (it may also have seen the signal before and quit).
-        while proc.poll() is None and time.monotonic() < deadline:
+        # Wait until the exporter is inside its start-up, blocked opening the FIFO.
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "the exporter never read its web config"
             try:
                 fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)     # ENXIO until the exporter opens it
+                break
             except OSError:
                 time.sleep(0.01)
-                continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write("http_server_config: {headers: {X-Test: a}}\n")
-            break
+        assert catches_sigterm(proc.pid), "no SIGTERM handler during start-up"
+        proc.send_signal(signal.SIGTERM)
+        with os.fdopen(fd, "w") as fh:
+            fh.write("http_server_config: {headers: {X-Frame-Options: deny}}\n")
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
     finally:
