@@ -29,8 +29,7 @@ from .sharding import in_shard
 
 log = logging.getLogger(__name__)
 
-MAX_PAGES = 50       # per list and refresh, unless the config says otherwise
-MAX_CALLS = 2000     # per refresh
+MAX_PAGES = 50       # per list, for callers without a config (discovery.max_pages otherwise)
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,8 @@ def pick(row: dict, *names: str, default: Any = "") -> Any:
     return default
 
 
-def _capacity(value: Any) -> float | None:
+def _bounded(value: Any) -> float | None:
+    """A finite number in [0, 1e7] (a plant's kW, a list's total), else None."""
     if isinstance(value, bool):
         return None
     try:
@@ -100,7 +100,7 @@ def rows_of(path: str, data: Any) -> tuple[list, float | None]:
     if isinstance(data, dict):
         rows = data.get("datas", data.get("records", data.get("list")))
         if isinstance(rows, list):
-            total = _capacity(data.get("total"))
+            total = _bounded(data.get("total"))
             return rows, total
     raise MalformedResponseError(f"{path}: list answer is neither an array nor a page object with datas")
 
@@ -132,8 +132,8 @@ def discover(client: AtessClient, config: Config, families: list[str]) -> Topolo
     """Read the account's plants, dataloggers and devices. Raises AtessError when a list fails,
     so a half-read account never removes devices."""
     size = config.discovery.page_size
-    max_pages = getattr(config.discovery, "max_pages", MAX_PAGES)
-    budget = ListBudget(getattr(config.discovery, "max_calls", MAX_CALLS))
+    max_pages = config.discovery.max_pages
+    budget = ListBudget(config.discovery.max_calls)
 
     def listing(kind: str, params: dict[str, Any]) -> Iterator[dict]:
         return pages(client, config.endpoint(kind, "list"), params, size, budget, max_pages)
@@ -147,7 +147,7 @@ def discover(client: AtessClient, config: Config, families: list[str]) -> Topolo
         if not plant_id or any(p.plant_id == plant_id for p in plants):
             continue
         plant = Plant(plant_id=plant_id, name=label_text(pick(row, "plantName", "name")),
-                      capacity_kw=_capacity(pick(row, "capacity", "installedCapacity", default=None)),
+                      capacity_kw=_bounded(pick(row, "capacity", "installedCapacity", default=None)),
                       country=label_text(pick(row, "country")), city=label_text(pick(row, "city")),
                       timezone=label_text(pick(row, "timezone", "timeZone")))
         plants.append(plant)

@@ -13,6 +13,8 @@ and `datalog` are API objects with only `list` and `info`, not device types.
 
 from __future__ import annotations
 
+from datetime import date, datetime, time
+
 OPERATIONS = ("latest", "history", "info", "list", "settings")
 
 DEFAULT_ENDPOINTS: dict[str, dict[str, str]] = {
@@ -98,6 +100,13 @@ NON_DEVICE_FAMILIES = ("plant", "datalog")
 # Query parameter that keys each list: device lists hang on a datalogger
 # (documented for the BCU list), datalogger lists on a plant (assumed).
 LIST_KEY = {"datalog": "plantId", **{f: "dataLogSn" for f in DEFAULT_ENDPOINTS if f not in NON_DEVICE_FAMILIES}}
+
+
+def history_dates(first: date, last: date, fmt: str) -> dict[str, str]:
+    """startDate/endDate of a history call covering whole days, as the doc shows them:
+    `first 00:00:00` .. `last 23:59:59` (in `fmt`, `history.date_format`)."""
+    return {"startDate": datetime.combine(first, time(0, 0, 0)).strftime(fmt),
+            "endDate": datetime.combine(last, time(23, 59, 59)).strftime(fmt)}
 
 
 def status(family: str, operation: str) -> str:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 
+from .untrusted import CONTROL
+
 # HPS150, HPS100HV, HPS10KTL, HPS7500TLS, PCS250U, PBD350 ...
 _MODEL = re.compile(r"^(HPS|PCS|PBD)\s*-?\s*(\d+(?:\.\d+)?)\s*(K?)\s*(HV|TLS|TL|U)?\b", re.IGNORECASE)
 
@@ -45,7 +47,6 @@ def is_hv(model: str | None) -> bool:
 
 
 _SN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_LABEL_TEXT = 128
 
 
@@ -59,5 +60,5 @@ def label_text(value: object) -> str:
     MAX_LABEL_TEXT characters; anything that is not a string or number becomes ""."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return ""
-    text = _CONTROL.sub("", str(value)).strip()
+    text = CONTROL.sub("", str(value)).strip()
     return text[:MAX_LABEL_TEXT]

@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Callable
 
 from .cache import Cache, DeviceSnapshot, Samples
-from .catalog import Catalog, FamilyCatalog, parse_number
+from .catalog import Catalog
 from .client import AtessClient, AtessError, AuthError, HttpError, RateLimitError, TransportError
 from .config import Config, DeviceConfig
 from .counterguard import CounterGuard
@@ -131,8 +131,8 @@ class Poller:
             self._rate_limited.pop(device.sn, None)
             model = device.model or previous.model
             reading = read_payload(self.catalog.families[device.type], payload, model)
-            self._report(device, reading)
-            guard = self._guard_for(device)
+            self._report(device, model, reading)
+            guard = self._guard_for(device.sn, model)
             glitches_before = guard.glitches
             samples = self._guard_counters(guard, reading.samples)
             snapshot = DeviceSnapshot(
@@ -157,7 +157,7 @@ class Poller:
         # info may have changed (discovery) while we polled: take the current one
         return self._write(device.sn, lambda current: replace(snapshot, info=current.info) if current else snapshot)
 
-    def _report(self, device: DeviceConfig, reading: Reading) -> None:
+    def _report(self, device: DeviceConfig, model: str, reading: Reading) -> None:
         """One debug line per withheld value; one warning per device when its powers look like W."""
         for bad in reading.implausible:
             log.debug("implausible value withheld", extra={"fields": {
@@ -166,7 +166,7 @@ class Poller:
             self._watts_warned.add(device.sn)
             fields = ", ".join(f"{f}: {{unit: W}}" for f in reading.kilo_suspects[:4])
             log.warning("most power fields look 1000x too large for the model: the cloud seems to send W, not kW",
-                        extra={"fields": {"sn": device.sn, "model": device.model, "fields": ",".join(reading.kilo_suspects),
+                        extra={"fields": {"sn": device.sn, "model": model, "fields": ",".join(reading.kilo_suspects),
                                           "fix": f"catalog_overrides: {{{device.type}: {{fields: {{{fields}}}}}}}"}})
 
     def _listed_lost(self, sn: str) -> bool | None:
@@ -213,9 +213,9 @@ class Poller:
         """Intervals to wait before the next call: doubles per rate-limit answer, up to 8."""
         return 2 ** min(self._rate_limited.get(sn, 0), 3)
 
-    def _guard_for(self, device: DeviceConfig) -> CounterGuard:
-        guard = self.guards.setdefault(device.sn, CounterGuard(self.config.poll.counter_reset_confirm_polls))
-        guard.rated_watts = rated_power_watts(device.model)  # the model may be known only since discovery
+    def _guard_for(self, sn: str, model: str) -> CounterGuard:
+        guard = self.guards.setdefault(sn, CounterGuard(self.config.poll.counter_reset_confirm_polls))
+        guard.rated_watts = rated_power_watts(model)  # the model may be known only since discovery
         return guard
 
     def _guard_counters(self, guard: CounterGuard, samples: Samples) -> Samples:

@@ -20,16 +20,16 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from . import recording
-from .catalog import Catalog, parse_number
+from .catalog import Catalog
 from .client import ApiError, AtessClient, AtessError, HttpError, MalformedResponseError, NoDataError
 from .config import Config, ConfigError, DeviceConfig, load_config
 from .discovery import pick, rows_of
-from .endpoints import ALTERNATIVES, LIST_KEY, NON_DEVICE_FAMILIES, status as doc_status
+from .endpoints import ALTERNATIVES, LIST_KEY, NON_DEVICE_FAMILIES, history_dates, status as doc_status
 from .models import label_text, valid_sn
 from .readings import parse_time, read_payload, row_time
 
@@ -123,8 +123,7 @@ class Probe:
             if not self.config.settings.enabled:
                 settings.notes.append("settings are off in this config")
             history = self.check(family, "history", {
-                "deviceSn": dev.sn, "startDate": datetime.combine(yesterday, datetime.min.time()).strftime(fmt),
-                "endDate": datetime.combine(yesterday, datetime.max.time()).strftime(fmt),
+                "deviceSn": dev.sn, **history_dates(yesterday, yesterday, fmt),
                 "pageNo": 1, "pageSize": HISTORY_PAGE_SIZE}, dev.model)
             self._describe_history(history, dev)
 
@@ -176,11 +175,8 @@ class Probe:
         if not isinstance(c.data, dict):
             return
         reading = read_payload(self.catalog.families[dev.type], c.data, dev.model)
-        fam = self.catalog.families[dev.type].for_model(dev.model, c.data)
-        numeric = [k for k, v in c.data.items() if k not in fam.fields and k not in fam.skip
-                   and not isinstance(v, (bool, dict, list)) and parse_number(v) is not None]
-        c.counts.update(fields=len(c.data), catalogued=sum(1 for k in c.data if k in fam.fields),
-                        uncatalogued=len(numeric), unusable=reading.unusable, implausible=len(reading.implausible))
+        c.counts.update(fields=len(c.data), catalogued=reading.catalogued, uncatalogued=reading.uncatalogued,
+                        unusable=reading.unusable, implausible=len(reading.implausible))
         c.time_ok = parse_time(c.data.get("time"), self.config.device_timezone(dev)) is not None
         if reading.variant:
             c.notes.append(f"model variant {reading.variant}")

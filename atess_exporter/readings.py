@@ -58,6 +58,8 @@ class Reading:
     samples: Samples
     implausible: tuple[Implausible, ...] = ()
     unusable: int = 0            # catalogued fields carrying text or a flag instead of a number
+    catalogued: int = 0          # payload fields the catalog (for this model) maps
+    uncatalogued: int = 0        # numeric payload fields it does not know (exported up to MAX_UNCATALOGUED)
     lost: bool | None = None     # the cloud's own "lost contact" flag, when sent
     variant: str = ""            # the catalog variant used ("hv"), "" for the family's base
     kilo_suspects: tuple[str, ...] = ()   # kW fields whose value looks like W (1,000x too large)
@@ -136,6 +138,7 @@ def read_payload(family: FamilyCatalog, payload: Mapping, model: str | None = No
     lost = payload.get("lost")
     return Reading(samples={name: tuple(rows) for name, rows in grouped.items()},
                    implausible=tuple(implausible), unusable=unusable,
+                   catalogued=sum(1 for name in payload if name in fam.fields), uncatalogued=extra,
                    lost=lost if isinstance(lost, bool) else None, variant=fam.variant,
                    kilo_suspects=tuple(suspects), kw_fields=kw)
 

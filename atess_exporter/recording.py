@@ -68,8 +68,7 @@ def redact(data: Any, known: dict[str, str] | None = None) -> tuple[Any, dict[st
         if isinstance(node, list):
             return [scrub(v, depth + 1) for v in node]
         if key in _IDENTIFYING and not isinstance(node, bool) and node is not None and str(node) in known:
-            value = known[str(node)]
-            return value
+            return known[str(node)]
         if isinstance(node, str) and pattern is not None:
             return pattern.sub(lambda m: known[m.group(0)], node)
         return node

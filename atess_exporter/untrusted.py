@@ -21,7 +21,7 @@ MAX_QUOTED = 512
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # C0/C1 controls, DEL, and the line/paragraph separators some terminals and log shippers break on.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class JsonRejected(ValueError):
@@ -107,7 +107,7 @@ def safe_text(value: Any, limit: int = MAX_QUOTED) -> str:
             value = f"<{type(value).__name__}>"
     cut = len(value) > limit
     value = value[: limit * 4]  # bound the work on a huge value before escaping
-    text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), clean_string(value))
+    text = CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), clean_string(value))
     if len(text) > limit or cut:
         return text[:limit] + "...(truncated)"
     return text

@@ -4,10 +4,10 @@ that end the paging, with any server's answer bounded."""
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timedelta
-from datetime import time as dtime
+from datetime import date, timedelta
 from typing import Any, Iterator
 
+from ..endpoints import history_dates
 from ..client import AtessClient, HttpError, MalformedResponseError, NoDataError, RateLimitError, TransportError
 from .pacing import Pacer
 
@@ -67,12 +67,9 @@ class HistoryFetcher:
         page, or a page identical to the previous one (a server ignoring pageNo)."""
         rows: list = []
         previous = None
-        fmt = self.date_format
-        start = datetime.combine(first, dtime(0, 0, 0)).strftime(fmt)
-        end = datetime.combine(last, dtime(23, 59, 59)).strftime(fmt)
+        window = history_dates(first, last, self.date_format)
         for page in range(1, MAX_PAGES + 1):
-            data = self.call(pacer, path, {"deviceSn": sn, "startDate": start, "endDate": end,
-                                           "pageNo": page, "pageSize": self.page_size})
+            data = self.call(pacer, path, {"deviceSn": sn, **window, "pageNo": page, "pageSize": self.page_size})
             if data is None:
                 datas: Any = []
             elif isinstance(data, dict):

@@ -394,13 +394,3 @@ def load_catalog() -> Catalog:
         families[fam.name] = fam
     return Catalog(metrics=metrics, families=families, uncatalogued=uncatalogued, enums=enums)
 
-
-def iter_field_samples(family: FamilyCatalog, payload: dict) -> Iterable[tuple[FieldMap, float]]:
-    """(mapping, scaled value) for every catalogued field that carries a number."""
-    for field, raw in payload.items():
-        fmap = family.fields.get(field)
-        if fmap is None:
-            continue
-        number = parse_number(raw)
-        if number is not None:
-            yield fmap, number * fmap.scale

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..configinput import ConfigError, check_header_text, kind_of, quoted
 from ..endpoints import DEFAULT_ENDPOINTS, NON_DEVICE_FAMILIES, OPERATIONS
+from ..models import valid_sn
 from .model import (MIN_INTERVAL_SECONDS, ApiConfig, Credentials, DeviceConfig, DiscoveryConfig, PollConfig,
                     SettingsConfig)
 from .reader import Section
@@ -156,7 +157,7 @@ def read_devices(data: Any, families: set[str]) -> tuple[DeviceConfig, ...]:
     for i, item in enumerate(data):
         section = Section(item, f"devices[{i}]")
         sn = section.str("sn", hint="give the device serial number, e.g. sn: YKD0F1022A").strip()
-        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", sn):
+        if not valid_sn(sn):
             raise ConfigError(f"{section.key('sn')}: {quoted(sn)} is not a serial number (letters, digits, . _ - only)")
         if sn in seen:
             raise ConfigError(f"{section.key('sn')}: {sn} is listed twice (also devices[{seen[sn]}]); remove one")
