@@ -131,7 +131,9 @@ def _plant(seed: int, model: str) -> _Plant:
         modules=modules,
         racks=racks,
         bat_kwh=racks * rack_kwh,
-        reserve_soc=rng.choice((10.0, 15.0, 20.0)),
+        # Backup reserves as installers set them; all above AtessBatterySocLow's 15 %, so the
+        # demo fleet is healthy at every hour (3 choices as before: the draws after it are unchanged).
+        reserve_soc=rng.choice((20.0, 25.0, 30.0)),
         commissioning_day=_FIRST_COMMISSIONING_DAY + rng.randrange(0, 900),
         imbalance=tuple(rng.uniform(0.97, 1.03) for _ in range(3)),  # type: ignore[arg-type]
         pv_split=tuple(x / sum(split) for x in split),  # type: ignore[arg-type]
