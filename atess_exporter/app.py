@@ -8,14 +8,13 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, disable_created_metrics
 from prometheus_client.exposition import generate_latest
 
-from .cache import Cache
-from .catalog import load_catalog
-from .client import AtessClient
-from .collector import (AuthCollector, BuildInfoCollector, DeviceStatusCollector, ReadingsCollector, SettingsCollector,
-                        TopologyCollector)
-from .config import Config
-from .instrumentation import ApiStats
-from .poller import Poller
+from atess_exporter.live.store import Cache
+from atess_exporter.catalog import load_catalog
+from atess_exporter.api.client import AtessClient
+from atess_exporter.exposition.collectors import (AuthCollector, BuildInfoCollector, DeviceStatusCollector, ReadingsCollector, SettingsCollector, TopologyCollector)
+from atess_exporter.config import Config
+from atess_exporter.api.instrumentation import ApiStats
+from atess_exporter.live.poller import Poller
 
 # `_created` series double the output and no dashboard or rule here uses them.
 disable_created_metrics()

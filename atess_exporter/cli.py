@@ -23,10 +23,10 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Mapping
 
-from . import __version__
+from atess_exporter import __version__
 
 if TYPE_CHECKING:
-    from .config import Config
+    from atess_exporter.config import Config
 
 # catalog, config and the rest are imported inside the functions that use them:
 # main() must install its SIGTERM handler before anything slow (in a container the
@@ -41,7 +41,7 @@ DEMO_INTERVAL_SECONDS = 15.0
 SUBCOMMANDS = {
     "backfill": ("backfill", "fetch the history of the devices into an OpenMetrics file for promtool"),
     "healthcheck": ("healthcheck", "ask the running exporter's /healthz, as it is configured (the image's HEALTHCHECK)"),
-    "probe": ("probe", "check a live account: one call per endpoint, a table, suggested endpoints: overrides"),
+    "probe": ("probe.command", "check a live account: one call per endpoint, a table, suggested endpoints: overrides"),
 }
 
 ENV_PREFIX = "ATESS_"
@@ -108,7 +108,7 @@ def _level(name: str) -> str:
 
 def demo_config(base_url: str) -> Config:
     """The demo finds its devices the way a real account would: by discovery."""
-    from .config import parse_config
+    from atess_exporter.config import parse_config
 
     return parse_config({
         "atess": {"base_url": base_url, "token": "demo-token", "timezone": "Etc/GMT-1"},
@@ -124,7 +124,7 @@ def demo_config(base_url: str) -> Config:
 
 
 def list_metrics() -> str:
-    from .catalog import load_catalog
+    from atess_exporter.catalog import load_catalog
 
     catalog = load_catalog()
     lines = ["| metric | type | labels | vendor fields (family.field \"description\" unit) |", "|---|---|---|---|"]
@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
     """The exporter; `stopping` is set by SIGTERM/SIGINT (None in the one-shot modes)."""
-    from .config import ConfigError, load_config
-    from .logs import setup_logging
+    from atess_exporter.config import ConfigError, load_config
+    from atess_exporter.outside.logs import setup_logging
 
     setup_logging(_level(args.log_level), args.log_format)
     if args.list_metrics:
@@ -173,7 +173,7 @@ def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
     simulator = None
     try:
         if args.demo:
-            from .simulator import Simulator, demo_devices
+            from atess_exporter.simulator import Simulator, demo_devices
 
             devices = demo_devices()
             simulator = Simulator(devices, token="demo-token", min_interval_seconds=DEMO_INTERVAL_SECONDS * 0.9)
@@ -181,7 +181,7 @@ def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
         else:
             config = load_config(args.config_file)
         if args.shard is not None:
-            from .sharding import parse_shard
+            from atess_exporter.config.shard import parse_shard
 
             config = dataclasses.replace(config, shard=parse_shard(args.shard))
     except ConfigError as exc:
@@ -203,9 +203,9 @@ def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
             simulator.stop()
         return 0
     setup_logging(_level(args.log_level), args.log_format, secrets=config.api.credentials.values())
-    from .app import Exporter
-    from .landing import DeviceStatus
-    from .server import MetricsServer
+    from atess_exporter.app import Exporter
+    from atess_exporter.web.landing import DeviceStatus
+    from atess_exporter.web.server import MetricsServer
 
     exporter = Exporter(config)
     try:
@@ -218,7 +218,7 @@ def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
                                    web_config_file=args.web_config_file,
                                    landing_extra=DeviceStatus(exporter.cache, config.poll, config.api.credentials.values(), args.demo))
         except (OSError, ValueError) as exc:
-            from .webconfig import WebConfigError
+            from atess_exporter.web.webconfig import WebConfigError
 
             what = "web config error" if isinstance(exc, WebConfigError) else f"cannot listen on {args.listen_address}"
             print(f"atess-exporter: {what}: {exc}", file=sys.stderr)

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def exporter_args(argv: list[str]) -> list[str] | None:
     """The exporter's flags from a process's argv, or None when it is no exporter server."""
-    from .cli import SUBCOMMANDS
+    from atess_exporter.cli import SUBCOMMANDS
 
     for i, arg in enumerate(argv[:3]):
         if os.path.basename(arg) in ("atess-exporter", "exporter.py"):
@@ -122,7 +122,7 @@ def find_exporter(proc: str = "/proc") -> tuple[int, list[str], dict[str, str]] 
 def settings(args: argparse.Namespace, environ: Mapping[str, str] | None = None,
              proc: str = "/proc") -> tuple[str, str | None, str]:
     """(listen address, web config file, where they came from)."""
-    from .cli import build_parser as exporter_parser
+    from atess_exporter.cli import build_parser as exporter_parser
 
     environ = os.environ if environ is None else environ
     source = "ATESS_* environment and defaults"
@@ -184,8 +184,8 @@ def _credentials(environ: Mapping[str, str]) -> tuple[str, str] | None:
 def check(listen_address: str, web_config_file: str | None, timeout: float,
           environ: Mapping[str, str] | None = None) -> str:
     """The verdict as one line; raises Unhealthy."""
-    from .server import parse_listen_address
-    from .webconfig import WebConfigError, load_web_config
+    from atess_exporter.web.server import parse_listen_address
+    from atess_exporter.web.webconfig import WebConfigError, load_web_config
 
     environ = os.environ if environ is None else environ
     try:

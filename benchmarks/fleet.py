@@ -114,8 +114,8 @@ def make_templates(now: float) -> dict:
 def filled_exporter(n: int, now: float, templates: dict | None = None):
     """An Exporter whose cache holds n fresh hps_central devices (never polled)."""
     from atess_exporter.app import Exporter
-    from atess_exporter.cache import DeviceSnapshot
-    from atess_exporter.readings import payload_samples
+    from atess_exporter.live.store import DeviceSnapshot
+    from atess_exporter.readings.payload import payload_samples
 
     devices = fleet(n)
     templates = templates or make_templates(now)

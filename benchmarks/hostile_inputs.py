@@ -36,7 +36,7 @@ TOKEN = "bench-token-value"
 
 def child_call(base_url: str, timeout: float) -> None:
     """In a subprocess: one client call; prints outcome, seconds, RSS before and peak."""
-    from atess_exporter.client import AtessClient, AtessError
+    from atess_exporter.api.client import AtessClient, AtessError
     from atess_exporter.config import parse_config
 
     config = parse_config({"atess": {"base_url": base_url, "token": TOKEN, "timeout_seconds": timeout},

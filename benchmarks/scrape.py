@@ -105,7 +105,7 @@ class Fleet:
 
 
 def child(n: int, scrapes: int, cpu_seconds: float) -> dict:
-    from atess_exporter.server import MetricsServer
+    from atess_exporter.web.server import MetricsServer
     from prometheus_client.exposition import choose_encoder
 
     import atess_exporter.app  # noqa: F401  (imported before the baseline RSS)
@@ -241,7 +241,7 @@ def child(n: int, scrapes: int, cpu_seconds: float) -> dict:
 def child_memory(n: int) -> dict:
     """RSS of a process doing only what the exporter does: N devices cached, the
     server rendering ahead, Prometheus 2.42 scraping while devices change."""
-    from atess_exporter.server import MetricsServer
+    from atess_exporter.web.server import MetricsServer
 
     import atess_exporter.app  # noqa: F401  (imported before the baseline RSS)
     now = time.time()

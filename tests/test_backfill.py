@@ -20,7 +20,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from atess_exporter import backfill, cli
 from atess_exporter.catalog import load_catalog
-from atess_exporter.readings import payload_samples
+from atess_exporter.readings.payload import payload_samples
 from atess_exporter.simulator import Request, SimDevice, Simulator
 from atess_exporter.simulator.history import history_handler
 from atess_exporter.simulator.physics import hps_central_latest

@@ -2,7 +2,7 @@
 
 import math
 
-from atess_exporter.cache import Cache, DeviceSnapshot, PackedSamples
+from atess_exporter.live.store import Cache, DeviceSnapshot, PackedSamples
 
 ROWS = {
     "atess_pv_power_watts": (((), 1234.5),),

@@ -6,8 +6,7 @@ import pytest
 import requests
 import responses
 
-from atess_exporter.client import (ApiError, AtessClient, AuthError, HttpError, MalformedResponseError, NoDataError,
-                                   RateLimitError, TransportError)
+from atess_exporter.api.client import (ApiError, AtessClient, AuthError, HttpError, MalformedResponseError, NoDataError, RateLimitError, TransportError)
 from atess_exporter.config import parse_config
 from conftest import TOKEN
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from atess_exporter.app import Exporter
-from atess_exporter.server import MetricsServer
+from atess_exporter.web.server import MetricsServer
 from conftest import FakeClient, make_config, parse_exposition, value
 
 SNS = [f"SN{i:02d}" for i in range(8)]

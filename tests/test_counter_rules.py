@@ -4,10 +4,10 @@ import json
 import math
 from datetime import date
 
-from atess_exporter.cache import Cache
+from atess_exporter.live.store import Cache
 from atess_exporter.catalog import load_catalog
-from atess_exporter.counterguard import CounterGuard
-from atess_exporter.poller import Poller
+from atess_exporter.readings.counterguard import CounterGuard
+from atess_exporter.live.poller import Poller
 from atess_exporter.simulator import Simulator
 from conftest import TOKEN, FakeClient, make_config
 from test_backfill import DEV_A, _override_rows, run, samples_of, series, utc, write_config

@@ -10,8 +10,8 @@ import responses
 
 from atess_exporter.app import Exporter
 from atess_exporter.config import ConfigError
-from atess_exporter.endpoints import DEFAULT_ENDPOINTS
-from atess_exporter.sharding import in_shard
+from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS
+from atess_exporter.config.shard import in_shard
 from conftest import TOKEN, make_config, parse_exposition, series, value
 
 BASE = "http://127.0.0.1:9"
@@ -219,7 +219,7 @@ def test_simulator_pages_and_refuses_writes(sim):
 
 
 def test_setting_names_follow_the_catalogs_promtool_safe_rules():
-    from atess_exporter.settings import split_settings
+    from atess_exporter.readings.settings import split_settings
 
     numbers = split_settings({"chargeTimeMinutes": 30, "maxCount": "4", "exportLimit": "50"}).numbers
     assert numbers == {"atess_setting_charge_timeminutes": ("chargeTimeMinutes", 30.0),
@@ -231,7 +231,7 @@ def test_setting_names_follow_the_catalogs_promtool_safe_rules():
 
 def _client_for(mock_answers):
     """A client whose GETs answer from `mock_answers(path, query) -> data` (envelope added)."""
-    from atess_exporter.client import AtessClient
+    from atess_exporter.api.client import AtessClient
 
     calls = []
 
@@ -246,7 +246,7 @@ def _client_for(mock_answers):
 
 @pytest.mark.parametrize("shape", ["bare", "page"])
 def test_lists_answer_a_bare_array_or_a_page_object(shape):
-    from atess_exporter.discovery import pages
+    from atess_exporter.account.discovery import pages
 
     rows = [{"deviceSn": f"SN{i}"} for i in range(5)]
 
@@ -266,7 +266,7 @@ def test_lists_answer_a_bare_array_or_a_page_object(shape):
 
 
 def test_a_list_ignoring_pageno_is_read_once_not_forever():
-    from atess_exporter.discovery import pages
+    from atess_exporter.account.discovery import pages
 
     two = [{"plantId": "A"}, {"plantId": "B"}]
     client, calls, reply = _client_for(lambda path, query: {"datas": two})  # no total, pageNo ignored
@@ -278,7 +278,7 @@ def test_a_list_ignoring_pageno_is_read_once_not_forever():
 
 
 def test_a_list_that_never_ends_stops_at_the_page_cap():
-    from atess_exporter.discovery import pages
+    from atess_exporter.account.discovery import pages
 
     client, calls, reply = _client_for(lambda path, query: {"datas": [{"plantId": query["pageNo"]}] * 2})
     with responses.RequestsMock() as mock:

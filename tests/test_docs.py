@@ -31,7 +31,7 @@ def test_api_doc_lists_every_default_endpoint():
     """docs/api.md is what users have of the API's facts: it must name every path we call."""
     from pathlib import Path
 
-    from atess_exporter.endpoints import DEFAULT_ENDPOINTS, status
+    from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS, status
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text(encoding="utf-8")
     for family, ops in DEFAULT_ENDPOINTS.items():

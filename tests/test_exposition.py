@@ -9,11 +9,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
 from atess_exporter.app import Exporter
-from atess_exporter.cache import Cache
+from atess_exporter.live.store import Cache
 from atess_exporter.catalog import load_catalog
-from atess_exporter.collector import DeviceStatusCollector, ReadingsCollector
-from atess_exporter.poller import Poller
-from atess_exporter.server import MetricsServer
+from atess_exporter.exposition.collectors import DeviceStatusCollector, ReadingsCollector
+from atess_exporter.live.poller import Poller
+from atess_exporter.web.server import MetricsServer
 from conftest import FakeClient, make_config
 from tools import require_tool
 

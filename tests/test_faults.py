@@ -6,11 +6,11 @@ import logging
 import pytest
 
 from atess_exporter.app import Exporter
-from atess_exporter.cache import Cache
+from atess_exporter.live.store import Cache
 from atess_exporter.catalog import load_catalog
-from atess_exporter.client import TransportError
-from atess_exporter.collector import DeviceStatusCollector, ReadingsCollector
-from atess_exporter.poller import Poller
+from atess_exporter.api.client import TransportError
+from atess_exporter.exposition.collectors import DeviceStatusCollector, ReadingsCollector
+from atess_exporter.live.poller import Poller
 from atess_exporter.simulator import Simulator, demo_devices
 from conftest import FakeClient, make_config, parse_exposition, series, value
 from prometheus_client import CollectorRegistry

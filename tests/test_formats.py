@@ -14,7 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.openmetrics import exposition as openmetrics
 
-from atess_exporter.formats import EOF, Format, FormatError, Formats, _Families, registry_parts
+from atess_exporter.exposition.formats import EOF, Format, FormatError, Formats, _Families, registry_parts
 
 ACCEPTS = [None, "text/plain;version=0.0.4", "text/plain;version=1.0.0;escaping=allow-utf-8",
            "application/openmetrics-text;version=1.0.0", "application/openmetrics-text;version=1.0.0;escaping=values"]

@@ -16,9 +16,9 @@ import tracemalloc
 import pytest
 
 from atess_exporter.app import Exporter
-from atess_exporter.client import ApiError, AtessClient, MalformedResponseError, TransportError
+from atess_exporter.api.client import ApiError, AtessClient, MalformedResponseError, TransportError
 from atess_exporter.config import parse_config
-from atess_exporter.render import Renderer
+from atess_exporter.exposition.render import Renderer
 from conftest import TOKEN, make_config, parse_exposition, value
 from hostile_api import HostileServer, envelope, gzip_bomb, query, read_request, response
 
@@ -274,7 +274,7 @@ def test_bounded_calls_still_succeed_and_reuse_the_connection():
 @pytest.mark.parametrize("text", ['"\\' * (1 << 20), "[" * (1 << 20), '"' * (1 << 21), "[" * 900 + "]" * 900],
                          ids=["escaped-quotes", "open-brackets", "quotes", "900-deep"])
 def test_adversarial_json_is_refused_in_linear_time(text):
-    from atess_exporter.untrusted import JsonRejected, parse_json
+    from atess_exporter.outside.text import JsonRejected, parse_json
 
     started = time.monotonic()
     with pytest.raises(JsonRejected):

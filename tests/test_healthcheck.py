@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from atess_exporter import healthcheck
 from atess_exporter.healthcheck import Unhealthy, check, exporter_args, settings
-from atess_exporter.server import MetricsServer
+from atess_exporter.web.server import MetricsServer
 from tools import require_tool
 
 USER, PASSWORD = "prometheus", "health check password"

@@ -17,8 +17,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
-from atess_exporter import __version__, httpconn
-from atess_exporter.server import MetricsServer
+from atess_exporter import __version__
+from atess_exporter.web import connections as httpconn
+from atess_exporter.web.server import MetricsServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,7 +106,7 @@ def test_sockets_have_tcp_nodelay(server):
 
 def test_a_small_answer_is_one_write(server, monkeypatch):
     """Status line, headers and body leave in one sendmsg (no second send waiting on a delayed ACK)."""
-    import atess_exporter.server as server_module
+    import atess_exporter.web.server as server_module
 
     calls = []
     real = server_module.send_pieces
@@ -257,7 +258,7 @@ def test_1100_idle_and_half_open_connections_with_1024_fds(request):
 
 
 def test_pieces_arrive_whole_and_in_order_through_partial_sends():
-    from atess_exporter.server import send_pieces
+    from atess_exporter.web.server import send_pieces
 
     pieces = [bytes([i % 251]) * (1 + (i * 7919) % 9000) for i in range(3000)]    # ~13 MB, > 1,024 per sendmsg
     a, b = socket.socketpair()

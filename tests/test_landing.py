@@ -8,13 +8,13 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry
 
-from atess_exporter import landing
+from atess_exporter.web import landing
 from atess_exporter.app import Exporter
-from atess_exporter.cache import Cache, DeviceSnapshot
+from atess_exporter.live.store import Cache, DeviceSnapshot
 from atess_exporter.cli import demo_config
 from atess_exporter.config import PollConfig
-from atess_exporter.landing import DeviceStatus
-from atess_exporter.server import MetricsServer
+from atess_exporter.web.landing import DeviceStatus
+from atess_exporter.web.server import MetricsServer
 from atess_exporter.simulator import Simulator, demo_devices
 
 SECRET = "tok-5ecret-value-123"

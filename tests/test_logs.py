@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from atess_exporter.logs import setup_logging
+from atess_exporter.outside.logs import setup_logging
 
 log = logging.getLogger("atess_exporter.test")
 SECRET = "tok-s3cr3t-value"

@@ -5,8 +5,8 @@ import time
 import urllib.request
 
 from atess_exporter.app import Exporter
-from atess_exporter.poller import spread_phases
-from atess_exporter.server import MetricsServer
+from atess_exporter.live.poller import spread_phases
+from atess_exporter.web.server import MetricsServer
 from atess_exporter.simulator import Simulator, demo_devices
 from conftest import TOKEN, make_config, parse_exposition, value
 

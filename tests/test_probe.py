@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from atess_exporter import recording
+from atess_exporter.probe import recording
 from atess_exporter.catalog import load_catalog
-from atess_exporter.discovery import rows_of
-from atess_exporter.endpoints import DEFAULT_ENDPOINTS
-from atess_exporter.probe import main
-from atess_exporter.readings import parse_time, read_payload
+from atess_exporter.account.discovery import rows_of
+from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS
+from atess_exporter.probe.command import main
+from atess_exporter.readings.payload import parse_time, read_payload
 from atess_exporter.simulator import Simulator, demo_devices
 from conftest import TOKEN
 

@@ -309,7 +309,7 @@ def test_fleet_join_assigns_every_device_to_its_plant(prometheus):
 
 def household_oracle(catalog, payloads: dict) -> dict[str, float]:
     """Each device's day totals as the recording rules define them (joules), from payloads."""
-    from atess_exporter.readings import payload_samples
+    from atess_exporter.readings.payload import payload_samples
 
     out = {"pv": 0.0, "export": 0.0, "import": 0.0, "consumption": 0.0}
     for family, payload in payloads.values():
@@ -330,7 +330,7 @@ def test_daily_energy_follows_the_plants_local_midnight(tmp_path):
     from atess_exporter.app import Exporter
     from atess_exporter.catalog import load_catalog
     from atess_exporter.config import parse_config
-    from atess_exporter.server import MetricsServer
+    from atess_exporter.web.server import MetricsServer
     from atess_exporter.simulator import SimDevice, Simulator
     from atess_exporter.simulator.physics import LATEST_BUILDERS
 
@@ -390,7 +390,7 @@ def test_daily_energy_follows_the_plants_local_midnight(tmp_path):
             detail = json.loads((ROOT / "dashboards" / "device-detail.json").read_text())
             detail_pv = expand(next(t["expr"] for p in walk_panels(detail["panels"]) if p["title"] == "Energy per day"
                                     for t in p["targets"] if t["legendFormat"] == "PV"))
-            from atess_exporter.readings import payload_samples
+            from atess_exporter.readings.payload import payload_samples
             want = {d.sn: payload_samples(catalog.families[d.family], LATEST_BUILDERS[d.family](d, midnight - 1))
                     ["atess_pv_energy_today_joules"][0][1] / 3.6e6 for d in devices}
             got = {r["metric"]["sn"]: float(r["value"][1]) for r in query(base, detail_pv, at=at)}

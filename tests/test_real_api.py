@@ -11,12 +11,12 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from atess_exporter.app import Exporter
-from atess_exporter.cache import Cache
+from atess_exporter.live.store import Cache
 from atess_exporter.catalog import load_catalog
-from atess_exporter.collector import DeviceStatusCollector, ReadingsCollector
+from atess_exporter.exposition.collectors import DeviceStatusCollector, ReadingsCollector
 from atess_exporter.config import ConfigError
-from atess_exporter.poller import Poller
-from atess_exporter.readings import payload_samples, read_payload
+from atess_exporter.live.poller import Poller
+from atess_exporter.readings.payload import payload_samples, read_payload
 from conftest import FakeClient, make_config, parse_exposition, series, value
 
 NOW = time.time()

@@ -11,10 +11,10 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encode
 from prometheus_client.openmetrics import exposition as openmetrics
 
 from atess_exporter.app import Exporter
-from atess_exporter.cache import DeviceSnapshot
-from atess_exporter.collector import DeviceStatusCollector, ReadingsCollector
-from atess_exporter.readings import payload_samples
-from atess_exporter.render import Renderer
+from atess_exporter.live.store import DeviceSnapshot
+from atess_exporter.exposition.collectors import DeviceStatusCollector, ReadingsCollector
+from atess_exporter.readings.payload import payload_samples
+from atess_exporter.exposition.render import Renderer
 from atess_exporter.simulator import SimDevice, Simulator
 from atess_exporter.simulator.physics import LATEST_BUILDERS
 from conftest import TOKEN, make_config

@@ -284,7 +284,7 @@ def test_dockerignore_lets_in_what_the_dockerfile_copies_and_nothing_secret():
 def test_healthcheck_command_works_against_the_exporter():
     """The HEALTHCHECK's command, pointed at a live /healthz, then at nothing."""
     import socket
-    from atess_exporter.server import MetricsServer
+    from atess_exporter.web.server import MetricsServer
     from prometheus_client import CollectorRegistry
 
     cmd = json.loads(re.search(r"^HEALTHCHECK .*\n?\s*CMD (\[.*\])$", (ROOT / "Dockerfile").read_text(), re.M).group(1))

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from atess_exporter.sharding import in_shard, parse_shard, shard_of
+from atess_exporter.config.shard import in_shard, parse_shard, shard_of
 
 # 10,000 SNs in the vendor's styles (model prefix, year-month, serial).
 PREFIXES = ["HPS150A", "HPS100HV", "HPS30TL", "PCS100A", "PBD250A", "BCU", "MBMS"]
@@ -68,7 +68,7 @@ def test_known_vector():
 
 
 def test_stable_across_processes_and_hash_seeds():
-    code = ("from atess_exporter.sharding import shard_of; import json, sys;"
+    code = ("from atess_exporter.config.shard import shard_of; import json, sys;"
             f"print(json.dumps({{sn: [shard_of(sn, c) for c in {list(COUNTS)}] for sn in {sorted(KNOWN)}}}))")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     import json

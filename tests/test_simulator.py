@@ -302,7 +302,7 @@ OTHERS = [d for d in demo_devices() if d.family != "hps_central"]
 
 
 def _family_path(family: str) -> str:
-    from atess_exporter.endpoints import DEFAULT_ENDPOINTS
+    from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS
 
     return DEFAULT_ENDPOINTS[family]["latest"]
 

@@ -3,10 +3,10 @@
 import os
 import time
 
-from atess_exporter.cache import Cache
+from atess_exporter.live.store import Cache
 from atess_exporter.catalog import load_catalog
-from atess_exporter.poller import Poller
-from atess_exporter.state import TEMP_PREFIX, remove_leftovers, save_state
+from atess_exporter.live.poller import Poller
+from atess_exporter.live.state import TEMP_PREFIX, remove_leftovers, save_state
 from conftest import FakeClient, make_config
 
 

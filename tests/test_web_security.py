@@ -22,8 +22,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from atess_exporter import cli
-from atess_exporter.server import MetricsServer
-from atess_exporter.webconfig import WebConfigError, load_web_config
+from atess_exporter.web.server import MetricsServer
+from atess_exporter.web.webconfig import WebConfigError, load_web_config
 from tools import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,7 +157,7 @@ def test_a_client_that_does_not_trust_the_ca_fails(pki, serve):
 
 
 def test_plain_http_to_the_tls_port_fails_cleanly_and_others_are_still_served(pki, serve, caplog):
-    caplog.set_level(logging.DEBUG, logger="atess_exporter.server")
+    caplog.set_level(logging.DEBUG, logger="atess_exporter.web.server")
     server = serve(tls_config(pki))
     # A connection that never sends a byte is waiting on its own thread, not in accept().
     idle = socket.create_connection(("127.0.0.1", server.port))
@@ -276,7 +276,7 @@ def test_malformed_authorization_headers_are_401(serve):
 
 
 def test_basic_auth_without_tls_works_and_warns(serve, caplog):
-    caplog.set_level(logging.INFO, logger="atess_exporter.server")
+    caplog.set_level(logging.INFO, logger="atess_exporter.web.server")
     server = serve({"basic_auth_users": {USER: HASH}})
     assert server.scheme == "http"
     assert fetch(server)[0] == 401

@@ -41,13 +41,13 @@ error; 130 interrupted (resume by running the same command again).
 # resuming) -> merge (the final file). The names below are what the rest of the
 # project and the tests import from `atess_exporter.backfill`.
 
-from .cli import DEFAULT_PAGE_SIZE, DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF, build_parser, known_devices, main
-from .fetch import MAX_PAGES, ROWS_PER_DAY, HistoryFetcher, calls_for_rows, windows
-from .merge import merge_parts
-from .pacing import Clock, Pacer, Progress, Sleep
-from .render import render_window
-from .run import Backfill, Failure, Result, WindowHook
-from .workdir import STATE_VERSION, WorkDir, guard_state, restore_guard
+from atess_exporter.backfill.cli import (DEFAULT_PAGE_SIZE, DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF, build_parser, known_devices, main)
+from atess_exporter.backfill.fetch import MAX_PAGES, ROWS_PER_DAY, HistoryFetcher, calls_for_rows, windows
+from atess_exporter.backfill.merge import merge_parts
+from atess_exporter.backfill.pacing import Clock, Pacer, Progress, Sleep
+from atess_exporter.backfill.render import render_window
+from atess_exporter.backfill.run import Backfill, Failure, Result, WindowHook
+from atess_exporter.backfill.workdir import STATE_VERSION, WorkDir, guard_state, restore_guard
 
 __all__ = [
     "Backfill", "Clock", "DEFAULT_PAGE_SIZE", "DEFAULT_RETRIES", "DEFAULT_RETRY_BACKOFF", "Failure",

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 from zoneinfo import ZoneInfo
 
-from ..catalog import load_catalog
-from ..client import AtessClient, AtessError
-from ..config import MIN_INTERVAL_SECONDS, ConfigError, load_config
-from ..discovery import discover, select_devices
-from .pacing import Clock, LogStream, Progress, Sleep
-from .run import Backfill, WindowHook
+from atess_exporter.catalog import load_catalog
+from atess_exporter.api.client import AtessClient, AtessError
+from atess_exporter.config import MIN_INTERVAL_SECONDS, ConfigError, load_config
+from atess_exporter.account.discovery import discover, select_devices
+from atess_exporter.backfill.pacing import Clock, LogStream, Progress, Sleep
+from atess_exporter.backfill.run import Backfill, WindowHook
 
 log = logging.getLogger("atess_exporter.backfill")  # the package's name: log lines read as before the split
 
@@ -162,7 +162,7 @@ def main(argv: list[str], *, clock: Clock | None = None, sleep: Sleep | None = N
     quiet = args.quiet
     is_tty = bool(getattr(stderr, "isatty", lambda: False)())
     level = args.log_level or ("warn" if quiet else "info")
-    from ..logs import setup_logging
+    from atess_exporter.outside.logs import setup_logging
 
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)

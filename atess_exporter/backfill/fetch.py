@@ -7,9 +7,9 @@ import logging
 from datetime import date, timedelta
 from typing import Any, Iterator
 
-from ..endpoints import history_dates
-from ..client import AtessClient, HttpError, MalformedResponseError, NoDataError, RateLimitError, TransportError
-from .pacing import Pacer
+from atess_exporter.catalog.endpoints import history_dates
+from atess_exporter.api.client import (AtessClient, HttpError, MalformedResponseError, NoDataError, RateLimitError, TransportError)
+from atess_exporter.backfill.pacing import Pacer
 
 log = logging.getLogger("atess_exporter.backfill")  # the package's name: log lines read as before the split
 

@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 from typing import Iterable, TextIO
 
-from ..catalog import Catalog
-from .render import escape_help
-from .workdir import WorkDir
+from atess_exporter.catalog import Catalog
+from atess_exporter.backfill.render import escape_help
+from atess_exporter.backfill.workdir import WorkDir
 
 log = logging.getLogger("atess_exporter.backfill")  # the package's name: log lines read as before the split
 

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 from prometheus_client.utils import floatToGoString
 
-from ..catalog import BASE_LABELS, Catalog, FamilyCatalog
-from ..config import DeviceConfig
-from ..counterguard import CounterGuard
-from ..readings import payload_samples, row_time
+from atess_exporter.catalog import BASE_LABELS, Catalog, FamilyCatalog
+from atess_exporter.config import DeviceConfig
+from atess_exporter.readings.counterguard import CounterGuard
+from atess_exporter.readings.payload import payload_samples, row_time
 
 log = logging.getLogger("atess_exporter.backfill")  # the package's name: log lines read as before the split
 

@@ -11,15 +11,15 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from ..catalog import Catalog
-from ..client import AtessClient, AtessError
-from ..config import Config, DeviceConfig
-from ..models import rated_power_watts
-from .fetch import ROWS_PER_DAY, HistoryFetcher, calls_for_rows, windows
-from .merge import merge_parts
-from .pacing import Clock, Pacer, Progress, Sleep, Stopped
-from .render import render_window
-from .workdir import STATE_VERSION, WorkDir, guard_state, restore_guard
+from atess_exporter.catalog import Catalog
+from atess_exporter.api.client import AtessClient, AtessError
+from atess_exporter.config import Config, DeviceConfig
+from atess_exporter.catalog.models import rated_power_watts
+from atess_exporter.backfill.fetch import ROWS_PER_DAY, HistoryFetcher, calls_for_rows, windows
+from atess_exporter.backfill.merge import merge_parts
+from atess_exporter.backfill.pacing import Clock, Pacer, Progress, Sleep, Stopped
+from atess_exporter.backfill.render import render_window
+from atess_exporter.backfill.workdir import STATE_VERSION, WorkDir, guard_state, restore_guard
 
 log = logging.getLogger("atess_exporter.backfill")  # the package's name: log lines read as before the split
 

@@ -9,8 +9,8 @@ import shutil
 from datetime import date
 from pathlib import Path
 
-from ..config import ConfigError
-from ..counterguard import CounterGuard
+from atess_exporter.config import ConfigError
+from atess_exporter.readings.counterguard import CounterGuard
 
 STATE_VERSION = 1
 

@@ -21,9 +21,8 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from .naming import (RESERVED_SUFFIXES, UNCATALOGUED_PREFIX, Uncatalogued, generated_name,  # noqa: F401 (re-exported)
-                     snake_case)
-from .ranges import Range, default_range, parse_range
+from atess_exporter.catalog.naming import (RESERVED_SUFFIXES, UNCATALOGUED_PREFIX, Uncatalogued, generated_name, snake_case)
+from atess_exporter.catalog.ranges import Range, default_range, parse_range
 
 # Vendor unit -> factor to the Prometheus base unit.
 UNIT_SCALE: dict[str, float] = {
@@ -204,7 +203,7 @@ class Catalog:
         (CatalogError names the key and the problem)."""
         if not overrides and not enums:
             return self
-        from .overrides import apply_overrides
+        from atess_exporter.catalog.overrides import apply_overrides
         return apply_overrides(self, overrides or {}, enums or {})
 
 

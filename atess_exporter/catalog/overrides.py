@@ -25,7 +25,7 @@ import re
 from dataclasses import replace
 from typing import Any, Mapping
 
-from . import Catalog, CatalogError, FamilyCatalog, FieldMap, Variant, _check_series, field_map, parse_states
+from atess_exporter.catalog import (Catalog, CatalogError, FamilyCatalog, FieldMap, Variant, _check_series, field_map, parse_states)
 
 FIELD_KEYS = ("metric", "unit", "labels", "range", "rating", "skip")
 

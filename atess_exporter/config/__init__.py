@@ -8,10 +8,9 @@ so start-up can print it and exit 1 without a traceback.
 # parsers (one function per section), load (the file, start to end). The names
 # below are what the rest of the project imports from `atess_exporter.config`.
 
-from ..configinput import ConfigError
-from .load import load_config, parse_config
-from .model import (MIN_INTERVAL_SECONDS, ApiConfig, Config, Credentials, DeviceConfig, DiscoveryConfig, PollConfig,
-                    Secret, SettingsConfig)
+from atess_exporter.config.input import ConfigError
+from atess_exporter.config.load import load_config, parse_config
+from atess_exporter.config.model import (MIN_INTERVAL_SECONDS, ApiConfig, Config, Credentials, DeviceConfig, DiscoveryConfig, PollConfig, Secret, SettingsConfig)
 
 __all__ = [
     "ApiConfig", "Config", "ConfigError", "Credentials", "DeviceConfig", "DiscoveryConfig", "MIN_INTERVAL_SECONDS",

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..configinput import ConfigError, check_state_file
-from ..sharding import parse_shard
-from .model import MIN_INTERVAL_SECONDS, Config
-from .parsers import (read_api, read_catalog_overrides, read_devices, read_discovery, read_endpoints, read_history,
-                      read_poll, read_settings)
-from .reader import Section
+from atess_exporter.config.input import ConfigError, check_state_file
+from atess_exporter.config.shard import parse_shard
+from atess_exporter.config.model import MIN_INTERVAL_SECONDS, Config
+from atess_exporter.config.parsers import (read_api, read_catalog_overrides, read_devices, read_discovery, read_endpoints, read_history, read_poll, read_settings)
+from atess_exporter.config.reader import Section
 
 
 def parse_config(data: Any, source: str = "config.yaml", *, min_interval: float = MIN_INTERVAL_SECONDS) -> Config:
     """Validate an already-loaded YAML document into a Config."""
     top = Section(data, "")
-    from ..catalog import load_catalog  # the catalog decides which device families exist
+    from atess_exporter.catalog import load_catalog  # the catalog decides which device families exist
 
     families = set(load_catalog().families)
     api = read_api(Section(top.raw("atess", hint="add an atess: section with base_url and token"), "atess"))
@@ -46,7 +45,7 @@ def parse_config(data: Any, source: str = "config.yaml", *, min_interval: float 
 def load_config(path: str, *, writes_state: bool = True, **kwargs: Any) -> Config:
     """Read and validate a YAML file; every problem is a one-line ConfigError naming the file.
     `writes_state`: the caller saves `state_file`, so it must be writable (the backfill does not)."""
-    from ..yamlsafe import YamlRefused, load_yaml, read_text
+    from atess_exporter.outside.yamlfile import YamlRefused, load_yaml, read_text
 
     try:
         text = read_text(path)

@@ -146,7 +146,7 @@ class Config:
 
     def catalog(self):
         """The packaged catalog with this config's overrides applied."""
-        from ..catalog import load_catalog
+        from atess_exporter.catalog import load_catalog
         return load_catalog().with_overrides(self.catalog_overrides, self.enums)
 
     def endpoint(self, family: str, operation: str) -> str:

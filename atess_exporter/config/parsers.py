@@ -8,12 +8,11 @@ import re
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..configinput import ConfigError, check_header_text, kind_of, quoted
-from ..endpoints import DEFAULT_ENDPOINTS, NON_DEVICE_FAMILIES, OPERATIONS
-from ..models import valid_sn
-from .model import (MIN_INTERVAL_SECONDS, ApiConfig, Credentials, DeviceConfig, DiscoveryConfig, PollConfig,
-                    SettingsConfig)
-from .reader import Section
+from atess_exporter.config.input import ConfigError, check_header_text, kind_of, quoted
+from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS, NON_DEVICE_FAMILIES, OPERATIONS
+from atess_exporter.catalog.models import valid_sn
+from atess_exporter.config.model import (MIN_INTERVAL_SECONDS, ApiConfig, Credentials, DeviceConfig, DiscoveryConfig, PollConfig, SettingsConfig)
+from atess_exporter.config.reader import Section
 
 
 def _timezone(value: str, key: str) -> str:
@@ -181,7 +180,7 @@ def read_devices(data: Any, families: set[str]) -> tuple[DeviceConfig, ...]:
 
 def read_catalog_overrides(overrides: Any, enums: Any) -> tuple[dict, dict]:
     """`catalog_overrides:` and `enums:`, checked by building the corrected catalog once."""
-    from ..catalog import CatalogError, load_catalog
+    from atess_exporter.catalog import CatalogError, load_catalog
 
     overrides, enums = overrides or {}, enums or {}
     for key, value in (("catalog_overrides", overrides), ("enums", enums)):

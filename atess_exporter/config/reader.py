@@ -7,8 +7,8 @@ import difflib
 import math
 from typing import Any
 
-from ..configinput import NUMBER_MAX, ConfigError, check_header_text, expand_env, kind_of, quoted, read_secret_file
-from .model import Secret
+from atess_exporter.config.input import (NUMBER_MAX, ConfigError, check_header_text, expand_env, kind_of, quoted, read_secret_file)
+from atess_exporter.config.model import Secret
 
 
 _REQUIRED = object()  # "no default": None is a real default for many keys

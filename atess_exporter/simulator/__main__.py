@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import threading
 
-from ..endpoints import DEFAULT_ENDPOINTS
-from . import Simulator, demo_devices
+from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS
+from atess_exporter.simulator import Simulator, demo_devices
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..endpoints import DEFAULT_ENDPOINTS, NON_DEVICE_FAMILIES
-from .device import SimDevice
+from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS, NON_DEVICE_FAMILIES
+from atess_exporter.simulator.device import SimDevice
 
 if TYPE_CHECKING:
-    from .server import Reply, Request, Simulator
+    from atess_exporter.simulator.server import Reply, Request, Simulator
 
 PLANTS: dict[str, dict[str, Any]] = {
     "PL1001": {"plantName": "Harbour Depot", "capacity": "300", "country": "Germany", "city": "Kiel", "timezone": "Europe/Berlin"},
@@ -34,7 +34,7 @@ _MODES = ("Load First", "Battery First", "Economy", "Peak Shaving")
 
 
 def _page(sim: "Simulator", req: "Request", rows: list[dict]) -> "Reply":
-    from .server import Reply
+    from atess_exporter.simulator.server import Reply
 
     try:
         no = int(req.query.get("pageNo", "1"))
@@ -51,7 +51,7 @@ def _page(sim: "Simulator", req: "Request", rows: list[dict]) -> "Reply":
 
 def _get_only(handler: Callable) -> Callable:
     def handle(sim: "Simulator", req: "Request") -> "Reply":
-        from .server import Reply, html_page
+        from atess_exporter.simulator.server import Reply, html_page
 
         if req.method != "GET":
             return Reply(405, body=html_page(405, "Not Allowed"))
@@ -153,7 +153,7 @@ def account_routes() -> dict[str, Callable]:
 
 
 def _reply(sim: "Simulator", data: Any) -> "Reply":
-    from .server import Reply
+    from atess_exporter.simulator.server import Reply
 
     return Reply(envelope=sim.envelope_dict(data))
 

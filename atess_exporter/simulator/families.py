@@ -33,8 +33,8 @@ import math
 import random
 import time as _time
 
-from . import physics
-from .device import SimDevice
+from atess_exporter.simulator import physics
+from atess_exporter.simulator.device import SimDevice
 
 _ACTIVE_KW = physics._ACTIVE_KW
 _SQRT3 = math.sqrt(3.0)

@@ -36,10 +36,10 @@ import time as _time
 from datetime import date
 from typing import TYPE_CHECKING, Any, Callable
 
-from .physics import LATEST_BUILDERS, SLOT_SECONDS, SLOTS_PER_DAY
+from atess_exporter.simulator.physics import LATEST_BUILDERS, SLOT_SECONDS, SLOTS_PER_DAY
 
 if TYPE_CHECKING:  # server imports this module; import it lazily at run time
-    from .server import Reply, Request, Simulator
+    from atess_exporter.simulator.server import Reply, Request, Simulator
 
 DEFAULT_MAX_DAYS = 7
 DEFAULT_MAX_PAGE_SIZE = 1000
@@ -101,7 +101,7 @@ def history_handler(family: str, max_days: int = DEFAULT_MAX_DAYS,
         raise ValueError(f"no payload builder for family {family!r}; known: {sorted(LATEST_BUILDERS)}")
 
     def handle(sim: Simulator, req: Request) -> Reply:
-        from .server import Reply, html_page
+        from atess_exporter.simulator.server import Reply, html_page
 
         if req.method != "GET":
             return Reply(405, body=html_page(405, "Not Allowed"))

@@ -34,7 +34,7 @@ import time as _time
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .device import SimDevice
+from atess_exporter.simulator.device import SimDevice
 
 SLOT_SECONDS = 300  # the cloud's refresh period
 SLOTS_PER_DAY = 86400 // SLOT_SECONDS
@@ -480,4 +480,4 @@ def hps_central_latest(device: SimDevice, now: float) -> dict:
 # register themselves here when that module is imported, just below.
 LATEST_BUILDERS = {"hps_central": hps_central_latest}
 
-from . import families as _families  # noqa: E402,F401  (fills LATEST_BUILDERS)
+from atess_exporter.simulator import families as _families  # noqa: E402,F401  (fills LATEST_BUILDERS)

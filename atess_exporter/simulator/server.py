@@ -30,9 +30,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ..endpoints import DEFAULT_ENDPOINTS
-from .device import SimDevice
-from .physics import LATEST_BUILDERS
+from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS
+from atess_exporter.simulator.device import SimDevice
+from atess_exporter.simulator.physics import LATEST_BUILDERS
 
 HOST = "127.0.0.1"
 MSG_OK = "operate successfully"
@@ -101,9 +101,9 @@ def latest_handler(family: str) -> Handler:
     return handle
 
 
-from .history import history_handler  # noqa: E402 - history imports this module lazily, no cycle
+from atess_exporter.simulator.history import history_handler  # noqa: E402 - history imports this module lazily, no cycle
 
-from .account import account_routes  # noqa: E402 - plants, dataloggers, device lists, settings
+from atess_exporter.simulator.account import account_routes  # noqa: E402 - plants, dataloggers, device lists, settings
 
 DEFAULT_ROUTES: dict[str, Handler] = {
     **account_routes(),

@@ -23,7 +23,7 @@ import time
 import traceback
 from typing import Any, Iterable
 
-from .untrusted import clean_string
+from atess_exporter.outside.text import clean_string
 
 REDACTED = "<redacted>"
 MAX_VALUE_CHARS = 2048     # one field; the API's own text is already cut to 512 by the client
@@ -162,7 +162,7 @@ class _OneLineHandler(logging.StreamHandler):
         # logging's default prints a traceback to stderr: one line instead.
         try:
             etype = sys.exc_info()[0]
-            self.stream.write(f'level=error logger=atess_exporter.logs msg="a log event could not be written" '
+            self.stream.write(f'level=error logger=atess_exporter.outside.logs msg="a log event could not be written" '
                               f'exc_type={getattr(etype, "__name__", "unknown")}\n')
         except Exception:
             pass

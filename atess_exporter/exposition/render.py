@@ -32,10 +32,10 @@ import threading
 import time
 from typing import Any
 
-from .cache import DeviceSnapshot
-from .collector import PerDeviceCollector, Window, family_order
-from .formats import Format, FormatError, Formats, gzip_accepted, registry_parts
-from .segments import EOF_SEG, Column, Seg, gzip_pieces
+from atess_exporter.live.store import DeviceSnapshot
+from atess_exporter.exposition.collectors import PerDeviceCollector, Window, family_order
+from atess_exporter.exposition.formats import Format, FormatError, Formats, gzip_accepted, registry_parts
+from atess_exporter.exposition.segments import EOF_SEG, Column, Seg, gzip_pieces
 
 log = logging.getLogger(__name__)
 

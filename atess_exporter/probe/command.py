@@ -24,14 +24,14 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from . import recording
-from .catalog import Catalog
-from .client import ApiError, AtessClient, AtessError, HttpError, MalformedResponseError, NoDataError
-from .config import Config, ConfigError, DeviceConfig, load_config
-from .discovery import pick, rows_of
-from .endpoints import ALTERNATIVES, LIST_KEY, NON_DEVICE_FAMILIES, history_dates, status as doc_status
-from .models import label_text, valid_sn
-from .readings import parse_time, read_payload, row_time
+from atess_exporter.probe import recording
+from atess_exporter.catalog import Catalog
+from atess_exporter.api.client import (ApiError, AtessClient, AtessError, HttpError, MalformedResponseError, NoDataError)
+from atess_exporter.config import Config, ConfigError, DeviceConfig, load_config
+from atess_exporter.account.discovery import pick, rows_of
+from atess_exporter.catalog.endpoints import (ALTERNATIVES, LIST_KEY, NON_DEVICE_FAMILIES, history_dates, status as doc_status)
+from atess_exporter.catalog.models import label_text, valid_sn
+from atess_exporter.readings.payload import parse_time, read_payload, row_time
 
 ANSWERED = ("success", "no_data")
 HISTORY_PAGE_SIZE = 10
@@ -251,7 +251,7 @@ def main(argv: list[str], *, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
     except ConfigError as exc:
         print(f"atess-exporter probe: config error: {exc}", file=err)
         return 1
-    from .logs import setup_logging
+    from atess_exporter.outside.logs import setup_logging
 
     setup_logging("warning", "logfmt", secrets=config.api.credentials.values())
     client = AtessClient(config.api, session=session)

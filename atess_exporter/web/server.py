@@ -28,11 +28,13 @@ from typing import Callable
 
 from prometheus_client import CollectorRegistry
 
-from . import __version__, httpconn, landing
-from .formats import gzip_accepted
-from .httpconn import HTTPServer
-from .render import Renderer
-from .webconfig import BasicAuth, load_web_config
+from atess_exporter import __version__
+from atess_exporter.web import connections as httpconn
+from atess_exporter.web import landing
+from atess_exporter.exposition.formats import gzip_accepted
+from atess_exporter.web.connections import HTTPServer
+from atess_exporter.exposition.render import Renderer
+from atess_exporter.web.webconfig import BasicAuth, load_web_config
 
 log = logging.getLogger(__name__)
 

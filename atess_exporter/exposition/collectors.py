@@ -10,11 +10,11 @@ from typing import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from . import __version__
-from .cache import Cache, DeviceSnapshot
-from .catalog import BASE_LABELS, Catalog
-from .config import PollConfig
-from .poller import AuthGate, Poller
+from atess_exporter import __version__
+from atess_exporter.live.store import Cache, DeviceSnapshot
+from atess_exporter.catalog import BASE_LABELS, Catalog
+from atess_exporter.config import PollConfig
+from atess_exporter.live.poller import AuthGate, Poller
 
 
 INFO_LABELS = ("sn", "model", "device_type", "plant_id", "plant_name", "datalog_sn", "firmware")

@@ -12,11 +12,11 @@ import html
 import time
 from typing import Callable, Iterable
 
-from . import __version__
-from .cache import Cache, DeviceSnapshot
-from .collector import Window, data_age, is_online
-from .config import PollConfig
-from .logs import RedactFilter
+from atess_exporter import __version__
+from atess_exporter.live.store import Cache, DeviceSnapshot
+from atess_exporter.exposition.collectors import Window, data_age, is_online
+from atess_exporter.config import PollConfig
+from atess_exporter.outside.logs import RedactFilter
 
 MAX_ROWS = 500          # a page for a person, not an export: the rest is in /metrics
 MAX_ERROR_CHARS = 300

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from .untrusted import CONTROL
+from atess_exporter.outside.text import CONTROL
 
 # HPS150, HPS100HV, HPS10KTL, HPS7500TLS, PCS250U, PBD350 ...
 _MODEL = re.compile(r"^(HPS|PCS|PBD)\s*-?\s*(\d+(?:\.\d+)?)\s*(K?)\s*(HV|TLS|TL|U)?\b", re.IGNORECASE)

@@ -16,10 +16,10 @@ from typing import Any, Callable
 import requests
 import urllib3.exceptions
 
-from . import __version__
-from .config import ApiConfig
-from .transport import BadEncoding, CallScope, DeadlineAdapter, DeadlinePassed, TooLarge, read_body, redirect_hook
-from .untrusted import JsonRejected, decode_text, parse_json, safe_text
+from atess_exporter import __version__
+from atess_exporter.config import ApiConfig
+from atess_exporter.api.transport import (BadEncoding, CallScope, DeadlineAdapter, DeadlinePassed, TooLarge, read_body, redirect_hook)
+from atess_exporter.outside.text import JsonRejected, decode_text, parse_json, safe_text
 
 
 class AtessError(Exception):

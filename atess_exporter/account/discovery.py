@@ -21,11 +21,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from .client import AtessClient, MalformedResponseError, NoDataError
-from .config import Config, DeviceConfig
-from .endpoints import LIST_KEY
-from .models import label_text, valid_sn
-from .sharding import in_shard
+from atess_exporter.api.client import AtessClient, MalformedResponseError, NoDataError
+from atess_exporter.config import Config, DeviceConfig
+from atess_exporter.catalog.endpoints import LIST_KEY
+from atess_exporter.catalog.models import label_text, valid_sn
+from atess_exporter.config.shard import in_shard
 
 log = logging.getLogger(__name__)
 

@@ -19,16 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Callable
 
-from .cache import Cache, DeviceSnapshot, Samples
-from .catalog import Catalog
-from .client import AtessClient, AtessError, AuthError, HttpError, RateLimitError, TransportError
-from .config import Config, DeviceConfig
-from .counterguard import CounterGuard
-from .models import rated_power_watts
-from .discovery import Topology, discover, select_devices
-from .settings import Settings, split_settings
-from .readings import Reading, looks_like_watts, parse_time, read_payload
-from .state import load_state, save_state
+from atess_exporter.live.store import Cache, DeviceSnapshot, Samples
+from atess_exporter.catalog import Catalog
+from atess_exporter.api.client import AtessClient, AtessError, AuthError, HttpError, RateLimitError, TransportError
+from atess_exporter.config import Config, DeviceConfig
+from atess_exporter.readings.counterguard import CounterGuard
+from atess_exporter.catalog.models import rated_power_watts
+from atess_exporter.account.discovery import Topology, discover, select_devices
+from atess_exporter.readings.settings import Settings, split_settings
+from atess_exporter.readings.payload import Reading, looks_like_watts, parse_time, read_payload
+from atess_exporter.live.state import load_state, save_state
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .catalog import RESERVED_SUFFIXES, generated_name, parse_number
+from atess_exporter.catalog import RESERVED_SUFFIXES, generated_name, parse_number
 
 MAX_TEXT = 64  # a longer string is not a setting worth a label
 

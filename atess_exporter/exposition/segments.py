@@ -14,7 +14,7 @@ import struct
 import zlib
 from array import array
 
-from .formats import EOF
+from atess_exporter.exposition.formats import EOF
 
 GZIP_LEVEL = 1
 SEGMENT = 16                # devices per joined (and compressed) piece of a family

@@ -1,0 +1,1 @@
+"""The account's topology: plants, dataloggers and the devices on each, as the API lists them."""

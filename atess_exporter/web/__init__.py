@@ -1,0 +1,1 @@
+"""The HTTP side: /metrics, /healthz and the landing page, its connections, TLS and basic auth."""
