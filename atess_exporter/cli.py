@@ -18,15 +18,14 @@ import functools
 import importlib
 import logging
 import os
-import signal
 import sys
-import threading
 from typing import TYPE_CHECKING, Mapping
 
 from atess_exporter import __version__
 
 if TYPE_CHECKING:
     from atess_exporter.config import Config
+    from atess_exporter.stopsignals import StopSignals
 
 # catalog, config and the rest are imported inside the functions that use them:
 # main() must install its SIGTERM handler before anything slow (in a container the
@@ -151,16 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config or args.once or args.list_metrics:
         return _run(args, None)
     # Before anything slow: a stop during start-up ends the start-up, and exits 0.
-    stopping = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    from atess_exporter.stopsignals import StopSignals
+
+    stopping = StopSignals()
     try:
         return _run(args, stopping)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        stopping.close()
 
 
-def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
+def _run(args: argparse.Namespace, stopping: StopSignals | None) -> int:
     """The exporter; `stopping` is set by SIGTERM/SIGINT (None in the one-shot modes)."""
     from atess_exporter.config import ConfigError, load_config
     from atess_exporter.outside.logs import setup_logging

@@ -123,3 +123,69 @@ def test_backfill_reads_the_config_the_image_points_at(monkeypatch):
     assert backfill.build_parser().parse_args(["--from", "2024-05-01"]).config_file == "/etc/atess-exporter/config.yaml"
     args = backfill.build_parser().parse_args(["--from", "2024-05-01", "--config.file", "mine.yaml"])
     assert args.config_file == "mine.yaml"
+
+
+# ------------------------------------------------------------------ Ctrl-C at any point of start-up
+
+def start_demo() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "atess_exporter", "--demo", "--web.listen-address", "127.0.0.1:0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_line(proc: subprocess.Popen, marker: str, timeout: float = 60) -> None:
+    """Read stderr until `marker` appears (the exporter's own readiness line), bounded in time."""
+    deadline = time.monotonic() + timeout
+    for line in proc.stderr:
+        if marker in line:
+            return
+        assert time.monotonic() < deadline, f"no {marker!r} within {timeout}s"
+    pytest.fail(f"the exporter exited (rc {proc.wait()}) before {marker!r}")
+
+
+def worker_threads(pid: int) -> list[int]:
+    """Thread ids other than the main one, oldest first (the long-lived ones: servers, poller)."""
+    return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc/PID/task (Linux)")
+def test_sigint_caught_by_a_worker_thread_stops_the_exporter():
+    """kill(TID) hands the signal to that thread: the exporter used to sleep on until a second Ctrl-C
+    when a worker thread, not the main one, caught it (the main thread never woke up to run the handler)."""
+    proc = start_demo()
+    try:
+        wait_for_line(proc, "serving metrics")
+        workers = worker_threads(proc.pid)
+        assert workers, "expected the poller's and the server's threads"
+        os.kill(workers[0], signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc/PID/task (Linux)")
+def test_sigint_at_every_point_of_start_up_ends_the_exporter():
+    """One Ctrl-C at increasing delays across the whole start-up (interpreter, imports, simulator, first
+    discovery and poll, serving): every run ends by itself. Before main() has its handler, Python's own
+    KeyboardInterrupt ends it (exit 1 or -SIGINT, by the interpreter); from then on it is a clean exit 0."""
+    delays = [0.0] + [0.02 * 1.35 ** i for i in range(14)]      # 0 .. ~1 s, a bounded count
+    outcomes = []
+    for delay in delays:
+        proc = start_demo()
+        try:
+            if delay:
+                time.sleep(delay)   # a point in start-up, not a wait for something to happen
+            proc.send_signal(signal.SIGINT)
+            try:
+                rc = proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                rc = "still running 20 s after Ctrl-C"
+            outcomes.append((round(delay, 3), rc))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+            proc.stderr.close()
+    assert all(isinstance(rc, int) for _, rc in outcomes), outcomes
+    assert outcomes[-1][1] == 0 and outcomes[-2][1] == 0, outcomes     # well into start-up: the exporter's own exit
