@@ -57,6 +57,16 @@ BAD = [
     (GOOD + "discovery: {enabled: yes-please}\n", "discovery.enabled: must be true or false"),
     (GOOD + "shard: 3/3\n", "shard: INDEX is 0-based and must be below COUNT (3)"),
     (GOOD.replace("poll:\n  interval_seconds: 300", "poll:\n  interval_seconds: 300\n  stale_after_seconds: 900\n  max_data_age_seconds: 60"), "poll.max_data_age_seconds: 60 is below stale_after_seconds"),
+    # issue 20: the first hour
+    (GOOD.replace("token:", "tokn:"), "atess.tokn: unknown key; did you mean 'atess.token'?"),
+    (GOOD.replace("atess:", "ates:"), "ates: unknown key; did you mean 'atess'?"),
+    (GOOD.replace("  token:", "\ttoken:"), "line 4 is indented with a tab; YAML indents with spaces only: replace the tab with spaces"),
+    (GOOD.replace("interval_seconds: 300", "interval_seconds: 300\n  stale_after_seconds: 200"),
+     "poll.stale_after_seconds: 200 is below interval_seconds (300): every reading would turn stale before the next poll"),
+    (GOOD.replace("type: hps_central", "type: hps"), "devices[0].type: unknown device type 'hps'; did you mean "
+     "'hps_central' (central hybrid inverters HPS30, HPS50"),
+    (GOOD.replace("type: hps_central", "type: HPS"), "or 'hps_string' (string hybrid inverters, names ending in TL or TLS: HPS30TL"),
+    (GOOD + "discovery: {families: [hps]}\n", "discovery.families: unknown device family 'hps'; did you mean 'hps_central'"),
 ]
 
 

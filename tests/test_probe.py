@@ -115,3 +115,41 @@ def test_the_vendor_docs_own_example_is_survived():
     assert reading.samples["atess_pv_power_watts"] == (((), 0.0),)
     assert not [n for n in reading.samples if n.startswith("atess_vendor_")]
     assert json.dumps(reading.samples)  # plain data
+
+
+# -- the first hour: which path, which type, what was sent -----------------------------------
+
+@pytest.mark.parametrize("success_code", [0, 200])
+def test_saved_answers_keep_the_envelope_code_as_sent(tmp_path, success_code):
+    with Simulator(demo_devices(), token=TOKEN, success_code=success_code) as sim:
+        rc, text = probe(sim, tmp_path, "--save", str(tmp_path / "rec"))
+    assert rc == 0, text
+    for path in (tmp_path / "rec").glob("*.json"):
+        assert recording.load(path)["code"] == success_code, path.name
+    row = next(line for line in text.splitlines() if line.startswith("hps_central.latest "))
+    assert f" {success_code} " in row
+
+
+def test_a_mistyped_override_is_labelled_overridden_and_the_default_offered(tmp_path):
+    with Simulator(demo_devices(), token=TOKEN) as sim:
+        rc, text = probe(sim, tmp_path, endpoints={"hps_central": {"latest": "/api/v1/hps/data-lastt"}})
+    assert rc == 1
+    row = next(line for line in text.splitlines() if line.startswith("hps_central.latest "))
+    assert row.startswith("hps_central.latest (overridden)") and "/api/v1/hps/data-lastt" in row
+    assert "documented" not in row
+    assert "remove endpoints.hps_central.latest (your /api/v1/hps/data-lastt): the default /api/v1/hps/data-last answered" in text
+    documented = next(line for line in text.splitlines() if line.startswith("hps_string.latest "))
+    assert documented.startswith("hps_string.latest (documented)")
+
+
+def test_a_device_of_the_other_hps_family_gets_its_type_suggested(tmp_path):
+    """An HPS30TL configured as hps_central: its latest path answers 'not found'; probe tries the other
+    families' paths once and names the type that answered."""
+    with Simulator(demo_devices(), token=TOKEN) as sim:
+        rc, text = probe(sim, tmp_path, discovery={"enabled": False},
+                         devices=[{"sn": "HPS30TL2405000021", "type": "hps_central", "model": "HPS30TL"}])
+    assert rc == 1
+    row = next(line for line in text.splitlines() if line.startswith("hps_central.latest "))
+    assert "api_error" in row and "400" in row
+    assert "devices: [{sn: HPS30TL2405000021, type: hps_string}]" in text
+    assert "answered on hps_string's path /api/v1/hps/data-last-small" in text

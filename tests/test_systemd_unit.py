@@ -107,3 +107,27 @@ def test_the_documented_config_reads_the_credential_and_writes_state_in_the_stat
     assert config.api.credentials.authorization().reveal() == "Basic unit-token-value"
     assert Path(config.state_file).parent == state
     assert config.discovery.enabled
+
+
+def test_the_config_can_be_checked_by_hand_as_docs_deploy_says(tmp_path):
+    """Outside the service the systemd variables are unset: --check-config names the one missing and
+    points at the doc; the doc's by-hand command (paths moved under tmp_path, no sudo) then says OK."""
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    config_text = re.search(r"## systemd.*?```yaml\n(.*?)```", doc, re.S).group(1)
+    by_hand = re.search(r"### Checking the config by hand.*?```sh\n.*?```.*?```sh\n(.*?)```", doc, re.S).group(1)
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "config.yaml").write_text(config_text)
+    (etc / "token").write_text("by-hand-token\n")
+    exporter = f"{sys.executable} -m atess_exporter"
+    bare = subprocess.run(f"{exporter} --check-config --config.file {etc}/config.yaml", shell=True,
+                          capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert bare.returncode == 1
+    assert "CREDENTIALS_DIRECTORY is not set: systemd sets it for the service only" in bare.stderr
+    assert "Checking the config by hand" in bare.stderr
+    script = (by_hand.replace("sudo ", "").replace("/etc/atess-exporter", str(etc))
+              .replace("/opt/atess-exporter/bin/atess-exporter", exporter))
+    res = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"{etc}/config.yaml: OK (every device of the account, by discovery")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import time
 from contextlib import closing
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import requests
 import urllib3.exceptions
@@ -50,6 +50,17 @@ class ApiError(AtessError):
 class NoDataError(AtessError):
     """Success code but `data` is null or empty: the device has no reading."""
     outcome = "no_data"
+
+    def __init__(self, message: str, code: Any = None):
+        super().__init__(message)
+        self.code = code
+
+
+class Answer(NamedTuple):
+    """A successful envelope as the API sent it: its code (0 or 200, as sent), msg and data."""
+    code: Any
+    msg: str
+    data: Any
 
 
 class HttpError(AtessError):
@@ -147,13 +158,17 @@ class AtessClient:
 
     def get(self, path: str, params: dict[str, Any], expect: type | None = None) -> Any:
         """GET base_url+path and return the envelope's `data` (of type `expect`), or raise AtessError."""
+        return self.call(path, params, expect).data
+
+    def call(self, path: str, params: dict[str, Any], expect: type | None = None) -> Answer:
+        """GET base_url+path: the whole successful envelope, or raise AtessError."""
         started = time.monotonic()
         outcome = "success"
         try:
-            data = self._get(path, params)
-            if expect is not None and not isinstance(data, expect):
-                raise MalformedResponseError(f"{path}: data is {type(data).__name__}, expected {expect.__name__}")
-            return data
+            answer = self._get(path, params)
+            if expect is not None and not isinstance(answer.data, expect):
+                raise MalformedResponseError(f"{path}: data is {type(answer.data).__name__}, expected {expect.__name__}")
+            return answer
         except AtessError as exc:
             outcome = exc.outcome
             raise
@@ -161,7 +176,7 @@ class AtessClient:
             if self.observer:
                 self.observer(path, outcome, time.monotonic() - started)
 
-    def _get(self, path: str, params: dict[str, Any]) -> Any:
+    def _get(self, path: str, params: dict[str, Any]) -> Answer:
         status, body = self._fetch(path, params)
         text = decode_text(body)
         try:
@@ -201,7 +216,7 @@ class AtessClient:
         finally:
             self.calls.end(call)
 
-    def _envelope(self, path: str, body: Any) -> Any:
+    def _envelope(self, path: str, body: Any) -> Answer:
         if not isinstance(body, dict) or "code" not in body:
             raise MalformedResponseError(f"{path}: response is not the {{code, data, msg}} envelope")
         code, msg = _code(body.get("code")), safe_text(body.get("msg") or "")
@@ -213,8 +228,8 @@ class AtessClient:
             raise ApiError(path, code, msg)
         data = body.get("data")
         if data is None or data == {} or data == []:
-            raise NoDataError(f"{path}: success code but no data")
-        return data
+            raise NoDataError(f"{path}: success code but no data", code)
+        return Answer(code, msg, data)
 
     def latest(self, path: str, sn: str) -> dict:
         return self.get(path, {"deviceSn": sn}, expect=dict)

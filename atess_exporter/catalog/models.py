@@ -16,6 +16,17 @@ import re
 
 from atess_exporter.outside.text import CONTROL
 
+# Which models each device `type:` (catalog family) covers, for people choosing one
+# (config errors, README "Which type is my device?").
+FAMILY_MODELS = {
+    "hps_central": "central hybrid inverters HPS30, HPS50, HPS100, HPS120, HPS150, HPS250, HPS100HV, HPS150HV",
+    "hps_string": "string hybrid inverters, names ending in TL or TLS: HPS30TL, HPS10KTL, HPS7500TL, HPS3500TLS",
+    "pcs": "power conversion systems PCS50 to PCS630 (also with TL or U)",
+    "pbd": "DC-DC converters PBD250, PBD350",
+    "bcu": "BMS battery control unit (BCU, one per battery rack)",
+    "mbms": "BMS master (MBMS, above the racks' BCUs)",
+}
+
 # HPS150, HPS100HV, HPS10KTL, HPS7500TLS, PCS250U, PBD350 ...
 _MODEL = re.compile(r"^(HPS|PCS|PBD)\s*-?\s*(\d+(?:\.\d+)?)\s*(K?)\s*(HV|TLS|TL|U)?\b", re.IGNORECASE)
 

@@ -42,6 +42,11 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
 NUMBER_MAX = 1e9
 
 
+# Set by systemd for a unit (LoadCredential=, StateDirectory=, ...), absent in a shell.
+SYSTEMD_DIRECTORIES = ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY", "CONFIGURATION_DIRECTORY", "RUNTIME_DIRECTORY",
+                       "CACHE_DIRECTORY", "LOGS_DIRECTORY")
+
+
 def kind_of(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(type(value), type(value).__name__)
 
@@ -54,6 +59,10 @@ def expand_env(text: str, key: str) -> str:
             return default
         if op == "-" and value is None:
             return default
+        if value is None and name in SYSTEMD_DIRECTORIES:
+            raise ConfigError(f"{key}: environment variable {name} is not set: systemd sets it for the service "
+                              f"only; to check this config by hand, set it yourself (docs/deploy.md, "
+                              f"'Checking the config by hand')")
         if value is None:
             raise ConfigError(f"{key}: environment variable {name} is not set; export it, "
                               f"or give a default as ${{{name}:-value}}")

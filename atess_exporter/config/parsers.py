@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from atess_exporter.config.input import ConfigError, check_header_text, kind_of, quoted
 from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS, NON_DEVICE_FAMILIES, OPERATIONS
-from atess_exporter.catalog.models import valid_sn
+from atess_exporter.catalog.models import FAMILY_MODELS, valid_sn
 from atess_exporter.config.model import (MIN_INTERVAL_SECONDS, ApiConfig, Credentials, DeviceConfig, DiscoveryConfig, PollConfig, SettingsConfig)
 from atess_exporter.config.reader import Section
 
@@ -23,6 +23,19 @@ def _timezone(value: str, key: str) -> str:
     return value
 
 
+def unknown_family(value: str, families: set[str] | dict, key: str, what: str) -> ConfigError:
+    """`hps` -> both HPS types with the models each covers; `pcss` -> 'pcs'; else the list."""
+    value = value[:100]
+    starts = sorted(f for f in families if value and f.startswith(value.lower()))
+    if starts:
+        fix = "did you mean " + " or ".join(
+            f"{f!r}" + (f" ({FAMILY_MODELS[f]})" if f in FAMILY_MODELS else "") for f in starts) + "?"
+    else:
+        close = difflib.get_close_matches(value, families, n=1)
+        fix = f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(sorted(families))}"
+    return ConfigError(f"{key}: unknown {what} {quoted(value)}; {fix}")
+
+
 def read_api(section: Section) -> ApiConfig:
     base_url = section.str("base_url", "https://www.enerclo-atesspower.com").rstrip("/")
     if not re.match(r"^https?://[^/\s]+", base_url):
@@ -33,11 +46,6 @@ def read_api(section: Section) -> ApiConfig:
         app_key=section.secret("app_key"),
         scheme=section.str("auth_scheme", "Basic"),
     )
-    if creds.token is not None and (creds.app_id or creds.app_key):
-        raise ConfigError(f"{section.key('token')}: give either token or app_id and app_key, not both")
-    if creds.token is None and not (creds.app_id and creds.app_key):
-        missing = "app_key" if creds.app_id else "app_id" if creds.app_key else "token"
-        raise ConfigError(f"{section.key(missing)}: missing credential; set token (or app_id and app_key), e.g. token: ${{ATESS_TOKEN}}")
     company = section.str("company_type", None)
     for key, value in (("language", section.str("language", "en")), ("company_type", company),
                        ("auth_scheme", creds.scheme)):
@@ -57,7 +65,13 @@ def read_api(section: Section) -> ApiConfig:
         max_response_bytes=section.number("max_response_bytes", 16 * 1024 * 1024, 64 * 1024, integer=True,
                                           maximum=1024 * 1024 * 1024),
     )
-    section.done()
+    section.done()  # an unknown key first: `tokn:` is a typo, not a missing credential
+    if creds.token is not None and (creds.app_id or creds.app_key):
+        raise ConfigError(f"{section.key('token')}: give either token or app_id and app_key, not both")
+    if creds.token is None and not (creds.app_id and creds.app_key):
+        missing = "app_key" if creds.app_id else "app_id" if creds.app_key else "token"
+        raise ConfigError(f"{section.key(missing)}: missing credential; set token (or app_id and app_key), "
+                          "e.g. token: ${ATESS_TOKEN} (README: Credentials)")
     return api
 
 
@@ -76,6 +90,10 @@ def read_poll(section: Section, min_interval: float) -> PollConfig:
         counter_reset_confirm_polls=section.number("counter_reset_confirm_polls", 3, 1, integer=True, maximum=100),
         auth_backoff_seconds=section.number("auth_backoff_seconds", 0.0, 0, maximum=86400),
     )
+    if poll.stale_after_seconds < poll.interval_seconds:
+        raise ConfigError(f"{section.key('stale_after_seconds')}: {poll.stale_after_seconds:g} is below "
+                          f"interval_seconds ({poll.interval_seconds:g}): every reading would turn stale before "
+                          f"the next poll; set it to at least {poll.interval_seconds:g} (e.g. 3 intervals)")
     if poll.max_data_age_seconds < poll.stale_after_seconds:
         raise ConfigError(f"{section.key('max_data_age_seconds')}: {poll.max_data_age_seconds:g} is below "
                           f"stale_after_seconds ({poll.stale_after_seconds:g}); set it at least as high")
@@ -94,9 +112,7 @@ def read_discovery(section: Section, families: set[str], default_enabled: bool =
     chosen = section.str_list("families")
     for family in chosen:
         if family not in families:
-            close = difflib.get_close_matches(family[:100], families, n=1)
-            raise ConfigError(f"{section.key('families')}: unknown device family {quoted(family)}; "
-                              f"{'did you mean ' + repr(close[0]) + '?' if close else 'use ' + ', '.join(sorted(families))}")
+            raise unknown_family(family, families, section.key("families"), "device family")
     include = _filter(section.raw("include", None), section.key("include"))
     exclude = _filter(section.raw("exclude", None), section.key("exclude"))
     discovery = DiscoveryConfig(
@@ -129,9 +145,7 @@ def read_endpoints(data: Any) -> dict[str, dict[str, str]]:
     top = Section(data, "endpoints")
     for family in list(top.data):
         if family not in merged:
-            top.raw(family)  # mark as seen only if valid
-            close = difflib.get_close_matches(str(family)[:100], merged, n=1)
-            raise ConfigError(f"endpoints.{family}: unknown device family; {'did you mean ' + repr(close[0]) + '?' if close else 'known: ' + ', '.join(sorted(merged))}")
+            raise unknown_family(str(family), merged, f"endpoints.{str(family)[:100]}", "device family")
         ops = Section(top.raw(family), f"endpoints.{family}")
         # plant and datalog have only list and info; device families all operations
         for op in (DEFAULT_ENDPOINTS[family] if family in NON_DEVICE_FAMILIES else OPERATIONS):
@@ -163,8 +177,7 @@ def read_devices(data: Any, families: set[str]) -> tuple[DeviceConfig, ...]:
         seen[sn] = i
         kind = section.str("type", hint=f"one of {', '.join(sorted(families))}")
         if kind not in families:
-            close = difflib.get_close_matches(kind[:100], families, n=1)
-            raise ConfigError(f"{section.key('type')}: unknown device type {quoted(kind)}; {'did you mean ' + repr(close[0]) + '?' if close else 'use one of ' + ', '.join(sorted(families))}")
+            raise unknown_family(kind, families, section.key("type"), "device type")
         tz = section.str("timezone", None)
         out.append(DeviceConfig(
             sn=sn,

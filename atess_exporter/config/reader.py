@@ -33,6 +33,7 @@ class Section:
         self.seen.add(name)
         if name not in self.data or self.data[name] is None:
             if default is _REQUIRED:
+                self.misspelt(name)
                 raise ConfigError(f"{self.key(name)}: missing; {hint or 'add it'}")
             return default
         return self.data[name]
@@ -107,6 +108,14 @@ class Section:
         if inline is not None:
             check_header_text(inline, key, f"the {name}", secret=True)
         return Secret(inline) if inline is not None else None
+
+    def misspelt(self, *names: str) -> None:
+        """Before a required key is reported missing: a key nobody asked for that looks like
+        it (`tokn:` for token) is the real mistake, so say that."""
+        for key in sorted(set(self.data) - self.seen - set(names), key=str):
+            close = difflib.get_close_matches(str(key)[:100], names, n=1)
+            if close:
+                raise ConfigError(f"{self.key(str(key)[:100])}: unknown key; did you mean {self.key(close[0])!r}?")
 
     def done(self) -> None:
         unknown = sorted(set(self.data) - self.seen, key=str)

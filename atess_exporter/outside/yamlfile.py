@@ -125,6 +125,19 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
+def _indenting_tab(text: str, mark: Any) -> int | None:
+    """The number of the first line up to the error's that has a tab in its indentation
+    (libyaml says "found character that cannot start any token", which never mentions tabs)."""
+    last = getattr(mark, "line", None)
+    if last is None:
+        return None
+    for number, line in enumerate(text.splitlines()[: last + 1], start=1):
+        indent = line[: len(line) - len(line.lstrip(" \t"))]
+        if "\t" in indent:
+            return number
+    return None
+
+
 def load_yaml(text: str) -> Any:
     """The document in `text`, or YamlRefused."""
     try:
@@ -145,6 +158,10 @@ def load_yaml(text: str) -> Any:
         problem = getattr(exc, "problem", None) or "invalid YAML"
         if "nesting depth" in problem:  # libyaml's own limit (1000), met while scanning ahead
             raise YamlRefused(f"nested too deep{_at(mark)} (at most {MAX_DEPTH} levels); flatten it") from None
+        tab = _indenting_tab(text, mark)
+        if tab:
+            raise YamlRefused(f"line {tab} is indented with a tab; YAML indents with spaces only: "
+                              "replace the tab with spaces") from None
         raise YamlRefused(f"YAML syntax error{_at(mark)}: {problem}; fix the indentation or quoting there") from None
     except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
         # e.g. an integer longer than Python converts

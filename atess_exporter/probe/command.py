@@ -29,7 +29,8 @@ from atess_exporter.catalog import Catalog
 from atess_exporter.api.client import (ApiError, AtessClient, AtessError, HttpError, MalformedResponseError, NoDataError)
 from atess_exporter.config import Config, ConfigError, DeviceConfig, load_config
 from atess_exporter.account.discovery import pick, rows_of
-from atess_exporter.catalog.endpoints import (ALTERNATIVES, LIST_KEY, NON_DEVICE_FAMILIES, history_dates, status as doc_status)
+from atess_exporter.account.typeguess import answering_family
+from atess_exporter.catalog.endpoints import (ALTERNATIVES, DEFAULT_ENDPOINTS, LIST_KEY, NON_DEVICE_FAMILIES, history_dates, status as doc_status)
 from atess_exporter.catalog.models import label_text, valid_sn
 from atess_exporter.readings.payload import parse_time, read_payload, row_time
 
@@ -54,6 +55,7 @@ class Check:
     counts: dict[str, int] = field(default_factory=dict)
     time_ok: bool | None = None
     suggestion: str = ""
+    origin: str = ""      # documented / assumed (our default path) or overridden (the config's own)
 
     @property
     def answered(self) -> bool:
@@ -61,12 +63,12 @@ class Check:
 
 
 def _call(client: AtessClient, path: str, params: dict) -> tuple[str, int | None, Any, str, Any]:
-    """(outcome, HTTP status, envelope code, msg, data) of one GET; never raises."""
+    """(outcome, HTTP status, envelope code, msg, data) of one GET, the code as the API sent it; never raises."""
     try:
-        data = client.get(path, params)
-        return "success", 200, None, "", data
-    except NoDataError:
-        return "no_data", 200, None, "no data", None
+        answer = client.call(path, params)
+        return "success", 200, answer.code, answer.msg, answer.data
+    except NoDataError as exc:
+        return "no_data", 200, exc.code, "no data", None
     except ApiError as exc:
         return exc.outcome, 200, exc.code, str(exc.msg)[:120], None
     except HttpError as exc:
@@ -84,8 +86,13 @@ class Probe:
         path = self.config.endpoint(family, operation)
         outcome, status, code, msg, data = _call(self.client, path, params)
         c = Check(family, operation, path, outcome, status, code, msg, data, model)
+        default = DEFAULT_ENDPOINTS.get(family, {}).get(operation)
+        c.origin = doc_status(family, operation) if path == default else "overridden"
         if not c.answered and self._worth_an_alternative(c):
             c.suggestion = self._alternative(family, operation, params, path)
+            if not c.suggestion and c.origin == "overridden":
+                c.suggestion = (f"endpoints.{family}.{operation}: {path} is your override and did not answer; "
+                                f"remove it to use the default {default}, or correct the path")
         if keep:
             self.checks.append(c)
         return c
@@ -95,10 +102,18 @@ class Probe:
         return c.status == 404 or c.outcome in ("api_error", "html_response", "http_error", "invalid_response")
 
     def _alternative(self, family: str, operation: str, params: dict, tried: str) -> str:
-        for alt in ALTERNATIVES.get((family, operation), ()):
+        default = DEFAULT_ENDPOINTS.get(family, {}).get(operation)
+        if operation == "latest" and params.get("deviceSn") and family not in NON_DEVICE_FAMILIES:
+            found = answering_family(self.client, self.config, params["deviceSn"], family, self.catalog.families)
+            if found is not None:
+                return (f"devices: [{{sn: {params['deviceSn']}, type: {found[0]}}}]  "
+                        f"# answered on {found[0]}'s path {self.config.endpoint(found[0], 'latest')}, not {family}'s")
+        for alt in ([default] if default and default != tried else []) + list(ALTERNATIVES.get((family, operation), ())):
             if alt == tried:
                 continue
             outcome, *_ = _call(self.client, alt, params)
+            if outcome in ANSWERED and alt == default:
+                return f"remove endpoints.{family}.{operation} (your {tried}): the default {default} answered"
             if outcome in ANSWERED:
                 return f"endpoints: {{{family}: {{{operation}: {alt}}}}}"
         return ""
@@ -199,7 +214,7 @@ def render(checks: list[Check]) -> str:
     rows = []
     for c in checks:
         counts = c.counts
-        rows.append((f"{c.family}.{c.operation}" + ("" if c.family in NON_DEVICE_FAMILIES else f" ({doc_status(c.family, c.operation)})"),
+        rows.append((f"{c.family}.{c.operation}" + ("" if c.family in NON_DEVICE_FAMILIES and c.origin != "overridden" else f" ({c.origin})"),
                      c.path, c.outcome, "" if c.status is None else str(c.status),
                      ("ok" if c.answered else "") if c.code is None else str(c.code)[:12],
                      str(counts.get("fields", counts.get("rows", ""))),
@@ -211,7 +226,7 @@ def render(checks: list[Check]) -> str:
     out = [line(head), line(tuple("-" * w for w in widths))] + [line(r) for r in rows]
     suggestions = [c.suggestion for c in checks if c.suggestion]
     if suggestions:
-        out += ["", "Suggested config (these paths answered where the configured ones did not):"]
+        out += ["", "Suggested fixes (tried where the configured paths did not answer):"]
         out += [f"  {s}" for s in suggestions]
     failed = [c for c in checks if not c.answered]
     out += ["", f"{len(checks) - len(failed)} of {len(checks)} endpoints answered"
