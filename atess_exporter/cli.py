@@ -41,6 +41,7 @@ SUBCOMMANDS = {
     "backfill": ("backfill", "fetch the history of the devices into an OpenMetrics file for promtool"),
     "healthcheck": ("healthcheck", "ask the running exporter's /healthz, as it is configured (the image's HEALTHCHECK)"),
     "probe": ("probe.command", "check a live account: one call per endpoint, a table, suggested endpoints: overrides"),
+    "simulate": ("simulator.__main__", "serve a simulated ATESS cloud (N devices in M plants) to point a config at"),
 }
 
 ENV_PREFIX = "ATESS_"

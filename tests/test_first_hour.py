@@ -4,6 +4,7 @@ whole account, and the start-up line reports the devices actually found."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -72,3 +73,56 @@ def test_start_up_line_comes_after_the_first_discovery_with_the_real_count(tmp_p
     finally:
         stop_process(proc)
         err.close()
+
+
+# -- README "Try your config against the simulator", verbatim ------------------------------------
+
+def readme_blocks(heading: str) -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split(heading, 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+    return [block for block in section.split("```sh\n")[1:]]
+
+
+def test_readme_try_your_config_steps_work_verbatim(tmp_path):
+    """The two terminals of the README, run as written (the console script from this venv on PATH):
+    simulate 100 devices in 20 plants, then check, poll once and probe the written config."""
+    server_block, client_block = (b.split("```", 1)[0] for b in readme_blocks("### Try your config against the simulator"))
+    [server_cmd] = server_block.strip().splitlines()
+    assert server_cmd == "atess-exporter simulate --devices 100 --plants 20 --write-config try.yaml"
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    server = subprocess.Popen(["bash", "-c", f"exec {server_cmd}"], cwd=tmp_path, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        printed = []
+        for line in server.stdout:          # readiness: the line saying the config was written
+            printed.append(line)
+            if line.startswith("wrote try.yaml"):
+                break
+        assert printed and printed[-1].startswith("wrote try.yaml"), ("".join(printed), server.stderr.read())
+        assert printed[0].startswith("simulated ATESS cloud: 100 devices in 20 plants")
+        assert printed[2].split() == ["token:", "demo-token"]
+        outputs = []
+        for cmd in client_block.strip().splitlines():
+            res = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=tmp_path, env=env, capture_output=True,
+                                 text=True, timeout=240)
+            assert res.returncode == 0, (cmd, res.stdout[-2000:], res.stderr[-2000:])
+            outputs.append(res.stdout)
+        check, count, probe = outputs
+        assert check.startswith("try.yaml: OK (every device of the account, by discovery")
+        assert count.strip() == "100"
+        assert "endpoints answered" in probe and "failed" not in probe
+    finally:
+        stop_process(server)
+        server.stdout.close()
+        server.stderr.close()
+    assert server.returncode == 0, "simulate ends cleanly on SIGTERM"
+
+
+def test_readme_type_table_is_the_catalogs():
+    from atess_exporter.catalog import load_catalog
+    from atess_exporter.catalog.models import FAMILY_MODELS
+
+    text = (ROOT / "README.md").read_text().split("### Which `type` is my device?", 1)[1]
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.+?) \|$", text.split("\n\n", 3)[2], re.M))
+    assert rows.pop("type") == "models" and rows == FAMILY_MODELS
+    assert set(FAMILY_MODELS) == set(load_catalog().families)

@@ -598,8 +598,10 @@ def test_module_serves_demo_fleet():
         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
     )
     try:
-        url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:")
+        lines = [proc.stdout.readline() for _ in range(3)]
+        assert lines[0].startswith("simulated ATESS cloud: 8 devices in 2 plants")
+        url = lines[1].split("base_url:")[1].strip()
+        assert url.startswith("http://127.0.0.1:") and lines[2].split() == ["token:", "cli"]
         sn = demo_devices()[0].sn
         r = requests.get(url + PATH, params={"deviceSn": sn}, headers={"Authorization": "Basic cli"}, timeout=5)
         assert r.json()["data"]["deviceSn"] == sn

@@ -61,8 +61,16 @@ def _get_only(handler: Callable) -> Callable:
 
 
 def _plant_rows(sim: "Simulator") -> list[dict]:
-    ids = sorted({d.plant_id for d in sim.devices.values()})
-    return [{"plantId": pid, **PLANTS.get(pid, {"plantName": pid})} for pid in ids]
+    inverter_kw: dict[str, float] = {}
+    for d in sim.devices.values():
+        inverter_kw[d.plant_id] = inverter_kw.get(d.plant_id, 0.0) + (d.rating_kw if d.family.startswith("hps") else 0.0)
+    return [{"plantId": pid, **PLANTS.get(pid, _generated_plant(pid, kw))} for pid, kw in sorted(inverter_kw.items())]
+
+
+def _generated_plant(plant_id: str, kw: float) -> dict[str, Any]:
+    """A plant of a generated fleet (simulate --plants): a name, and its inverters' ratings as capacity (kWp)."""
+    return {"plantName": f"Site {plant_id[2:]}", "capacity": f"{kw:g}", "country": "Germany",
+            "timezone": "Europe/Berlin"}
 
 
 def _datalog_rows(sim: "Simulator", plant_id: str | None) -> list[dict]:

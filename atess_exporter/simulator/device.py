@@ -62,3 +62,22 @@ def demo_devices() -> list[SimDevice]:
         SimDevice(sn="BCU2311000204", family="bcu", model="BCU", tz_offset_hours=1.0, datalog_sn="DL1001B", plant_id="PL1001"),
         SimDevice(sn="MBMS2311000031", family="mbms", model="MBMS", tz_offset_hours=1.0, datalog_sn="DL1001B", plant_id="PL1001"),
     ]
+
+
+# One device of each family in turn, inverters first: a generated fleet looks like an installer's.
+FLEET_MODELS = (("hps_central", "HPS150"), ("hps_string", "HPS30TL"), ("hps_central", "HPS50"),
+                ("pcs", "PCS100"), ("hps_central", "HPS100HV"), ("pbd", "PBD250"), ("bcu", "BCU"), ("mbms", "MBMS"))
+MAX_FLEET = 100_000
+
+
+def fleet(devices: int, plants: int, tz_offset_hours: float = 1.0) -> list[SimDevice]:
+    """`devices` devices spread evenly over `plants` plants (PL2001...), one datalogger each."""
+    if not 1 <= plants <= devices <= MAX_FLEET:
+        raise ValueError(f"need 1 <= plants ({plants}) <= devices ({devices}) <= {MAX_FLEET}")
+    out = []
+    for i in range(devices):
+        plant = f"PL{2001 + i % plants}"
+        family, model = FLEET_MODELS[i % len(FLEET_MODELS)]
+        out.append(SimDevice(sn=f"{model}S{i + 1:06d}", family=family, model=model, tz_offset_hours=tz_offset_hours,
+                             plant_id=plant, datalog_sn=f"DL{plant[2:]}A"))
+    return out
