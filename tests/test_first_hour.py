@@ -126,3 +126,38 @@ def test_readme_type_table_is_the_catalogs():
     rows = dict(re.findall(r"^\| `(\w+)` \| (.+?) \|$", text.split("\n\n", 3)[2], re.M))
     assert rows.pop("type") == "models" and rows == FAMILY_MODELS
     assert set(FAMILY_MODELS) == set(load_catalog().families)
+
+
+def test_a_device_configured_as_the_wrong_hps_type_is_named_and_polled_as_the_right_one(caplog):
+    """An HPS30TL listed as hps_central: its first poll gets "not found" (code 400) on the central path,
+    tries the other families' paths once, logs the type that answered, and is up within that poll;
+    the next poll goes straight to the string path."""
+    sn = "HPS30TL2405000021"
+    with Simulator(demo_devices(), token=TOKEN) as sim:
+        config = parse_config({"atess": {"base_url": sim.base_url, "token": TOKEN, "timeout_seconds": 5},
+                               "devices": [{"sn": sn, "type": "hps_central", "model": "HPS30TL"}], "state_file": ""})
+        exporter = Exporter(config)
+        with caplog.at_level("WARNING", logger="atess_exporter"):
+            [snap] = exporter.poller.run_once()
+        assert snap.up and snap.device_type == "hps_string" and snap.samples
+        [record] = [r for r in caplog.records if r.getMessage() == "device answers as another type; polling it there"]
+        assert record.fields["sn"] == sn and record.fields["configured"] == "hps_central"
+        assert record.fields["answered_as"] == "hps_string"
+        assert not [r for r in caplog.records if r.getMessage() == "poll failed"]
+        central, string = "/api/v1/hps/data-last", "/api/v1/hps/data-last-small"
+        assert sim.calls[(central, sn)] == 1 and sim.calls[(string, sn)] == 1
+        [snap] = exporter.poller.run_once()
+        assert snap.up and sim.calls[(central, sn)] == 1 and sim.calls[(string, sn)] == 2
+        assert exporter.poller.devices[sn].type == "hps_string"
+
+
+def test_a_device_no_family_knows_is_tried_once_and_reported_as_failed(caplog):
+    with Simulator(demo_devices(), token=TOKEN) as sim:
+        config = parse_config({"atess": {"base_url": sim.base_url, "token": TOKEN, "timeout_seconds": 5},
+                               "devices": [{"sn": "NOSUCH0001", "type": "hps_central"}], "state_file": ""})
+        exporter = Exporter(config)
+        [snap] = exporter.poller.run_once()
+        calls_after_first = sum(sim.calls.values())
+        [snap] = exporter.poller.run_once()
+    assert not snap.up and "not found" in snap.error
+    assert sum(sim.calls.values()) == calls_after_first + 1, "the other paths are tried once, not every poll"

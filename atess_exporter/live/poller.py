@@ -26,6 +26,7 @@ from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.readings.counterguard import CounterGuard
 from atess_exporter.catalog.models import rated_power_watts
 from atess_exporter.account.discovery import Topology, discover, select_devices
+from atess_exporter.account.typeguess import answering_family, is_not_found
 from atess_exporter.readings.settings import Settings, split_settings
 from atess_exporter.readings.payload import Reading, looks_like_watts, parse_time, read_payload
 from atess_exporter.live.state import load_state, save_state
@@ -94,6 +95,8 @@ class Poller:
         self.guards: dict[str, CounterGuard] = {}
         self._rate_limited: dict[str, int] = {}  # consecutive rate-limit answers per device
         self._watts_warned: set[str] = set()
+        self._type_tried: set[str] = set()           # devices tried on the other families' paths (once)
+        self.answered_as: dict[str, str] = {}         # sn -> the type its latest data answered as
         self._stop = threading.Event()
         self.discovered = threading.Event()  # set once the first discovery has run (or failed)
         self._cond = threading.Condition()
@@ -123,39 +126,61 @@ class Poller:
         try:
             payload = self._fetch(path, device.sn)
         except AtessError as exc:
-            self._failed(device.sn, exc, now)
-            error = str(exc)
-            return self._write(device.sn, lambda current: (current or previous).failed(now, error))
-        else:
-            self.auth.succeeded()
-            self._rate_limited.pop(device.sn, None)
-            model = device.model or previous.model
-            reading = read_payload(self.catalog.families[device.type], payload, model)
-            self._report(device, model, reading)
-            guard = self._guard_for(device.sn, model)
-            glitches_before = guard.glitches
-            samples = self._guard_counters(guard, reading.samples)
-            snapshot = DeviceSnapshot(
-                sn=device.sn,
-                device_type=device.type,
-                model=model,
-                up=True,
-                last_attempt=now,
-                last_success=now,
-                data_time=parse_time(payload.get("time"), self.config.device_timezone(device), now),
-                samples=samples,
-                glitches=previous.glitches + guard.glitches - glitches_before,
-                unusable_fields=reading.unusable,
-                implausible_fields=len(reading.implausible),
-                lost=reading.lost if reading.lost is not None else self._listed_lost(device.sn),
-                changed_at=previous.changed_at if previous.samples == samples and previous.changed_at else now,
-            )
-            if guard.glitches > glitches_before:
-                log.info("lifetime total went backwards; kept the last good value",
-                         extra={"fields": {"sn": device.sn, "glitches": guard.glitches - glitches_before}})
-            log.debug("polled", extra={"fields": {"sn": device.sn, "series": sum(map(len, snapshot.samples.values()))}})
+            retyped = self._retype(device, exc)
+            if retyped is None:
+                self._failed(device.sn, exc, now)
+                error = str(exc)
+                return self._write(device.sn, lambda current: (current or previous).failed(now, error))
+            device, payload = retyped
+        self.auth.succeeded()
+        self._rate_limited.pop(device.sn, None)
+        model = device.model or previous.model
+        reading = read_payload(self.catalog.families[device.type], payload, model)
+        self._report(device, model, reading)
+        guard = self._guard_for(device.sn, model)
+        glitches_before = guard.glitches
+        samples = self._guard_counters(guard, reading.samples)
+        snapshot = DeviceSnapshot(
+            sn=device.sn,
+            device_type=device.type,
+            model=model,
+            up=True,
+            last_attempt=now,
+            last_success=now,
+            data_time=parse_time(payload.get("time"), self.config.device_timezone(device), now),
+            samples=samples,
+            glitches=previous.glitches + guard.glitches - glitches_before,
+            unusable_fields=reading.unusable,
+            implausible_fields=len(reading.implausible),
+            lost=reading.lost if reading.lost is not None else self._listed_lost(device.sn),
+            changed_at=previous.changed_at if previous.samples == samples and previous.changed_at else now,
+        )
+        if guard.glitches > glitches_before:
+            log.info("lifetime total went backwards; kept the last good value",
+                     extra={"fields": {"sn": device.sn, "glitches": guard.glitches - glitches_before}})
+        log.debug("polled", extra={"fields": {"sn": device.sn, "series": sum(map(len, snapshot.samples.values()))}})
         # info may have changed (discovery) while we polled: take the current one
         return self._write(device.sn, lambda current: replace(snapshot, info=current.info) if current else snapshot)
+
+    def _retype(self, device: DeviceConfig, exc: AtessError) -> tuple[DeviceConfig, dict] | None:
+        """Once per device: a "not found" on its family's path is tried on the other families'
+        paths (account/typeguess.py); the type that answers is logged and polled from then on."""
+        if not is_not_found(exc) or device.sn in self._type_tried:
+            return None
+        self._type_tried.add(device.sn)
+        found = answering_family(self.client, self.config, device.sn, device.type, self.catalog.families)
+        if found is None or found[1] is None:
+            return None
+        family, answer = found
+        log.warning("device answers as another type; polling it there", extra={"fields": {
+            "sn": device.sn, "configured": device.type, "answered_as": family,
+            "path": self.config.endpoint(family, "latest"), "fix": f"type: {family}"}})
+        retyped = replace(device, type=family)
+        with self._devices_lock:
+            self.answered_as[device.sn] = family
+            if device.sn in self.devices:
+                self.devices[device.sn] = retyped
+        return retyped, answer.data
 
     def _report(self, device: DeviceConfig, model: str, reading: Reading) -> None:
         """One debug line per withheld value; one warning per device when its powers look like W."""
@@ -296,6 +321,8 @@ class Poller:
         """Adopt a new device set: new devices get a snapshot (and a poll soon), gone ones
         lose their series."""
         with self._devices_lock:
+            wanted = {sn: replace(d, type=self.answered_as[sn]) if sn in self.answered_as else d
+                      for sn, d in wanted.items()}
             added = [sn for sn in wanted if sn not in self.devices]
             removed = [sn for sn in self.devices if sn not in wanted]
             self.devices = dict(wanted)
