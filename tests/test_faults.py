@@ -193,7 +193,8 @@ def test_old_data_is_offline_and_then_withdrawn():
 
 
 def test_stale_thresholds_are_configurable():
-    parsed = collect_at(T0 + 200, ASLEEP, poll={"stale_after_seconds": 120, "max_data_age_seconds": 180})
+    parsed = collect_at(T0 + 200, ASLEEP, poll={"interval_seconds": 60, "stale_after_seconds": 120,
+                                                "max_data_age_seconds": 180})
     assert value(parsed, "atess_device_online", sn="A") == 0
     assert value(parsed, "atess_pv_power_watts", sn="A") is None
 
