@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+import urllib.parse
 from typing import Any, Iterable
 
 from atess_exporter.outside.text import clean_string
@@ -53,10 +54,18 @@ def _value(value: Any) -> Any:
         return f"<{type(value).__name__}>"
 
 
+def secret_spellings(secret: str) -> set[str]:
+    """The ways a credential can come back in a text: as it is, URL-encoded (a query or
+    form an API echoes) and JSON- or repr-escaped (an error that quotes a payload)."""
+    out = {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret),
+           json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret)[1:-1]}
+    return {s for s in out if len(s) >= 4}
+
+
 class RedactFilter(logging.Filter):
     def __init__(self, secrets: Iterable[str]):
         super().__init__()
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self.secrets = sorted({v for s in secrets if s for v in secret_spellings(s)}, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
         for secret in self.secrets:

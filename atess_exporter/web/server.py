@@ -294,6 +294,7 @@ class MetricsServer:
                     return True
                 verdict = server.auth.check(self.headers.get("Authorization"))
                 if verdict:
+                    self.server.connections.trust(self.connection)
                     return True
                 if verdict is BUSY:       # more unverified passwords than checks allowed at once
                     self.close_connection = True
