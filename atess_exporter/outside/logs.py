@@ -21,12 +21,9 @@ import sys
 import threading
 import time
 import traceback
-import urllib.parse
 from typing import Any, Iterable
 
-from atess_exporter.outside.text import clean_string
-
-REDACTED = "<redacted>"
+from atess_exporter.outside.text import Redactor, clean_string
 MAX_VALUE_CHARS = 2048     # one field; the API's own text is already cut to 512 by the client
 MAX_STACK_CHARS = 16384
 _CONTROL_ESCAPES = {i: f"\\x{i:02x}" for i in list(range(0x20)) + list(range(0x7F, 0xA0))}
@@ -54,24 +51,13 @@ def _value(value: Any) -> Any:
         return f"<{type(value).__name__}>"
 
 
-def secret_spellings(secret: str) -> set[str]:
-    """The ways a credential can come back in a text: as it is, URL-encoded (a query or
-    form an API echoes) and JSON- or repr-escaped (an error that quotes a payload)."""
-    out = {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret),
-           json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret)[1:-1]}
-    return {s for s in out if len(s) >= 4}
-
-
 class RedactFilter(logging.Filter):
+    """Prepares every record once: message, exception and fields made one safe,
+    scrubbed line's worth of text (the Redactor's rule)."""
+
     def __init__(self, secrets: Iterable[str]):
         super().__init__()
-        self.secrets = sorted({v for s in secrets if s for v in secret_spellings(s)}, key=len, reverse=True)
-
-    def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        self.scrub = Redactor(secrets).scrub
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "_atess_done", False):  # a second handler: already prepared

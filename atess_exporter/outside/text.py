@@ -7,14 +7,18 @@
   metric name downstream can fail to encode and take /metrics down with it.
 - Text quoted into an exception or a log line (the API's `code` and `msg`) is
   escaped (no control character reaches a terminal) and truncated.
+- Configured credentials are masked wherever text leaves the process (log
+  lines, the landing page): one Redactor, one rule.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+import urllib.parse
+from typing import Any, Iterable
 
+REDACTED = "<redacted>"
 MAX_DEPTH = 64
 MAX_QUOTED = 512
 
@@ -111,3 +115,27 @@ def safe_text(value: Any, limit: int = MAX_QUOTED) -> str:
     if len(text) > limit or cut:
         return text[:limit] + "...(truncated)"
     return text
+
+
+def secret_spellings(secret: str) -> set[str]:
+    """The ways a credential can come back in a text: as it is, URL-encoded (a query or
+    form an API echoes) and JSON- or repr-escaped (an error that quotes a payload)."""
+    out = {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret),
+           json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret)[1:-1]}
+    return {s for s in out if len(s) >= 4}
+
+
+class Redactor:
+    """Masks the configured credentials in a text, in every spelling of
+    secret_spellings. Secrets shorter than 4 characters are not masked (they
+    would mask half of every line); the longest is replaced first, so one
+    secret inside another leaves nothing behind."""
+
+    def __init__(self, secrets: Iterable[str]):
+        self.secrets = sorted({v for s in secrets if s for v in secret_spellings(s)}, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text

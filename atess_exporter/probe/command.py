@@ -219,7 +219,7 @@ def render(checks: list[Check]) -> str:
     return "\n".join(out) + "\n"
 
 
-def save_all(checks: list[Check], directory: Path, redactor: recording.Redactor) -> list[Path]:
+def save_all(checks: list[Check], directory: Path, redactor: recording.Redaction) -> list[Path]:
     paths = []
     for c in checks:
         # msg is the API's free text: outcome and code say what it said, without it.
@@ -251,17 +251,18 @@ def main(argv: list[str], *, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
     except ConfigError as exc:
         print(f"atess-exporter probe: config error: {exc}", file=err)
         return 1
-    from atess_exporter.outside.logs import RedactFilter, setup_logging
+    from atess_exporter.outside.logs import setup_logging
+    from atess_exporter.outside.text import Redactor
 
     setup_logging("warning", "logfmt", secrets=config.api.credentials.values())
     client = AtessClient(config.api, session=session)
     probe = Probe(config, client, config.catalog(), today())
     probe.run()
     # The API's own text (an error message may echo the credential) reaches stdout only scrubbed.
-    scrub = RedactFilter(config.api.credentials.values()).scrub
+    scrub = Redactor(config.api.credentials.values()).scrub
     out.write(scrub(render(probe.checks)))
     if args.save is not None:
-        redactor = recording.Redactor(recording.harmless_keys(probe.catalog), config.api.credentials.values())
+        redactor = recording.Redaction(recording.harmless_keys(probe.catalog), config.api.credentials.values())
         try:
             paths = save_all(probe.checks, args.save, redactor)
         except OSError as exc:

@@ -19,7 +19,7 @@ a public bug report must not carry what nobody thought of.
   and a short identifier cannot be looked up in a table of hashes;
 * every other value is dropped ("<text>", "<number>"), under whatever key,
   and a key that is not a plain identifier is hashed too;
-* the configured credentials, in every spelling (logs.secret_spellings), are
+* the configured credentials, in every spelling (text.secret_spellings), are
   scrubbed from the whole file last, whatever field carried them.
 
 tests/fixtures/recorded/ holds such files, and the test suite reads every one
@@ -35,7 +35,7 @@ import secrets as random_secrets
 from pathlib import Path
 from typing import Any, Iterable
 
-from atess_exporter.outside.logs import RedactFilter
+from atess_exporter.outside.text import Redactor
 
 FORMAT = "atess-recording/1"
 # Keys of the page and list shapes, and list-row keys that describe no person or site.
@@ -74,12 +74,12 @@ def _kind(key: str) -> str | None:
     return None
 
 
-class Redactor:
+class Redaction:
     """One recording's redaction: the salt and the identifiers seen, shared by its files."""
 
     def __init__(self, harmless: Iterable[str], credentials: Iterable[str] = (), salt: bytes | None = None):
         self.harmless = frozenset(harmless)
-        self.credentials = RedactFilter(credentials)
+        self.credentials = Redactor(credentials)
         self.salt = salt if salt is not None else random_secrets.token_bytes(16)
         self.known: dict[str, str] = {}          # identifier (lower case) -> hash
 
