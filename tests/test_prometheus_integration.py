@@ -58,6 +58,7 @@ ALLOWED_EMPTY_PATTERNS = {
 }
 ALLOWED_EMPTY_RECORDS = {
     r":local_day$": "recorded only when a local day ends",
+    r":last_local_day$": "a plant's last complete local day: none completes while the demo runs",
     r"self_(consumption|sufficiency)_ratio:today$": "empty from local midnight to the day's first PV (load) reading",
 }
 # Alert rules: a healthy fleet must not trigger any of them (asserted below).
@@ -67,6 +68,10 @@ ALLOWED_EMPTY_ALERTS = {
     "AtessApiAuthFailing": "the simulator accepts the demo token",
     "AtessDeviceDown": "every demo device answers",
     "AtessDeviceOffline": "demo data is fresh (online 1)",
+    "AtessDeviceLost": "the cloud flags no demo device lost",
+    "AtessInverterFault": "demo devices run on grid",
+    "AtessInverterPermanentFault": "demo devices run on grid",
+    "AtessPlantLowYield": "no local day completes while the demo runs",
     "AtessBatterySocLow": "demo SOC stays at or above 20 %",
     "AtessBatteryCellVoltageSpread": "demo cell spread is a few mV",
     "AtessBatteryOverTemperature": "demo batteries run at 20-35 °C",
