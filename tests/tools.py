@@ -1,7 +1,8 @@
 """External tools for tests: skip on a laptop without them, fail in CI.
 
-CI sets ATESS_REQUIRE_PROMTOOL=1 (.ci/run installs Debian's prometheus and
-prometheus-alertmanager), so a missing tool there is a failure, not a skip.
+CI sets ATESS_REQUIRE_PROMTOOL=1 (.ci/run installs Debian's prometheus,
+prometheus-alertmanager, chromium and chromium-driver), so a missing tool there is a
+failure, not a skip.
 """
 
 import os
@@ -11,13 +12,13 @@ import subprocess
 import pytest
 
 
-def require_tool(name: str) -> str:
+def require_tool(name: str, package: str = "prometheus prometheus-alertmanager") -> str:
     path = shutil.which(name)
     if path:
         return path
     if os.environ.get("ATESS_REQUIRE_PROMTOOL") == "1":
         pytest.fail(f"{name} is required (ATESS_REQUIRE_PROMTOOL=1) but not on PATH")
-    pytest.skip(f"{name} not installed (apt-get install prometheus prometheus-alertmanager)")
+    pytest.skip(f"{name} not installed (apt-get install {package})")
 
 
 def stop_process(proc: subprocess.Popen) -> None:

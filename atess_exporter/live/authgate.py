@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from atess_exporter.live.store import Cache
+from atess_exporter.live.store import Cache, Trouble
 
 
 class AuthGate:
@@ -31,9 +31,11 @@ class AuthGate:
         with self._lock:
             return now < self._until
 
-    def failed(self, now: float) -> float:
-        """A refusal: the pause (seconds) from now until the next call may try again."""
+    def failed(self, now: float, message: str = "") -> float:
+        """A refusal (`message`: the API's words): the pause (seconds) from now until the next call may try again."""
         with self._lock:
+            refused = self.store.auth_refused
+            self.store.auth_refused = Trouble(refused.since if refused else now, message or "credentials refused")
             self.store.auth_ok = False
             if now < self._until:  # another call of the same episode: no extra doubling
                 return self._until - now
@@ -45,3 +47,4 @@ class AuthGate:
     def succeeded(self) -> None:
         with self._lock:
             self.store.auth_ok, self._failures, self._until = True, 0, 0.0
+            self.store.auth_refused = None

@@ -26,6 +26,8 @@ from atess_exporter.readings.settings import split_settings
 
 log = logging.getLogger(__name__)
 
+MAX_WITHHELD = 32   # implausible values a snapshot names (the status page shows them)
+
 
 class DevicePoll:
     def __init__(self, config: Config, catalog: Catalog, store: Cache, auth: AuthGate, counters: CounterState,
@@ -83,6 +85,7 @@ class DevicePoll:
             implausible_fields=len(reading.implausible),
             lost=reading.lost if reading.lost is not None else self._listed_lost(device.sn),
             changed_at=previous.changed_at if previous.samples == samples and previous.changed_at else now,
+            withheld=tuple(f"{b.field}={b.value:g} outside {b.allowed}" for b in reading.implausible[:MAX_WITHHELD]),
         )
         if guard.glitches > glitches_before:
             log.info("lifetime total went backwards; kept the last good value",
@@ -115,7 +118,7 @@ class DevicePoll:
             data = client.get(self.config.endpoint(device.type, "settings"), {"deviceSn": device.sn}, expect=dict)
         except AtessError as exc:
             if isinstance(exc, AuthError):
-                self.auth.failed(clock())
+                self.auth.failed(clock(), str(exc))
             log.warning("settings read failed", extra={"fields": {"sn": device.sn, "outcome": exc.outcome, "error": str(exc)}})
             return
         self.store.put_settings(device.sn, split_settings(data))
@@ -163,7 +166,7 @@ class DevicePoll:
     def _failed(self, sn: str, exc: AtessError, now: float) -> None:
         fields = {"sn": sn, "outcome": exc.outcome, "error": str(exc)}
         if isinstance(exc, AuthError):
-            pause = self.auth.failed(now)
+            pause = self.auth.failed(now, str(exc))
             log.error("API refused the credentials; pausing all polls",
                       extra={"fields": {**fields, "pause_seconds": round(pause)}})
             return

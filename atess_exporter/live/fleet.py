@@ -18,7 +18,7 @@ from atess_exporter.api.client import AtessClient, AtessError, AuthError
 from atess_exporter.catalog import Catalog
 from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.live.authgate import AuthGate
-from atess_exporter.live.store import Cache, DeviceSnapshot
+from atess_exporter.live.store import Cache, DeviceSnapshot, Trouble
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,16 @@ class Fleet:
             topology = discover(client, self.config, families)
         except AtessError as exc:
             if isinstance(exc, AuthError):
-                auth.failed(now)
+                auth.failed(now, str(exc))
+            else:
+                failing = self.store.discovery_failed
+                self.store.discovery_failed = Trouble(failing.since if failing else now, str(exc))
             log.warning("discovery failed; keeping the known devices",
                         extra={"fields": {"outcome": exc.outcome, "error": str(exc)}})
             return None
         auth.succeeded()
         self.store.topology = topology
+        self.store.discovery_failed = None
         return topology
 
     def retype(self, sn: str, family: str) -> None:

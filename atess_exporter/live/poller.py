@@ -94,8 +94,10 @@ class Poller:
             self.scheduler.replan(added)
         return added, removed
 
-    def polled(self) -> None:
-        """After each scheduled poll: the counter state is saved now and then."""
+    def polled(self, late: float) -> None:
+        """After each scheduled poll (`late`: seconds it started after its due time): the
+        delay is published (the status page's "behind schedule"), the counter state saved now and then."""
+        self.cache.poll_delay = max(0.0, late)
         self.counters.save_if_due()
 
     def save_state(self) -> None:

@@ -100,6 +100,7 @@ class DeviceSnapshot:
     implausible_fields: int = 0  # catalogued fields of the last payload outside their physical range
     lost: bool | None = None   # the payload's own `lost` flag (the cloud lost contact), when sent
     changed_at: float | None = None  # when the samples last changed (freshness without a usable `time`)
+    withheld: tuple[str, ...] = ()   # the last payload's implausible values, as "field=value outside range"
 
     def __post_init__(self) -> None:
         if not isinstance(self.samples, PackedSamples):
@@ -108,6 +109,13 @@ class DeviceSnapshot:
     def failed(self, at: float, error: str) -> "DeviceSnapshot":
         """The same device after a failed poll: readings kept, marked down."""
         return replace(self, up=False, last_attempt=at, error=error)
+
+
+@dataclass(frozen=True)
+class Trouble:
+    """Something that stops every device: since when (wall clock) and the API's own words."""
+    since: float
+    message: str
 
 
 class Cache:
@@ -125,6 +133,9 @@ class Cache:
         self._log: deque[tuple[int, str | None]] = deque(maxlen=self.CHANGE_LOG)
         self.topology: Topology | None = None   # None until discovery has read the account
         self.auth_ok: bool | None = None        # None until the API has answered once
+        self.auth_refused: Trouble | None = None      # while the API refuses the credentials
+        self.discovery_failed: Trouble | None = None  # while listing the account fails (not for credentials)
+        self.poll_delay: float | None = None    # how late the last scheduled poll started (s); None before one
 
     def _changed(self, sn: str | None) -> None:
         self.version += 1

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import urllib.parse
@@ -115,6 +116,12 @@ def safe_text(value: Any, limit: int = MAX_QUOTED) -> str:
     if len(text) > limit or cut:
         return text[:limit] + "...(truncated)"
     return text
+
+
+def html_text(value: Any, limit: int = MAX_QUOTED) -> str:
+    """Outside text for an HTML page: one printable line of at most `limit` characters, escaped
+    (quotes too, so it is safe in an attribute)."""
+    return html.escape(safe_text(value, limit), quote=True)
 
 
 def secret_spellings(secret: str) -> set[str]:

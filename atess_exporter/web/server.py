@@ -26,12 +26,12 @@ import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler
-from typing import Callable
 
 from prometheus_client import CollectorRegistry
 
 from atess_exporter import __version__
 from atess_exporter.web import connections as httpconn
+from atess_exporter.web.status import StatusPages
 from atess_exporter.web import landing
 from atess_exporter.exposition.formats import gzip_accepted
 from atess_exporter.web.connections import HTTPServer
@@ -145,7 +145,7 @@ def send_pieces(sock: socket.socket, pieces: list[bytes]) -> None:
 
 class MetricsServer:
     def __init__(self, registry: CollectorRegistry, listen_address: str = ":10036", telemetry_path: str = "/metrics",
-                 landing_extra: Callable[[], str] | None = None, web_config_file: str | None = None,
+                 landing_extra: StatusPages | None = None, web_config_file: str | None = None,
                  max_connections: int | None = None, max_auth_checks: int = BasicAuth.MAX_CHECKS):
         self.registry = registry
         self.telemetry_path = telemetry_path
@@ -207,8 +207,15 @@ class MetricsServer:
         self.httpd.server_close()
         self.httpd.connections.close_all()
 
-    def landing_page(self) -> bytes:
-        return landing.render(self.telemetry_path, self.landing_extra)  # per-device status: landing.py
+    def status_page(self, path: str, query: str) -> tuple[int, bytes]:
+        """`/` and `/device?sn=` (web/status.py) in the page frame (web/landing.py)."""
+        pages = self.landing_extra
+        if pages is None:
+            return 200, landing.render(self.telemetry_path)
+        if path == "/":
+            return 200, landing.render(self.telemetry_path, pages.fleet(query))
+        status, body = pages.device(query)
+        return status, landing.render(self.telemetry_path, body, title="ATESS Exporter: device")
 
     def _handler(self):
         server = self
@@ -312,7 +319,7 @@ class MetricsServer:
                 self.connection.settimeout(httpconn.WRITE_SECONDS)
                 if not self._authorized(head):
                     return
-                path = self.path.split("?", 1)[0]
+                path, _, query = self.path.partition("?")
                 if path == server.telemetry_path:
                     try:
                         resp = server.renderer.render(self.headers.get("Accept"), self.headers.get("Accept-Encoding"))
@@ -323,8 +330,9 @@ class MetricsServer:
                     self._respond(200, resp.headers, resp.pieces, head)
                 elif path == "/healthz":
                     self._send(200, b"ok\n", "text/plain; charset=utf-8", head)
-                elif path == "/":
-                    self._send(200, server.landing_page(), "text/html; charset=utf-8", head)
+                elif path in ("/", "/device"):
+                    status, page = server.status_page(path, query)
+                    self._send(status, page, "text/html; charset=utf-8", head)
                 else:
                     self._send(404, b"not found\n", "text/plain; charset=utf-8", head)
 
