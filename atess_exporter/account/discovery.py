@@ -7,9 +7,10 @@ documents for the BCU list; the plant and datalogger lists are undocumented,
 so both shapes are accepted everywhere: a bare array, or a page object
 `{datas, total, pageNo, pageSize, offset}`.
 
-A list never floods the API: paging stops on `total`, on a short page, on a
-page identical to the previous one, and at `discovery.max_pages` pages; one
-refresh makes at most `discovery.max_calls` calls. Every value taken from a
+A list never floods the API: the paged-list reader (api/paging.py) ends it on
+its rules, and fails it past `discovery.max_pages` pages; one refresh makes at
+most `discovery.max_calls` calls. A list that fails fails the refresh, so a
+half-read account never removes devices. Every value taken from a
 row is checked here, where it enters: SNs follow the config's rules, label
 texts are cut to a sane length, a non-finite capacity is no capacity.
 """
@@ -17,19 +18,17 @@ texts are cut to a sane length, a non-finite capacity is no capacity.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from atess_exporter.api.client import AtessClient, MalformedResponseError, NoDataError
+from atess_exporter.api.client import AtessClient
+from atess_exporter.api.paging import CallBudget, bounded_number, pages
 from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.catalog.endpoints import LIST_KEY
 from atess_exporter.catalog.models import label_text, valid_sn
 from atess_exporter.config.shard import in_shard
 
 log = logging.getLogger(__name__)
-
-MAX_PAGES = 50       # per list, for callers without a config (discovery.max_pages otherwise)
 
 
 @dataclass(frozen=True)
@@ -69,74 +68,18 @@ def pick(row: dict, *names: str, default: Any = "") -> Any:
     return default
 
 
-def _bounded(value: Any) -> float | None:
-    """A finite number in [0, 1e7] (a plant's kW, a list's total), else None."""
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return number if math.isfinite(number) and 0 <= number <= 1e7 else None
-
-
-class ListBudget:
-    """Calls one refresh may still make: a misbehaving list cannot flood the API."""
-
-    def __init__(self, max_calls: int):
-        self.left = max_calls
-
-    def take(self, path: str) -> None:
-        if self.left <= 0:
-            raise MalformedResponseError(f"{path}: discovery stopped after its call budget; "
-                                         "raise discovery.max_calls if the account is really this large")
-        self.left -= 1
-
-
-def rows_of(path: str, data: Any) -> tuple[list, float | None]:
-    """(rows, total) from a bare array or a page object."""
-    if isinstance(data, list):
-        return data, None
-    if isinstance(data, dict):
-        rows = data.get("datas", data.get("records", data.get("list")))
-        if isinstance(rows, list):
-            total = _bounded(data.get("total"))
-            return rows, total
-    raise MalformedResponseError(f"{path}: list answer is neither an array nor a page object with datas")
-
-
-def pages(client: AtessClient, path: str, params: dict[str, Any], page_size: int,
-          budget: ListBudget | None = None, max_pages: int = MAX_PAGES) -> Iterator[dict]:
-    """Every row of a list, over as many pages as it honestly has."""
-    previous: list | None = None
-    seen = 0
-    for page in range(1, max_pages + 1):
-        if budget is not None:
-            budget.take(path)
-        try:
-            data = client.get(path, {**params, "pageNo": page, "pageSize": page_size})
-        except NoDataError:
-            return  # success code, no rows: an empty list
-        rows, total = rows_of(path, data)
-        if rows == previous:
-            return  # the server ignores pageNo: the same page again
-        previous = rows
-        yield from (r for r in rows if isinstance(r, dict))
-        seen += len(rows)
-        if isinstance(data, list) or len(rows) < page_size or (total is not None and seen >= total):
-            return  # a bare array is the whole list
-    log.warning("list endpoint never ended; stopped", extra={"fields": {"path": path, "pages": max_pages}})
-
-
 def discover(client: AtessClient, config: Config, families: list[str]) -> Topology:
     """Read the account's plants, dataloggers and devices. Raises AtessError when a list fails,
     so a half-read account never removes devices."""
     size = config.discovery.page_size
     max_pages = config.discovery.max_pages
-    budget = ListBudget(config.discovery.max_calls)
+    budget = CallBudget(config.discovery.max_calls, "discovery stopped after its call budget; "
+                                                    "raise discovery.max_calls if the account is really this large")
 
     def listing(kind: str, params: dict[str, Any]) -> Iterator[dict]:
-        return pages(client, config.endpoint(kind, "list"), params, size, budget, max_pages)
+        rows = pages(client, config.endpoint(kind, "list"), params, size, budget, max_pages,
+                     cap_hint="; raise discovery.max_pages if the account is really this large")
+        return (row for row in rows if isinstance(row, dict))
 
     plants, datalogs, devices = [], [], []
     firmware, datalog_of, lost = {}, {}, {}
@@ -147,7 +90,7 @@ def discover(client: AtessClient, config: Config, families: list[str]) -> Topolo
         if not plant_id or any(p.plant_id == plant_id for p in plants):
             continue
         plant = Plant(plant_id=plant_id, name=label_text(pick(row, "plantName", "name")),
-                      capacity_kw=_bounded(pick(row, "capacity", "installedCapacity", default=None)),
+                      capacity_kw=bounded_number(pick(row, "capacity", "installedCapacity", default=None)),
                       country=label_text(pick(row, "country")), city=label_text(pick(row, "city")),
                       timezone=label_text(pick(row, "timezone", "timeZone")))
         plants.append(plant)

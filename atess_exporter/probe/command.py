@@ -28,7 +28,8 @@ from atess_exporter.probe import recording
 from atess_exporter.catalog import Catalog
 from atess_exporter.api.client import (ApiError, AtessClient, AtessError, HttpError, MalformedResponseError, NoDataError)
 from atess_exporter.config import Config, ConfigError, DeviceConfig, load_config
-from atess_exporter.account.discovery import pick, rows_of
+from atess_exporter.account.discovery import pick
+from atess_exporter.api.paging import rows_of
 from atess_exporter.catalog.endpoints import (ALTERNATIVES, LIST_KEY, NON_DEVICE_FAMILIES, history_dates, status as doc_status)
 from atess_exporter.catalog.models import label_text, valid_sn
 from atess_exporter.readings.payload import parse_time, read_payload, row_time
