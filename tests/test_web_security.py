@@ -373,6 +373,11 @@ BAD = {
     "yaml error": ("basic_auth_users: {alice: [\n", "invalid YAML at line"),
     "duplicate key": (f"basic_auth_users:\n  alice: {HASH}\n  alice: {HASH}\n", "duplicate key 'alice'"),
     "not a mapping": ("- just a list\n", "expected a mapping of tls_server_config"),
+    # the config's bounded YAML loader (outside/yamlfile.py) reads this file too
+    "alias bomb": ("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+                   + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 7)),
+                   "aliases expand to"),
+    "too deep": ("x: " + "[" * 100 + "]" * 100 + "\n", "nested too deep"),
 }
 
 
