@@ -219,9 +219,9 @@ def test_simulator_pages_and_refuses_writes(sim):
 
 
 def test_setting_names_follow_the_catalogs_promtool_safe_rules():
-    from atess_exporter.readings.settings import split_settings
+    from atess_exporter.readings.devicesettings import read_device_settings
 
-    numbers = split_settings({"chargeTimeMinutes": 30, "maxCount": "4", "exportLimit": "50"}).numbers
+    numbers = read_device_settings({"chargeTimeMinutes": 30, "maxCount": "4", "exportLimit": "50"}).numbers
     assert numbers == {"atess_setting_charge_timeminutes": ("chargeTimeMinutes", 30.0),
                        "atess_setting_max_count_value": ("maxCount", 4.0),
                        "atess_setting_export_limit": ("exportLimit", 50.0)}

@@ -12,21 +12,15 @@ from prometheus_client.utils import floatToGoString
 
 from atess_exporter.catalog import BASE_LABELS, Catalog, FamilyCatalog
 from atess_exporter.config import DeviceConfig
+from atess_exporter.outside.text import escape_label
 from atess_exporter.readings.counterguard import CounterGuard, guard_samples
 from atess_exporter.readings.payload import payload_samples, row_time
 
 log = logging.getLogger("atess_exporter.backfill")  # the package's name: log lines read as before the split
 
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
-escape_help = _escape_label  # OpenMetrics escapes HELP like label values
-
-
 def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
-    return "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in zip(names, values)) + "}"
+    return "{" + ",".join(f'{k}="{escape_label(v)}"' for k, v in zip(names, values)) + "}"
 
 
 def _timestamp(ts: float) -> str:

@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any, Iterable, Mapping
 
 from atess_exporter.outside.yamlfile import load_yaml
-from atess_exporter.catalog.naming import (RESERVED_SUFFIXES, UNCATALOGUED_PREFIX, Uncatalogued, generated_name, snake_case)
+from atess_exporter.catalog.naming import UNCATALOGUED_PREFIX, Uncatalogued
 from atess_exporter.catalog.ranges import Range, default_range, parse_range
 
 # Vendor unit -> factor to the Prometheus base unit.

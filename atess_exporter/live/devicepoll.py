@@ -23,7 +23,7 @@ from atess_exporter.live.counters import CounterState
 from atess_exporter.live.store import Cache, DeviceSnapshot
 from atess_exporter.readings.counterguard import guard_samples
 from atess_exporter.readings.payload import Reading, looks_like_watts, parse_time, read_payload
-from atess_exporter.readings.settings import split_settings
+from atess_exporter.readings.devicesettings import read_device_settings
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class DevicePoll:
                 self.auth.failed(clock())
             log.warning("settings read failed", extra={"fields": {"sn": device.sn, "outcome": exc.outcome, "error": str(exc)}})
             return
-        self.store.put_settings(device.sn, split_settings(data))
+        self.store.put_device_settings(device.sn, read_device_settings(data))
 
     def _report(self, device: DeviceConfig, model: str, reading: Reading) -> None:
         """One debug line per withheld value; one warning per device when its powers look like W."""

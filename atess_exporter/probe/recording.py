@@ -21,6 +21,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from atess_exporter.outside.text import Redactor
+
 FORMAT = "atess-recording/1"
 # Keys whose values identify a customer, a site or a device.
 _IDENTIFYING = {
@@ -56,9 +58,7 @@ def redact(data: Any, known: dict[str, str] | None = None) -> tuple[Any, dict[st
                 collect(item, depth + 1)
 
     collect(data, 0)
-    # Longest first, so an SN that contains another is replaced whole.
-    secrets = sorted((k for k in known if len(k) >= 4), key=len, reverse=True)
-    pattern = re.compile("|".join(re.escape(k) for k in secrets)) if secrets else None
+    inside = Redactor(known)   # the same text inside another string: the log's rule, longest first
 
     def scrub(node: Any, depth: int, key: str = "") -> Any:
         if depth > MAX_DEPTH:
@@ -69,8 +69,8 @@ def redact(data: Any, known: dict[str, str] | None = None) -> tuple[Any, dict[st
             return [scrub(v, depth + 1) for v in node]
         if key in _IDENTIFYING and not isinstance(node, bool) and node is not None and str(node) in known:
             return known[str(node)]
-        if isinstance(node, str) and pattern is not None:
-            return pattern.sub(lambda m: known[m.group(0)], node)
+        if isinstance(node, str):
+            return inside.scrub(node)
         return node
 
     return scrub(data, 0), known
