@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from typing import Any, Iterable, Mapping
 
 REDACTED = "<redacted>"
@@ -123,15 +124,24 @@ def safe_text(value: Any, limit: int = MAX_QUOTED) -> str:
     return text
 
 
+def secret_spellings(secret: str) -> set[str]:
+    """The ways a credential can come back in a text: as it is, URL-encoded (a query or
+    form an API echoes) and JSON- or repr-escaped (an error that quotes a payload)."""
+    out = {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret),
+           json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret)[1:-1]}
+    return {s for s in out if len(s) >= 4}
+
+
 class Redactor:
-    """Replaces given texts wherever they appear: secrets by REDACTED, or each text
-    by its own replacement. Texts shorter than 4 characters are left alone (they
-    would mask half of every line); the longest is replaced first, so one text
-    inside another leaves nothing of it behind."""
+    """Replaces given texts wherever they appear: secrets by REDACTED, in every
+    spelling of secret_spellings, or each text by its own replacement. Texts
+    shorter than 4 characters are left alone (they would mask half of every
+    line); the longest is replaced first, so one text inside another leaves
+    nothing of it behind."""
 
     def __init__(self, texts: Iterable[str] | Mapping[str, str]):
         if not isinstance(texts, Mapping):
-            texts = {t: REDACTED for t in texts if t}
+            texts = {v: REDACTED for t in texts if t for v in secret_spellings(t)}
         self.replacements = {t: r for t, r in texts.items() if len(t) >= 4}
         ordered = sorted(self.replacements, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
