@@ -44,10 +44,10 @@ def _config_data(path: str | None) -> dict[str, Any]:
     if path is None:
         return {}
     from atess_exporter.config import load_config
-    from atess_exporter.outside.yamlfile import load_yaml, read_text
+    from atess_exporter.outside.yamlfile import load_yaml_file
 
     load_config(path, writes_state=False)   # a ConfigError here is the exporter's own one-liner
-    data = load_yaml(read_text(path))
+    data = load_yaml_file(path)
     return data if isinstance(data, dict) else {}
 
 
