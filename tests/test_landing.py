@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import time
 import urllib.error
 import urllib.request
 
@@ -258,3 +259,31 @@ def test_links_and_an_escaped_telemetry_path():
 def test_page_without_status_still_serves_links(path):
     status, _, body = fetch(None, path)
     assert status == 200 and '<a href="/metrics">Metrics</a>' in body and "<script>" not in body
+
+
+def test_polling_behind_schedule_shows_as_a_banner_and_a_metric():
+    """Eight devices each answering in 0.4 s through one worker, due every second: polls start ever
+    later; the scheduler's delay reaches the store, the banner and atess_poll_delay_seconds."""
+    with Simulator(demo_devices(), token="demo-token") as sim:
+        for dev in demo_devices():
+            sim.set_fault(dev.sn, "delay", seconds=0.4)
+        config = parse_config({"atess": {"base_url": sim.base_url, "token": "demo-token", "timeout_seconds": 5},
+                               "poll": {"interval_seconds": 1, "concurrency": 1, "stale_after_seconds": 60},
+                               "discovery": {"enabled": False}, "state_file": "",
+                               "devices": [{"sn": d.sn, "type": d.family} for d in demo_devices()]}, min_interval=0.5)
+        exporter = Exporter(config)
+        pages = StatusPages(exporter.cache, config.poll, exporter.catalog)
+        exporter.start()
+        try:
+            deadline = time.monotonic() + 60
+            while (exporter.cache.poll_delay or 0) <= 1.0:
+                assert time.monotonic() < deadline, f"delay stayed at {exporter.cache.poll_delay}"
+                time.sleep(0.1)
+            html = page(pages)
+            exposition = exporter.exposition().decode()
+        finally:
+            exporter.stop()
+    assert "<strong>Polling is behind schedule:</strong> polls start " in html
+    assert "Raise <code>poll.concurrency</code>" in html
+    [line] = [ln for ln in exposition.splitlines() if ln.startswith("atess_poll_delay_seconds ")]
+    assert float(line.split()[1]) > 1.0

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from atess_exporter.simulator import Simulator, demo_devices, fleet
+from atess_exporter.simulator import Simulator, demo_devices
 from tools import require_tool, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,6 +182,7 @@ def test_ten_thousand_devices_are_paged_under_a_megabyte_and_still_fit_a_phone(c
     from atess_exporter.catalog import load_catalog
     from atess_exporter.config import PollConfig
     from atess_exporter.live.store import Cache, DeviceSnapshot
+    from atess_exporter.simulator import fleet
     from atess_exporter.web.server import MetricsServer
     from atess_exporter.web.status import PAGE_SIZE, StatusPages
     from prometheus_client import CollectorRegistry

@@ -151,6 +151,26 @@ class AuthCollector(Collector):
         yield GaugeMetricFamily("atess_api_auth_ok", "")
 
 
+
+class PollDelayCollector(Collector):
+    """atess_poll_delay_seconds: how late the most recent scheduled poll started (emitted
+    once one has run). Above the poll interval, polling is behind schedule."""
+
+    def __init__(self, cache: Cache):
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        fam = GaugeMetricFamily("atess_poll_delay_seconds", "Seconds the most recent scheduled device poll started "
+                                "after its due time; above the poll interval, polling is behind schedule "
+                                "(raise poll.concurrency or shard)")
+        delay = self.cache.poll_delay
+        if delay is not None:
+            fam.add_metric((), delay)
+        yield fam
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("atess_poll_delay_seconds", "")
+
 class ReadingsCollector(PerDeviceCollector):
     """Every vendor field of every device, e.g.
 

@@ -53,7 +53,7 @@ STYLE = (
     ".readings{list-style:none;padding:0;margin:0;columns:22em;column-gap:2em}"
     ".readings li{break-inside:avoid;display:flex;flex-wrap:wrap;gap:0 .6em;justify-content:space-between;"
     "border-bottom:1px solid #eaeef2;padding:.2em 0}"
-    ".readings .v{font-weight:600;font-variant-numeric:tabular-nums}"
+    ".readings .v{font-weight:600;font-variant-numeric:tabular-nums;margin-left:auto}"
     ".readings code{flex-basis:100%;color:#57606a;font-size:.78em}"
     ".notes li{overflow-wrap:anywhere}.ok{color:#1a7f37}.bad{color:#cf222e}"
 )
