@@ -119,3 +119,18 @@ def test_bad_tariffs_get_one_line_naming_key_and_fix(tariffs, error):
         make_config("http://127.0.0.1:9", devices=DEVICES, tariffs=tariffs)
     assert str(exc.value).startswith(error), str(exc.value)
     assert "\n" not in str(exc.value)
+
+
+def test_the_documented_examples_are_valid_configs():
+    """README's tariffs: example and config.yaml's commented one, uncommented, parse as given."""
+    import yaml
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text().split("### Energy cost and savings", 1)[1]
+    example = yaml.safe_load(readme.split("```yaml", 1)[1].split("```", 1)[0])
+    commented = (root / "config.yaml").read_text().split("# tariffs:", 1)[1]
+    uncommented = yaml.safe_load("tariffs:\n" + "\n".join(line[2:] for line in commented.splitlines() if line.startswith("# ")))
+    for doc in (example, uncommented):
+        config = make_config("http://127.0.0.1:9", devices=DEVICES, **doc)
+        assert len(config.tariffs) == 2 and config.tariffs[0].windows[1].start == 22 * 60
