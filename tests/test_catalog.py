@@ -232,9 +232,8 @@ def test_same_meaning_same_name_across_families(catalog):
         assert len({f[x].fields[name].metric.name for x in DEVICE_FAMILIES}) == 1, name
     # ... and the other spellings with a source land on the same metrics.
     assert f["bcu"].fields["soc"].metric.name == f["pcs"].fields["capacity"].metric.name == "atess_battery_soc_ratio"
-    assert f["mbms"].fields["vBat"].metric.name == f["hps_central"].fields["vbat"].metric.name
-    assert f["pcs"].fields["bActivePower"].metric.name == f["pcs"].fields["bactivePower"].metric.name
-    assert f["hps_string"].fields["ePvToday"].metric.name == f["hps_string"].fields["epvToday"].metric.name
+    assert f["bcu"].fields["cBat"].metric.name == f["hps_central"].fields["ibat"].metric.name
+    assert f["hps_string"].fields["eBatChargeToday"].metric.name == f["hps_string"].fields["echargeToday"].metric.name
     # Battery positions are gauges of their own, not labels.
     for fam in ("bcu", "mbms"):
         for field in ("maxVoltNum", "maxVoltCell", "minTempNum"):

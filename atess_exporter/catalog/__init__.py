@@ -110,7 +110,56 @@ class FamilyCatalog:
     uncatalogued: Uncatalogued = dc_field(default_factory=Uncatalogued, compare=False, repr=False)
     variants: tuple[Variant, ...] = ()
     variant: str = ""    # the variant this view is, "" for the family's base
+    aliases: dict[str, str] = dc_field(default_factory=dict)   # another name -> the catalogued field (loadIa -> loadIu)
     _views: dict = dc_field(default_factory=dict, compare=False, repr=False)
+
+    @functools.cached_property
+    def _spellings(self) -> dict[str, str]:
+        """Letter-case-folded name -> the catalogued spelling: fields (of every variant),
+        skipped names and aliases. Built once per family view."""
+        out: dict[str, str] = {}
+        for name in self.skip:
+            out.setdefault(name.casefold(), name)
+        for _, f in self.all_fields():
+            out[f.field.casefold()] = f.field   # a mapped field outranks a skipped one
+        for alias, target in self.aliases.items():
+            out.setdefault(alias.casefold(), target)
+        return out
+
+    def canonical(self, name: str) -> str | None:
+        """The catalogued spelling of a payload name, or None when the catalog does not know it.
+
+        The platform's servers spell one field in several letter cases (``eChargeToday``,
+        ``echargeToday``): a name matching a catalogued one except for case is that
+        field, as is an alias (``loadIa`` is ``loadIu``)."""
+        if name in self.fields or name in self.skip:
+            return name
+        return self._spellings.get(name.casefold()) if isinstance(name, str) else None
+
+    def normalise(self, payload: Mapping) -> Mapping:
+        """The payload under the catalogued spellings, each field once.
+
+        When one payload carries a field under two spellings, the catalogued spelling
+        wins if it holds a number; otherwise the first spelling, in payload order,
+        that holds one; with no number anywhere, the catalogued spelling's value (or
+        the first). Unknown names pass through unchanged."""
+        out: dict = {}
+        renamed = False
+        for name, raw in payload.items():
+            key = self.canonical(name) if isinstance(name, str) else None
+            if key is None:
+                out.setdefault(name, raw)
+                continue
+            if key != name:
+                renamed = True
+            if key not in out:
+                out[key] = raw
+            elif name == key:   # the catalogued spelling comes after another one
+                if parse_number(raw) is not None or parse_number(out[key]) is None:
+                    out[key] = raw
+            elif parse_number(out[key]) is None and parse_number(raw) is not None:
+                out[key] = raw
+        return out if renamed else payload
 
     def variant_for(self, model: str | None, payload: Mapping | None = None) -> Variant | None:
         for v in self.variants:
@@ -176,6 +225,15 @@ class Catalog:
                 line = f"{where} (1 for the current state)"
                 if line not in out.setdefault(f.state_metric.name, []):
                     out[f.state_metric.name].append(line)
+        central = self.families.get("hps_central")
+        for fam in self.families.values():
+            for alias, target in fam.aliases.items():
+                f = fam.fields.get(target)
+                if f is None or (fam is not central and central is not None and central.aliases.get(alias) == target):
+                    continue
+                line = f"{fam.name}.{alias} (another name of {target})"
+                if line not in out.setdefault(f.metric.name, []):
+                    out[f.metric.name].append(line)
         return out
 
     def vendor_fields(self, metric: str) -> list[str]:
@@ -344,7 +402,7 @@ def _family(data: dict, metrics: dict[str, MetricDef], uncatalogued: Uncatalogue
         skip.update(families[parent].skip)
     own = {str(k): field_map(f"{name}.{k}", str(k), spec, metrics, enums) for k, spec in (data.get("fields") or {}).items()}
     # An own field may feed the same series as an inherited one under another
-    # name (bActivePower beside bactivePower): they are alternative spellings, and
+    # name (pacToBattery beside pac): they are alternative names, and
     # a payload carrying both gives the series once (readings.payload_samples).
     _check_series(name, own.values())
     fields.update(own)
@@ -367,7 +425,28 @@ def _family(data: dict, metrics: dict[str, MetricDef], uncatalogued: Uncatalogue
         _check_series(f"{name}.models.{vname}", merged.values())
         variants.append(Variant(vname, re.compile(str(vspec["match"]), re.IGNORECASE), vfields, vskip,
                                 tuple(vspec.get("detect") or ())))
-    return FamilyCatalog(name=name, fields=fields, skip=skip, uncatalogued=uncatalogued, variants=tuple(variants))
+    aliases = dict(families[parent].aliases) if parent else {}
+    aliases.update({str(k): str(v) for k, v in (data.get("aliases") or {}).items()})
+    fam = FamilyCatalog(name=name, fields=fields, skip=skip, uncatalogued=uncatalogued, variants=tuple(variants),
+                        aliases=aliases)
+    check_spellings(fam, name)
+    return fam
+
+
+def check_spellings(fam: FamilyCatalog, where: str) -> None:
+    """A name differing from another only in letter case is the same field (FamilyCatalog.canonical),
+    so the catalog must not map two such names, and an alias must name a mapped field."""
+    seen: dict[str, str] = {}
+    for _, f in fam.all_fields():
+        other = seen.setdefault(f.field.casefold(), f.field)
+        if other != f.field:
+            raise CatalogError(f"{where}: {other} and {f.field} differ only in letter case; the catalog "
+                               "reads every spelling of a name as one field, so map it once")
+    for alias, target in fam.aliases.items():
+        if target not in seen.values() and target not in fam.skip:   # skipping loadIu skips loadIa
+            raise CatalogError(f"{where}.aliases.{alias}: {target} is not a mapped field")
+        if alias.casefold() in seen:
+            raise CatalogError(f"{where}.aliases.{alias}: already a mapped field")
 
 
 def _read(name: str) -> Any:

@@ -89,6 +89,7 @@ def read_payload(family: FamilyCatalog, payload: Mapping, model: str | None = No
     ``atess_vendor_*`` gauge (raw value); text, flags, identifiers, nulls and
     nested objects give nothing.
     """
+    payload = family.normalise(payload)   # every spelling of a catalogued field is that field
     fam = family.for_model(model, payload)
     payload = _split_packed(fam, payload)
     rated = rated_power_watts(model)
