@@ -37,8 +37,6 @@ class Plant:
     plant_id: str
     name: str = ""
     capacity_kw: float | None = None
-    country: str = ""
-    city: str = ""
     timezone: str = ""
 
 
@@ -58,6 +56,7 @@ class Topology:
     firmware: dict[str, str] = field(default_factory=dict)   # sn -> firmware version
     datalog_of: dict[str, str] = field(default_factory=dict)  # sn -> datalogger SN
     lost: dict[str, bool] = field(default_factory=dict)      # sn -> the list's `lost` flag
+    rated_watts: dict[str, float] = field(default_factory=dict)  # sn -> the list's normalPower/nominalPower (W)
     skipped: int = 0                                         # rows refused (bad SN, no SN)
 
 
@@ -78,6 +77,16 @@ def _bounded(value: Any) -> float | None:
     except (TypeError, ValueError, OverflowError):
         return None
     return number if math.isfinite(number) and 0 <= number <= 1e7 else None
+
+
+def _plant_kw(row: dict) -> float | None:
+    """A plant's capacity: `capacity` (kW) as the ATESS lists are assumed to send it, else the
+    platform's `nominalPower` (W)."""
+    kw = _bounded(pick(row, "capacity", "installedCapacity", default=None))
+    if kw is None:
+        watts = _bounded(pick(row, "nominalPower", default=None))
+        kw = watts / 1000.0 if watts else None
+    return kw
 
 
 class ListBudget:
@@ -139,17 +148,17 @@ def discover(client: AtessClient, config: Config, families: list[str]) -> Topolo
         return pages(client, config.endpoint(kind, "list"), params, size, budget, max_pages)
 
     plants, datalogs, devices = [], [], []
-    firmware, datalog_of, lost = {}, {}, {}
+    firmware, datalog_of, lost, rated = {}, {}, {}, {}
     skipped = 0
     seen_devices: set[str] = set()
     for row in listing("plant", {}):
         plant_id = label_text(pick(row, "plantId", "id"))
         if not plant_id or any(p.plant_id == plant_id for p in plants):
             continue
+        # Only what identifies the plant: its rows also carry coordinates, owner accounts,
+        # addresses and contacts (PLATFORM.md 9), which are never read.
         plant = Plant(plant_id=plant_id, name=label_text(pick(row, "plantName", "name")),
-                      capacity_kw=_bounded(pick(row, "capacity", "installedCapacity", default=None)),
-                      country=label_text(pick(row, "country")), city=label_text(pick(row, "city")),
-                      timezone=label_text(pick(row, "timezone", "timeZone")))
+                      capacity_kw=_plant_kw(row), timezone=label_text(pick(row, "timezone", "timeZone")))
         plants.append(plant)
         for drow in listing("datalog", {LIST_KEY["datalog"]: plant_id}):
             dl_sn = str(pick(drow, "dataLogSn", "datalogSn", "sn"))
@@ -175,10 +184,14 @@ def discover(client: AtessClient, config: Config, families: list[str]) -> Topolo
                     datalog_of[sn] = dl_sn
                     if isinstance(rowd.get("lost"), bool):
                         lost[sn] = rowd["lost"]
+                    watts = _bounded(pick(rowd, "normalPower", "nominalPower", default=None))
+                    if watts:
+                        rated[sn] = watts
     if skipped:
         log.warning("discovery skipped list rows without a usable serial number",
                     extra={"fields": {"rows": skipped}})
-    return Topology(tuple(plants), tuple(datalogs), tuple(devices), firmware, datalog_of, lost, skipped)
+    return Topology(tuple(plants), tuple(datalogs), tuple(devices), firmware, datalog_of, lost, skipped=skipped,
+                    rated_watts=rated)
 
 
 def select_devices(config: Config, topology: Topology | None) -> dict[str, DeviceConfig]:

@@ -64,14 +64,18 @@ def _field(where: str, name: str, current: FieldMap | None, spec: Any, catalog: 
                 base["states"] = {v: s for v, s in current.states}
         if current.range is not None and not {"range", "rating"} & set(spec):
             base["range"], base["rating"] = [current.range.lo, current.range.hi], current.range.rating or "none"
+        if current.no_reading:
+            base["no_reading"] = list(current.no_reading)
+        if current.fault_table:
+            base["faults"] = current.fault_table
     if "metric" in spec and spec["metric"] != base.get("metric"):
         if spec["metric"] not in catalog.metrics:
             raise CatalogError(f"{where}.metric: {spec['metric']!r} is not a catalog metric{_hint(str(spec['metric']), catalog.metrics)}")
-        for key in ("labels", "state_metric", "states"):
+        for key in ("labels", "state_metric", "states", "faults"):
             base.pop(key, None)
     base.update(spec)
     base["note"] = "changed by catalog_overrides in the config"
-    return field_map(where, name, base, catalog.metrics, catalog.enums)
+    return field_map(where, name, base, catalog.metrics, catalog.enums, catalog.faults)
 
 
 def _apply_fields(where: str, fam: FamilyCatalog, fields: dict[str, FieldMap], skip: dict[str, str], spec: Any,
@@ -191,4 +195,5 @@ def apply_overrides(catalog: Catalog, overrides: Mapping, enums: Mapping) -> Cat
         families[name] = _family(families[name], spec, catalog, where)
     if enums:
         families = _enums(families, enums, catalog)
-    return Catalog(metrics=catalog.metrics, families=families, uncatalogued=catalog.uncatalogued, enums=catalog.enums)
+    return Catalog(metrics=catalog.metrics, families=families, uncatalogued=catalog.uncatalogued, enums=catalog.enums,
+                   faults=catalog.faults)

@@ -24,10 +24,9 @@ from atess_exporter.catalog import Catalog
 from atess_exporter.api.client import AtessClient, AtessError, AuthError, HttpError, RateLimitError, TransportError
 from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.readings.counterguard import CounterGuard
-from atess_exporter.catalog.models import rated_power_watts
 from atess_exporter.account.discovery import Topology, discover, select_devices
 from atess_exporter.readings.settings import Settings, split_settings
-from atess_exporter.readings.payload import Reading, looks_like_watts, parse_time, read_payload
+from atess_exporter.readings.payload import Reading, parse_time, read_payload
 from atess_exporter.live.state import load_state, save_state
 
 log = logging.getLogger(__name__)
@@ -93,7 +92,7 @@ class Poller:
         self.auth = AuthGate(config.poll.auth_backoff_seconds or config.poll.interval_seconds)
         self.guards: dict[str, CounterGuard] = {}
         self._rate_limited: dict[str, int] = {}  # consecutive rate-limit answers per device
-        self._watts_warned: set[str] = set()
+        self._watts_warned: set[tuple[str, str]] = set()   # (sn, field) already warned about
         self._stop = threading.Event()
         self.discovered = threading.Event()  # set once the first discovery has run (or failed)
         self._cond = threading.Condition()
@@ -130,9 +129,9 @@ class Poller:
             self.auth.succeeded()
             self._rate_limited.pop(device.sn, None)
             model = device.model or previous.model
-            reading = read_payload(self.catalog.families[device.type], payload, model)
+            reading = read_payload(self.catalog.families[device.type], payload, model, self._listed_rating(device.sn))
             self._report(device, model, reading)
-            guard = self._guard_for(device.sn, model)
+            guard = self._guard_for(device.sn, reading.rated_watts)
             glitches_before = guard.glitches
             samples = self._guard_counters(guard, reading.samples)
             snapshot = DeviceSnapshot(
@@ -162,12 +161,19 @@ class Poller:
         for bad in reading.implausible:
             log.debug("implausible value withheld", extra={"fields": {
                 "sn": device.sn, "field": bad.field, "value": bad.value, "allowed": bad.allowed}})
-        if looks_like_watts(reading) and device.sn not in self._watts_warned:
-            self._watts_warned.add(device.sn)
-            fields = ", ".join(f"{f}: {{unit: W}}" for f in reading.kilo_suspects[:4])
-            log.warning("most power fields look 1000x too large for the model: the cloud seems to send W, not kW",
-                        extra={"fields": {"sn": device.sn, "model": model, "fields": ",".join(reading.kilo_suspects),
+        new = [f for f in reading.kilo_suspects if (device.sn, f) not in self._watts_warned]
+        if new:  # per field: a payload may mix W and kW (PLATFORM.md 4), so each field is judged alone
+            self._watts_warned.update((device.sn, f) for f in new)
+            fields = ", ".join(f"{f}: {{unit: W}}" for f in new[:4])
+            log.warning("power fields look 1000x too large for the device's rating: the cloud seems to send W, not kW",
+                        extra={"fields": {"sn": device.sn, "model": model, "rated_watts": reading.rated_watts,
+                                          "fields": ",".join(new),
                                           "fix": f"catalog_overrides: {{{device.type}: {{fields: {{{fields}}}}}}}"}})
+
+    def _listed_rating(self, sn: str) -> float | None:
+        """The rated power the device list states (`normalPower`/`nominalPower`), if any."""
+        topology = self.topology
+        return None if topology is None else topology.rated_watts.get(sn)
 
     def _listed_lost(self, sn: str) -> bool | None:
         """The device list's own `lost` flag (documented on the BCU list), for payloads without one."""
@@ -213,9 +219,9 @@ class Poller:
         """Intervals to wait before the next call: doubles per rate-limit answer, up to 8."""
         return 2 ** min(self._rate_limited.get(sn, 0), 3)
 
-    def _guard_for(self, sn: str, model: str) -> CounterGuard:
+    def _guard_for(self, sn: str, rated_watts: float | None) -> CounterGuard:
         guard = self.guards.setdefault(sn, CounterGuard(self.config.poll.counter_reset_confirm_polls))
-        guard.rated_watts = rated_power_watts(model)  # the model may be known only since discovery
+        guard.rated_watts = rated_watts  # the reading's: payload, device list or model (known only since discovery)
         return guard
 
     def _guard_counters(self, guard: CounterGuard, samples: Samples) -> Samples:

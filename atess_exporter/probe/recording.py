@@ -28,7 +28,19 @@ _IDENTIFYING = {
     "name": "NAME", "id": "ID", "alias": "NAME", "address": "ADDR", "city": "CITY", "userName": "USER",
     "email": "USER", "phone": "USER", "latitude": "GEO", "longitude": "GEO", "lat": "GEO", "lng": "GEO",
 }
+# Personal data of plant and datalogger rows (PLATFORM.md 9), by what the key says:
+# coordinates, owner and installer accounts, addresses, contacts, post codes.
+_PERSONAL = re.compile(r"(^|_)(lat|lng|lon)(_|$)|latitude|longitude|address|account|user|owner|installer|contact|"
+                       r"phone|mobile|tel(ephone)?$|e?mail|city|country|province|street|post_?code|zip|company|agent",
+                       re.IGNORECASE)
 MAX_DEPTH = 32
+
+
+def _kind(key: str) -> str | None:
+    """The hash prefix for a key that identifies a customer, site or device, else None."""
+    if key in _IDENTIFYING:
+        return _IDENTIFYING[key]
+    return "PII" if isinstance(key, str) and _PERSONAL.search(key) else None
 
 
 def _hash(prefix: str, value: Any) -> str:
@@ -46,10 +58,11 @@ def redact(data: Any, known: dict[str, str] | None = None) -> tuple[Any, dict[st
             return
         if isinstance(node, dict):
             for key, value in node.items():
-                if key in _IDENTIFYING and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                kind = _kind(key)
+                if kind and isinstance(value, (str, int, float)) and not isinstance(value, bool):
                     text = str(value)
                     if text and text not in known:
-                        known[text] = _hash(_IDENTIFYING[key], text)
+                        known[text] = _hash(kind, text)
                 collect(value, depth + 1)
         elif isinstance(node, list):
             for item in node:
@@ -67,7 +80,7 @@ def redact(data: Any, known: dict[str, str] | None = None) -> tuple[Any, dict[st
             return {k: scrub(v, depth + 1, k) for k, v in node.items()}
         if isinstance(node, list):
             return [scrub(v, depth + 1) for v in node]
-        if key in _IDENTIFYING and not isinstance(node, bool) and node is not None and str(node) in known:
+        if _kind(key) and not isinstance(node, bool) and node is not None and str(node) in known:
             return known[str(node)]
         if isinstance(node, str) and pattern is not None:
             return pattern.sub(lambda m: known[m.group(0)], node)
