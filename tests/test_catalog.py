@@ -176,7 +176,7 @@ def _sim_devices() -> list[SimDevice]:
 
 # Deliberately uncatalogued numbers in the simulated payloads (names with no
 # documented meaning), so the demo exercises the atess_vendor_* path.
-SIM_UNCATALOGUED = {"temp2", "soh", "rackNum"}
+SIM_UNCATALOGUED = {"soh", "rackNum"}
 
 
 @pytest.mark.parametrize("family", sorted(DEVICE_FAMILIES))

@@ -8,14 +8,17 @@ the central vocabulary, plus the documented names and a few names seen in the
 ATESS app (catalog/<family>.yaml says which). Like recorded data, the
 undocumented payloads also carry fields that are not measurements (``lost``,
 ``again``, ``withTime``, ``id``, ``address``, ``dataLogSn``, a nested object) and
-one numeric field no catalog knows (``temp2``), so the exporter's handling of
-both is exercised by the demo.
+numbers no catalog knows (``soh``, ``rackNum`` of the BMS families), so the
+exporter's handling of both is exercised by the demo.
 
 The physics is ``physics``' own: the same deterministic 7-day cycle of PV,
 load and battery per device, so lifetime totals are exact integer-Wh sums that
 never decrease and ``...Today`` values restart at local midnight. Like the
 vendor, some numbers are sent as numeric strings ("3.312"): the PV-string
-values, a PCS's frequency and power factor, the BMS cell extremes.
+values, a PCS's frequency and power factor, the BMS cell extremes. As the
+platform's servers do (PLATFORM.md 3-4), the PCS's and PBD's ``ppv`` is W and
+``loadPf`` a percentage. ``simulator/platform.py`` rewrites these payloads into
+the platform's own spellings and field sets (``dialect="platform"``).
 
 Per family (all ASSUMED, like the fields):
   * ``hps_string`` -- an HPS...TL string-type hybrid inverter with two PV strings;
