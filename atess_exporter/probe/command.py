@@ -181,6 +181,11 @@ class Probe:
         c.counts.update(fields=len(c.data), catalogued=reading.catalogued, uncatalogued=reading.uncatalogued,
                         unusable=reading.unusable, implausible=len(reading.implausible))
         c.hints.extend(what_values_suggest(family.normalise(c.data)))
+        if reading.uncatalogued_fields:
+            shown = reading.uncatalogued_fields[:12]
+            c.hints.append(f"uncatalogued, exported as atess_vendor_*: {', '.join(shown)}"
+                           + (" ..." if len(reading.uncatalogued_fields) > len(shown) else "")
+                           + " (map them under catalog_overrides, or report them)")
         if reading.kilo_suspects:
             c.hints.append("1000x too large for the rating, W rather than kW? "
                            + ", ".join(f"{f}: {{unit: W}}" for f in reading.kilo_suspects))
