@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--success-code", type=int, default=0, choices=(0, 200))
     ap.add_argument("--min-interval", type=float, default=None,
                     help="answer 429 to the same endpoint+SN sooner than this many seconds")
+    ap.add_argument("--dialect", default="documented", choices=("documented", "platform"),
+                    help="documented: the vendor doc's names; platform: as the vendor's servers send data (default documented)")
     return ap
 
 
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"atess-exporter simulate: {exc}", file=sys.stderr)
         return 1
     sim = Simulator(devices, token=args.token, app_id=args.app_id, app_key=args.app_key,
-                    success_code=args.success_code, min_interval_seconds=args.min_interval)
+                    success_code=args.success_code, min_interval_seconds=args.min_interval, dialect=args.dialect)
     try:
         url = sim.start(port=args.port)
     except OSError as exc:
