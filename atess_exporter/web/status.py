@@ -183,10 +183,12 @@ class StatusPages:
             f'<li><a href="{self._link(plant=key)}">{self.text(name or "no plant")}</a> '
             f'<span class="{"bad" if problems else "ok"}">{problems} of {n} with problems</span></li>'
             for key, (name, n, problems) in ranked)
-        more = f", the {TOP_PLANTS} with the most problems" if len(per) > TOP_PLANTS else ""
-        opened = " open" if ranked[0][1][2] else ""   # a plant with problems: the list is worth a look
-        return (f'<details class="plants"{opened}><summary>Plants ({len(per)}){more}</summary>'
-                f"<ul>{items}</ul></details>")
+        troubled = sum(1 for _, _, problems in per.values() if problems)
+        more = f", the {TOP_PLANTS} with the most problems listed" if len(per) > TOP_PLANTS else ""
+        # Open when it is short and names a plant with problems; a long list stays one line (phones).
+        opened = " open" if troubled and len(ranked) <= 6 else ""
+        return (f'<details class="plants"{opened}><summary>{len(per)} plants, {troubled} with problems{more}'
+                f"</summary><ul>{items}</ul></details>")
 
     def _card(self, v: Verdict, dev: DeviceSnapshot, now: float) -> str:
         key, name = plant_of(dev)
