@@ -15,6 +15,7 @@ from atess_exporter.live.store import Cache, DeviceSnapshot
 from atess_exporter.catalog import BASE_LABELS, Catalog
 from atess_exporter.config import PollConfig
 from atess_exporter.live.poller import AuthGate, Poller
+from atess_exporter.readings.clock import ServerClock
 
 
 INFO_LABELS = ("sn", "model", "device_type", "plant_id", "plant_name", "datalog_sn", "firmware")
@@ -131,7 +132,7 @@ class DeviceStatusCollector(PerDeviceCollector):
             "online": GaugeMetricFamily("atess_device_online", f"1 when the device's latest reading (vendor field time) is at most {stale}s old and the cloud does not flag it lost, else 0 (without a usable time: the lost flag, else whether the payload changed within {stale}s)", labels=BASE_LABELS),
             "attempt": GaugeMetricFamily("atess_device_last_poll_timestamp_seconds", "Unix time of the last poll attempt", labels=BASE_LABELS, unit="seconds"),
             "success": GaugeMetricFamily("atess_device_last_poll_success_timestamp_seconds", "Unix time of the last successful poll", labels=BASE_LABELS, unit="seconds"),
-            "data": GaugeMetricFamily("atess_device_data_timestamp_seconds", "Unix time of the device's latest reading (vendor field time, plant-local time zone as configured)", labels=BASE_LABELS, unit="seconds"),
+            "data": GaugeMetricFamily("atess_device_data_timestamp_seconds", "Unix time of the device's latest reading (vendor field time, in the API servers' zone: measured, or atess.timezone)", labels=BASE_LABELS, unit="seconds"),
             "unusable": GaugeMetricFamily("atess_device_unusable_fields", "Catalogued fields of the last payload that held text instead of a number (not exported)", labels=BASE_LABELS),
             "implausible": GaugeMetricFamily("atess_device_implausible_fields", "Catalogued fields of the last payload whose value was outside its physical range (withheld, not exported; see --log.level debug)", labels=BASE_LABELS),
             "glitches": CounterMetricFamily("atess_lifetime_glitches", "Lifetime totals read lower than before and held at the last good value, since the exporter started", labels=BASE_LABELS),
@@ -159,7 +160,10 @@ class DeviceStatusCollector(PerDeviceCollector):
 def last_seen(dev: DeviceSnapshot) -> float | None:
     """When the device's latest reading was taken: the payload's own time is the
     evidence; without a usable one, the last time the payload changed stands in
-    for it (a cloud repeating a frozen payload is not a fresh reading)."""
+    for it (a cloud repeating a frozen payload is not a fresh reading). A reading
+    whose time lay in the future has no known time at all."""
+    if dev.time_refused:
+        return None
     return dev.data_time if dev.data_time is not None else dev.changed_at
 
 
@@ -172,11 +176,39 @@ def data_age(dev: DeviceSnapshot, now: float) -> float:
 def is_online(dev: DeviceSnapshot, now: float, window: Window, stale_after: float) -> bool:
     """The cloud's `lost` flag wins; else a reading at most stale_after old. With no
     usable time, the `lost` flag alone decides when it was sent."""
-    if dev.lost:
+    if dev.lost or dev.time_refused:
         return False
     if dev.data_time is None and dev.lost is not None:
         return True
     return window.within(now, last_seen(dev), stale_after)
+
+
+class ServerClockCollector(Collector):
+    """The zone the API's `time` strings are read in, and the evidence for it.
+
+    atess_api_clock_offset_seconds   offset of the servers' clock from UTC in use (UTC+8: 28800)
+    atess_api_clock_offset_devices   devices whose newest reading supports it (0: nothing measured yet, or
+                                     the readings contradict the configured zone)
+    """
+
+    def __init__(self, clock: ServerClock):
+        self.clock = clock
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (GaugeMetricFamily("atess_api_clock_offset_seconds", "Offset from UTC of the zone the API's reading times (vendor field time) are read in: measured from the readings, or atess.timezone when set", unit="seconds"),
+                GaugeMetricFamily("atess_api_clock_offset_devices", "Devices whose newest reading supports atess_api_clock_offset_seconds (0 before a measurement, or when the readings contradict atess.timezone)"))
+
+    def collect(self) -> Iterator[Metric]:
+        offset, devices = self._families()
+        in_use = self.clock.offset_seconds()
+        decision = self.clock.decision
+        offset.add_metric((), in_use)
+        devices.add_metric((), float(decision.agreeing if decision.offset == in_use else 0))
+        yield offset
+        yield devices
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
 
 
 class AuthCollector(Collector):

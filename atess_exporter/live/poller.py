@@ -27,7 +27,8 @@ from atess_exporter.readings.counterguard import CounterGuard
 from atess_exporter.catalog.models import rated_power_watts
 from atess_exporter.account.discovery import Topology, discover, select_devices
 from atess_exporter.readings.settings import Settings, split_settings
-from atess_exporter.readings.payload import Reading, looks_like_watts, parse_time, read_payload
+from atess_exporter.readings.clock import ServerClock, parse_wall
+from atess_exporter.readings.payload import Reading, looks_like_watts, read_payload
 from atess_exporter.live.state import load_state, save_state
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,10 @@ class Poller:
         self._state_saved = time.monotonic()
         self._phases: dict[str, float] = {}
         self._origin = time.monotonic()
+        self.server_clock = ServerClock(config.api_zone())
+        self._walls: dict[str, tuple[float, float]] = {}  # sn -> (`time` as written, poll time): measured devices
+        self._unpolled: set[str] = set(self.devices)      # no poll attempted yet: the clock waits for them
+        self._time_lock = threading.RLock()               # placing a reading vs. re-placing all after a new decision
         self._restore_state()
         for device in self.devices.values():
             self.cache.put(DeviceSnapshot(sn=device.sn, device_type=device.type, model=device.model or "unknown",
@@ -114,6 +119,13 @@ class Poller:
 
     def poll_device(self, device: DeviceConfig) -> DeviceSnapshot:
         """One latest-data poll for one device; the cache gets the result either way."""
+        try:
+            return self._poll_device(device)
+        finally:
+            if device.sn in self._unpolled:  # a failed first poll counts as one too
+                self._polled(device.sn)
+
+    def _poll_device(self, device: DeviceConfig) -> DeviceSnapshot:
         now = self.clock()
         previous = self.cache.get(device.sn) or DeviceSnapshot(device.sn, device.type, device.model or "unknown")
         if self.auth.blocked(now):
@@ -142,7 +154,6 @@ class Poller:
                 up=True,
                 last_attempt=now,
                 last_success=now,
-                data_time=parse_time(payload.get("time"), self.config.device_timezone(device), now),
                 samples=samples,
                 glitches=previous.glitches + guard.glitches - glitches_before,
                 unusable_fields=reading.unusable,
@@ -155,7 +166,36 @@ class Poller:
                          extra={"fields": {"sn": device.sn, "glitches": guard.glitches - glitches_before}})
             log.debug("polled", extra={"fields": {"sn": device.sn, "series": sum(map(len, snapshot.samples.values()))}})
         # info may have changed (discovery) while we polled: take the current one
-        return self._write(device.sn, lambda current: replace(snapshot, info=current.info) if current else snapshot)
+        wall, zone = parse_wall(payload.get("time")), self.config.device_zone(device)
+        with self._time_lock:
+            if zone is None and wall is not None:
+                self.server_clock.observe(device.sn, wall, now)
+                self._walls[device.sn] = (wall, now)
+            else:
+                self._walls.pop(device.sn, None)
+            self._polled(device.sn)
+            snapshot = self._placed(snapshot, wall, now, zone)
+            return self._write(device.sn, lambda current: replace(snapshot, info=current.info) if current else snapshot)
+
+    # -- the servers' clock ---------------------------------------------------
+
+    def _placed(self, snapshot: DeviceSnapshot, wall: float | None, polled: float, zone=None) -> DeviceSnapshot:
+        placed = self.server_clock.place(wall, polled, zone)
+        if placed.ahead:
+            self.server_clock.warn_ahead(snapshot.sn, placed.ahead)
+        return replace(snapshot, data_time=placed.at, time_refused=bool(placed.ahead))
+
+    def _polled(self, sn: str) -> None:
+        """A device's first poll is over; once every device has had one, the clock
+        decides (and re-decides after every later poll). When the offset changes,
+        every measured reading is placed again."""
+        with self._time_lock:
+            self._unpolled.discard(sn)
+            if self._unpolled or not self.server_clock.decide():
+                return
+            for other, (wall, polled) in list(self._walls.items()):
+                self.cache.update(other, lambda current, wall=wall, polled=polled: None if current is None
+                                  else self._placed(current, wall, polled))
 
     def _report(self, device: DeviceConfig, model: str, reading: Reading) -> None:
         """One debug line per withheld value; one warning per device when its powers look like W."""
@@ -299,6 +339,12 @@ class Poller:
             added = [sn for sn in wanted if sn not in self.devices]
             removed = [sn for sn in self.devices if sn not in wanted]
             self.devices = dict(wanted)
+        with self._time_lock:
+            self._unpolled.update(added)
+            for sn in removed:
+                self._unpolled.discard(sn)
+                self._walls.pop(sn, None)
+                self.server_clock.forget(sn)
         self.cache.retain(wanted)
         for sn in removed:
             self.guards.pop(sn, None)

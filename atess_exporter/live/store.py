@@ -95,6 +95,7 @@ class DeviceSnapshot:
     implausible_fields: int = 0  # catalogued fields of the last payload outside their physical range
     lost: bool | None = None   # the payload's own `lost` flag (the cloud lost contact), when sent
     changed_at: float | None = None  # when the samples last changed (freshness without a usable `time`)
+    time_refused: bool = False  # `time` lay in the future: unknown, and never counted as fresh
 
     def __post_init__(self) -> None:
         if not isinstance(self.samples, PackedSamples):
