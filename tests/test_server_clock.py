@@ -100,6 +100,7 @@ def test_the_clock_keeps_watching_and_re_decides(caplog):
         poller = run_first_poll(sim, clock)
         assert poller.server_clock.decision.offset == 28800
         caplog.set_level(logging.INFO)
+        caplog.clear()
         # the vendor moves its servers to UTC
         clock.t += 300
         sim.clock_utc_offset_hours = 0
@@ -157,3 +158,85 @@ def test_a_reading_far_in_the_future_is_unknown_and_not_fresh():
     assert value(parsed, "atess_device_data_timestamp_seconds", sn=sns[0]) == NOW - 60
     assert value(parsed, "atess_device_online", sn=sns[2]) == 0
     assert poller.cache.get(sns[2]).data_time is None and poller.cache.get(sns[2]).time_refused
+
+
+# -- backfill and probe use the same clock ---------------------------------------
+
+def write_config(tmp_path, sim, devices, **atess):
+    import yaml
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({
+        "atess": {"base_url": sim.base_url, "token": TOKEN, "timeout_seconds": 5, **atess},
+        "devices": [{"sn": d.sn, "type": d.family, "model": d.model} for d in devices],
+        "state_file": "",
+    }), encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("servers_hours", [8.0, 0.0])
+def test_backfill_measures_the_servers_zone_and_stamps_rows_right(tmp_path, servers_hours):
+    import io
+
+    from atess_exporter import backfill
+
+    devices = fleet(3)
+    with Simulator(devices, token=TOKEN, clock_utc_offset_hours=servers_hours) as sim:
+        config = write_config(tmp_path, sim, devices)
+        err, out = io.StringIO(), tmp_path / "h.om"
+        day = (time.gmtime(time.time() + servers_hours * 3600 - 2 * 86400))
+        day = f"{day.tm_year:04d}-{day.tm_mon:02d}-{day.tm_mday:02d}"
+        rc = backfill.main(["--config.file", config, "--from", day, "--to", day, "--output", str(out),
+                            "--call-interval", "0", "--retry-backoff", "0", "--sn", devices[0].sn], stderr=err)
+        assert rc == 0, err.getvalue()
+        latest_calls = sum(n for (p, _), n in sim.calls.items() if p.endswith("data-last"))
+    assert latest_calls == len(devices)          # one latest-data call per device measures it
+    assert "API servers' clock found" in err.getvalue()
+    stamps = sorted({float(line.rsplit(" ", 1)[1]) for line in out.read_text().splitlines() if not line.startswith("#")})
+    # the servers' day starts at its midnight: 00:00 in UTC+offset
+    y, m, d = map(int, day.split("-"))
+    import calendar
+    midnight = calendar.timegm((y, m, d, 0, 0, 0)) - servers_hours * 3600
+    assert stamps[0] == midnight and stamps[-1] == midnight + 86400 - 300 and len(stamps) == 288
+
+
+def test_backfill_without_a_measurement_stops_and_asks_for_the_zone(tmp_path):
+    import io
+
+    from atess_exporter import backfill
+
+    devices = fleet(1)
+    with Simulator(devices, token=TOKEN, clock_utc_offset_hours=8) as sim:
+        sim.set_fault(devices[0].sn, "fields", fields={"time": "2001-01-01 00:00:00"})   # nothing fresh
+        config = write_config(tmp_path, sim, devices)
+        err = io.StringIO()
+        rc = backfill.main(["--config.file", config, "--from", "2024-03-01", "--to", "2024-03-01",
+                            "--output", str(tmp_path / "h.om"), "--call-interval", "0"], stderr=err)
+    assert rc == 1
+    assert "set atess.timezone" in err.getvalue() and not (tmp_path / "h.om").exists()
+
+
+def test_probe_prints_the_clock_it_found(tmp_path):
+    import io
+    from datetime import date
+
+    from atess_exporter.probe.command import main
+
+    devices = [SimDevice(sn="HPS150A2312000147", model="HPS150"),
+               SimDevice(sn="PCS100A2309000058", family="pcs", model="PCS100")]
+    with Simulator(devices, token=TOKEN, clock_utc_offset_hours=8) as sim:
+        out = io.StringIO()
+        main(["--config.file", write_config(tmp_path, sim, devices)], out=out, err=io.StringIO(),
+             today=lambda: date(2025, 6, 3))
+    assert "API servers' clock: UTC+08:00 from 2 of 2 devices' latest readings" in out.getvalue()
+
+
+def test_plant_rows_give_their_zone_in_any_spelling():
+    from atess_exporter.account.discovery import plant_zone
+
+    assert plant_zone({"timezone": 8}) == "UTC+08:00"
+    assert plant_zone({"timezone": "GMT+8"}) == "UTC+08:00"
+    assert plant_zone({"timezoneText": "GMT-5"}) == "UTC-05:00"
+    assert plant_zone({"timeZone": "Europe/Berlin"}) == "Europe/Berlin"
+    assert plant_zone({"timezone": "", "atsTimezoneStr": "UTC+05:30"}) == "UTC+05:30"
+    assert plant_zone({"timezone": "somewhere"}) == ""

@@ -26,6 +26,7 @@ from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.catalog.endpoints import LIST_KEY
 from atess_exporter.catalog.models import label_text, valid_sn
 from atess_exporter.config.shard import in_shard
+from atess_exporter.outside.zones import parse_zone, zone_name
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,18 @@ class Topology:
     datalog_of: dict[str, str] = field(default_factory=dict)  # sn -> datalogger SN
     lost: dict[str, bool] = field(default_factory=dict)      # sn -> the list's `lost` flag
     skipped: int = 0                                         # rows refused (bad SN, no SN)
+
+
+def plant_zone(row: dict) -> str:
+    """The plant's zone as one spelling ("UTC+08:00" or an IANA name), whichever of the
+    platform's forms the row uses (8, "GMT+8", timezoneText...); "" when none parses.
+    It is the plant's local day (its ...Today counters); it is not the zone the
+    servers write `time` in (readings/clock.py measures that)."""
+    for name in ("timezone", "timeZone", "timezoneText", "atsTimezoneStr"):
+        zone = parse_zone(row.get(name))
+        if zone is not None:
+            return zone_name(zone)
+    return ""
 
 
 def pick(row: dict, *names: str, default: Any = "") -> Any:
@@ -149,7 +162,7 @@ def discover(client: AtessClient, config: Config, families: list[str]) -> Topolo
         plant = Plant(plant_id=plant_id, name=label_text(pick(row, "plantName", "name")),
                       capacity_kw=_bounded(pick(row, "capacity", "installedCapacity", default=None)),
                       country=label_text(pick(row, "country")), city=label_text(pick(row, "city")),
-                      timezone=label_text(pick(row, "timezone", "timeZone")))
+                      timezone=plant_zone(row))
         plants.append(plant)
         for drow in listing("datalog", {LIST_KEY["datalog"]: plant_id}):
             dl_sn = str(pick(drow, "dataLogSn", "datalogSn", "sn"))
@@ -197,3 +210,80 @@ def select_devices(config: Config, topology: Topology | None) -> dict[str, Devic
     wanted, (index, count) = config.discovery, config.shard
     return {sn: d for sn, d in sorted(merged.items())
             if wanted.wants(sn, d.plant_id, d.plant_name) and in_shard(sn, index, count)}
+
+
+# -- the topology kept across restarts (beside the counter state) ------------------
+
+def topology_to_dict(topology: Topology) -> dict:
+    """Plain data for the state file: what polling needs. A plant's city and country
+    are personal data (PLATFORM.md 9) and are not written; they return with the next
+    discovery."""
+    return {
+        "plants": [{"plant_id": p.plant_id, "name": p.name, "capacity_kw": p.capacity_kw, "timezone": p.timezone}
+                   for p in topology.plants],
+        "datalogs": [{"sn": d.sn, "plant_id": d.plant_id, "model": d.model, "online": d.online} for d in topology.datalogs],
+        "devices": [{"sn": d.sn, "type": d.type, "model": d.model, "plant_id": d.plant_id, "plant_name": d.plant_name}
+                    for d in topology.devices],
+        "firmware": dict(topology.firmware), "datalog_of": dict(topology.datalog_of), "lost": dict(topology.lost),
+    }
+
+
+class SavedTopologyError(ValueError):
+    pass
+
+
+def _rows(data: dict, key: str, limit: int) -> list[dict]:
+    rows = data.get(key, [])
+    if not isinstance(rows, list) or len(rows) > limit or not all(isinstance(r, dict) for r in rows):
+        raise SavedTopologyError(f"{key} is not a list of objects")
+    return rows
+
+
+def _text(row: dict, key: str) -> str:
+    value = row.get(key, "")
+    if not isinstance(value, str):
+        raise SavedTopologyError(f"{key} is not text")
+    return label_text(value)
+
+
+def _sn_map(data: dict, key: str, kind: type, limit: int) -> dict:
+    value = data.get(key, {})
+    if not isinstance(value, dict) or len(value) > limit:
+        raise SavedTopologyError(f"{key} is not an object")
+    out = {}
+    for sn, item in value.items():
+        if not valid_sn(sn) or not isinstance(item, kind):
+            raise SavedTopologyError(f"{key} has a bad entry")
+        out[sn] = label_text(item) if kind is str else item
+    return out
+
+
+def topology_from_dict(data: Any, families: Any, limit: int = 100_000) -> Topology:
+    """A topology read back from the state file, checked as hostile input: raises
+    SavedTopologyError on any wrong shape (the caller drops it and discovers anew)."""
+    if not isinstance(data, dict):
+        raise SavedTopologyError("not an object")
+    plants = []
+    for row in _rows(data, "plants", limit):
+        capacity = row.get("capacity_kw")
+        if capacity is not None and _bounded(capacity) is None:
+            raise SavedTopologyError("capacity_kw is not a number")
+        plant_id = _text(row, "plant_id")
+        if not plant_id:
+            raise SavedTopologyError("a plant without id")
+        plants.append(Plant(plant_id, _text(row, "name"), _bounded(capacity) if capacity is not None else None,
+                            timezone=_text(row, "timezone")))
+    datalogs = []
+    for row in _rows(data, "datalogs", limit):
+        online = row.get("online")
+        if not valid_sn(row.get("sn")) or not (online is None or isinstance(online, bool)):
+            raise SavedTopologyError("a datalogger with a bad SN or flag")
+        datalogs.append(Datalog(row["sn"], _text(row, "plant_id"), _text(row, "model"), online))
+    devices = []
+    for row in _rows(data, "devices", limit):
+        if not valid_sn(row.get("sn")) or row.get("type") not in families:
+            raise SavedTopologyError("a device with a bad SN or an unknown type")
+        devices.append(DeviceConfig(sn=row["sn"], type=row["type"], model=_text(row, "model"),
+                                    plant_id=_text(row, "plant_id"), plant_name=_text(row, "plant_name")))
+    return Topology(tuple(plants), tuple(datalogs), tuple(devices), _sn_map(data, "firmware", str, limit),
+                    _sn_map(data, "datalog_of", str, limit), _sn_map(data, "lost", bool, limit))

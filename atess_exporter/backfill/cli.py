@@ -145,17 +145,8 @@ def main(argv: list[str], *, clock: Clock | None = None, sleep: Sleep | None = N
         devices = [by_sn[sn] for sn in dict.fromkeys(args.sns)]
     else:
         devices = list(by_sn.values())
-    end = args.end
-    try:
-        zone = servers_zone(config, AtessClient(config.api), devices)
-    except CalibrationError as exc:
-        say(f"atess-exporter backfill: {exc}")
-        return 1
-    today = datetime.now(zone).date()
-    if end is None:
-        end = today - timedelta(days=1)
-    if end < args.start:
-        say(f"atess-exporter backfill: --to {end} is before --from {args.start}; both days are inclusive")
+    if args.end is not None and args.end < args.start:
+        say(f"atess-exporter backfill: --to {args.end} is before --from {args.start}; both days are inclusive")
         return 2
     if args.page_size < 1:
         say("atess-exporter backfill: --page-size must be 1 or more")
@@ -176,6 +167,16 @@ def main(argv: list[str], *, clock: Clock | None = None, sleep: Sleep | None = N
     setup_logging(_level(level), args.log_format, secrets=config.api.credentials.values(),
                   stream=LogStream(stderr, progress))
     try:
+        try:  # after the log set-up: the offset found is logged
+            zone = servers_zone(config, AtessClient(config.api), list(by_sn.values()))
+        except CalibrationError as exc:
+            say(f"atess-exporter backfill: {exc}")
+            return 1
+        today = datetime.now(zone).date()
+        end = args.end if args.end is not None else today - timedelta(days=1)
+        if end < args.start:
+            say(f"atess-exporter backfill: --to {end} is before --from {args.start}; both days are inclusive")
+            return 2
         job = Backfill(
             config, devices, start=args.start, end=end, output=output, window_days=args.window,
             page_size=args.page_size, call_interval=call_interval, concurrency=concurrency,

@@ -12,6 +12,10 @@ from atess_exporter.outside.zones import parse_zone
 
 # The vendor doc: "The frequency of acquisition is once every 5 minutes".
 MIN_INTERVAL_SECONDS = 300
+# The platform allows 10 plant-list calls a day (PLATFORM.md 9): every 3 h is 8 a day,
+# restarts included, since the last topology is kept in the state file.
+DISCOVERY_REFRESH_SECONDS = 10800.0
+PLANT_LIST_CALLS_PER_DAY = 10
 
 
 class Secret:
@@ -106,7 +110,7 @@ class DeviceConfig:
 @dataclass(frozen=True)
 class DiscoveryConfig:
     enabled: bool = False
-    refresh_seconds: float = 3600.0
+    refresh_seconds: float = DISCOVERY_REFRESH_SECONDS
     page_size: int = 100
     families: tuple[str, ...] = ()        # device families whose lists are read; () = all
     include_sns: frozenset[str] = frozenset()

@@ -11,7 +11,7 @@ from atess_exporter.outside.zones import parse_zone
 from atess_exporter.config.input import ConfigError, check_header_text, kind_of, quoted
 from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS, NON_DEVICE_FAMILIES, OPERATIONS
 from atess_exporter.catalog.models import valid_sn
-from atess_exporter.config.model import (MIN_INTERVAL_SECONDS, ApiConfig, Credentials, DeviceConfig, DiscoveryConfig, PollConfig, SettingsConfig)
+from atess_exporter.config.model import (DISCOVERY_REFRESH_SECONDS, MIN_INTERVAL_SECONDS, ApiConfig, Credentials, DeviceConfig, DiscoveryConfig, PollConfig, SettingsConfig)
 from atess_exporter.config.reader import Section
 
 
@@ -104,7 +104,7 @@ def read_discovery(section: Section, families: set[str], default_enabled: bool =
     exclude = _filter(section.raw("exclude", None), section.key("exclude"))
     discovery = DiscoveryConfig(
         enabled=section.bool("enabled", default_enabled),
-        refresh_seconds=section.number("refresh_seconds", 3600.0, 300, maximum=7 * 86400,
+        refresh_seconds=section.number("refresh_seconds", DISCOVERY_REFRESH_SECONDS, 300, maximum=7 * 86400,
                                        hint="discovery lists the whole account; refresh at most every 5 minutes"),
         page_size=section.number("page_size", 100, 1, integer=True, maximum=1000),
         max_pages=section.number("max_pages", 50, 1, integer=True, maximum=10000),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import random
 import threading
 import time
@@ -23,11 +24,13 @@ from atess_exporter.live.store import Cache, DeviceSnapshot, Samples
 from atess_exporter.catalog import Catalog
 from atess_exporter.api.client import AtessClient, AtessError, AuthError, HttpError, RateLimitError, TransportError
 from atess_exporter.config import Config, DeviceConfig
+from atess_exporter.config.model import PLANT_LIST_CALLS_PER_DAY
 from atess_exporter.readings.counterguard import CounterGuard
 from atess_exporter.catalog.models import rated_power_watts
-from atess_exporter.account.discovery import Topology, discover, select_devices
+from atess_exporter.account.discovery import (SavedTopologyError, Topology, discover, select_devices, topology_from_dict,
+                                              topology_to_dict)
 from atess_exporter.readings.settings import Settings, split_settings
-from atess_exporter.readings.clock import ServerClock, parse_wall
+from atess_exporter.readings.clock import MAX_OFFSET_SECONDS, QUARTER_SECONDS, Decision, ServerClock, parse_wall
 from atess_exporter.readings.payload import Reading, looks_like_watts, read_payload
 from atess_exporter.live.state import load_state, save_state
 
@@ -110,10 +113,18 @@ class Poller:
         self._walls: dict[str, tuple[float, float]] = {}  # sn -> (`time` as written, poll time): measured devices
         self._unpolled: set[str] = set(self.devices)      # no poll attempted yet: the clock waits for them
         self._time_lock = threading.RLock()               # placing a reading vs. re-placing all after a new decision
-        self._restore_state()
+        self._topology_saved_at: float | None = None      # wall time of the discovery self.topology came from
+        self._discovery_due = 0.0                         # monotonic: a saved topology defers the first discovery
+        state = self._restore_state()
+        if config.discovery.enabled and config.discovery.refresh_seconds * PLANT_LIST_CALLS_PER_DAY < 86400:
+            log.warning("discovery.refresh_seconds lists the account more than 10 times a day; the platform the "
+                        "ATESS cloud was built on allows 10 plant-list calls a day",
+                        extra={"fields": {"refresh_seconds": config.discovery.refresh_seconds, "suggested": 10800}})
         for device in self.devices.values():
             self.cache.put(DeviceSnapshot(sn=device.sn, device_type=device.type, model=device.model or "unknown",
                                           info=device.info()))
+        if self.config.discovery.enabled and "topology" in state:
+            self._restore_topology(state["topology"])
 
     # -- one poll ------------------------------------------------------------
 
@@ -289,7 +300,7 @@ class Poller:
 
     def run_once(self) -> list[DeviceSnapshot]:
         """Everything a scheduled run does, once: discovery, latest data, settings."""
-        if self.config.discovery.enabled:
+        if self.config.discovery.enabled and time.monotonic() >= self._discovery_due:
             self.refresh_topology()
         snapshots = self.poll_all_once()
         if self.config.settings.enabled:
@@ -299,17 +310,57 @@ class Poller:
 
     # -- state across restarts ------------------------------------------------
 
-    def _restore_state(self) -> None:
-        counters = load_state(self.config.state_file).get("counters", {})
+    def _restore_state(self) -> dict:
+        state = load_state(self.config.state_file)
+        counters = state.get("counters", {})
         confirm = self.config.poll.counter_reset_confirm_polls
         for sn, rows in counters.items():  # discovered devices are not known yet: keep all
             guard = self.guards[sn] = CounterGuard(confirm)
             guard.load(rows)
+        offset = state.get("clock", {}).get("offset_seconds") if isinstance(state.get("clock"), dict) else None
+        if isinstance(offset, int) and not isinstance(offset, bool) and abs(offset) <= MAX_OFFSET_SECONDS \
+                and offset % QUARTER_SECONDS == 0:
+            self.server_clock.decision = Decision(offset)   # until this run's first decision
+        elif "clock" in state:
+            log.warning("saved API clock offset unusable; measuring anew", extra={"fields": {"path": self.config.state_file}})
+        return state
+
+    def _restore_topology(self, saved) -> None:
+        """The last discovery, reused while younger than discovery.refresh_seconds, so a
+        restart (a crash loop, a rolling update) does not list the account again. Its age
+        is judged against the present: a time saved in the future is not trusted."""
+        try:
+            if not isinstance(saved, dict):
+                raise SavedTopologyError("not an object")
+            at = saved.get("saved_at")
+            if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
+                raise SavedTopologyError("no saved_at time")
+            topology = topology_from_dict(saved.get("topology"), self.catalog.families)
+        except SavedTopologyError as exc:
+            log.warning("saved topology unusable; discovering anew", extra={"fields": {"error": str(exc)}})
+            return
+        age = self.clock() - at
+        refresh = self.config.discovery.refresh_seconds
+        if not 0 <= age < refresh:
+            log.info("saved topology too old or from the future; discovering anew",
+                     extra={"fields": {"age_seconds": round(age)}})
+            return
+        self.topology, self._topology_saved_at = topology, float(at)
+        self._discovery_due = time.monotonic() + (refresh - age)
+        self.apply_devices(select_devices(self.config, topology))
+        self.discovered.set()
+        log.info("reusing the saved topology", extra={"fields": {
+            "plants": len(topology.plants), "devices": len(self.devices), "age_seconds": round(age),
+            "next_discovery_in_seconds": round(refresh - age)}})
 
     def save_state(self) -> None:
         with self._state_lock:
-            counters = {sn: guard.dump() for sn, guard in list(self.guards.items())}
-            save_state(self.config.state_file, {"counters": counters})
+            data: dict = {"counters": {sn: guard.dump() for sn, guard in list(self.guards.items())}}
+            if self.server_clock.zone is None and self.server_clock.decision.offset is not None:
+                data["clock"] = {"offset_seconds": self.server_clock.decision.offset}
+            if self.topology is not None and self._topology_saved_at is not None:
+                data["topology"] = {"saved_at": self._topology_saved_at, "topology": topology_to_dict(self.topology)}
+            save_state(self.config.state_file, data)
             self._state_saved = time.monotonic()
 
     # -- the account: discovery and settings --------------------------------
@@ -326,10 +377,11 @@ class Poller:
                         extra={"fields": {"outcome": exc.outcome, "error": str(exc)}})
             return False
         self.auth.succeeded()
-        self.topology = topology
+        self.topology, self._topology_saved_at = topology, self.clock()
         added, removed = self.apply_devices(select_devices(self.config, topology))
         log.info("discovery", extra={"fields": {"plants": len(topology.plants), "devices": len(self.devices),
                                                 "added": len(added), "removed": len(removed)}})
+        self.save_state()  # the topology survives a restart at once: a crash loop lists nothing again
         return True
 
     def apply_devices(self, wanted: dict[str, DeviceConfig]) -> tuple[list[str], list[str]]:
@@ -400,7 +452,7 @@ class Poller:
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
         with self._cond:
             if self.config.discovery.enabled:
-                heapq.heappush(self._heap, (start, "discovery", ""))
+                heapq.heappush(self._heap, (max(start, self._discovery_due), "discovery", ""))
         self._replan(list(self.devices))
         self._thread.start()
 
