@@ -46,7 +46,7 @@ def user_zone(request, monkeypatch):
 def scrape(poller: Poller, clock: Clock) -> dict:
     registry = CollectorRegistry()
     registry.register(DeviceStatusCollector(poller.cache, poller.config.poll, clock=clock))
-    registry.register(ServerClockCollector(poller.server_clock))
+    registry.register(ServerClockCollector(poller.cache))
     return parse_exposition(generate_latest(registry).decode())
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from atess_exporter.live.store import Samples
 from atess_exporter.catalog import FamilyCatalog, FieldMap, parse_number
 from atess_exporter.catalog.models import rated_power_watts
+
+# metric name -> ((label values after sn/model, value), ...)
+Samples = dict[str, tuple[tuple[tuple[str, ...], float], ...]]
 
 MAX_UNCATALOGUED = 256           # uncatalogued numbers exported per payload
 
