@@ -240,3 +240,11 @@ def test_plant_rows_give_their_zone_in_any_spelling():
     assert plant_zone({"timeZone": "Europe/Berlin"}) == "Europe/Berlin"
     assert plant_zone({"timezone": "", "atsTimezoneStr": "UTC+05:30"}) == "UTC+05:30"
     assert plant_zone({"timezone": "somewhere"}) == ""
+
+
+def test_a_normal_start_on_a_utc8_platform_warns_of_nothing(caplog):
+    caplog.set_level(logging.WARNING)
+    clock = Clock(NOW)
+    with Simulator(fleet(5), token=TOKEN, clock=clock, clock_utc_offset_hours=8) as sim:
+        run_first_poll(sim, clock)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

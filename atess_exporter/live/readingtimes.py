@@ -91,7 +91,9 @@ class ReadingTimes:
 
     def _placed(self, snapshot: DeviceSnapshot, wall: float | None, polled: float, zone=None) -> DeviceSnapshot:
         placed = self.clock.place(wall, polled, zone)
-        if placed.ahead:
+        # Before the first decision a measured reading may look ahead only because the
+        # offset is not known yet: no warning then (the decision places it anew).
+        if placed.ahead and (zone is not None or self.clock.zone is not None or not self._unpolled):
             self.clock.warn_ahead(snapshot.sn, placed.ahead)
         return replace(snapshot, data_time=placed.at, time_refused=bool(placed.ahead))
 
