@@ -111,3 +111,15 @@ def test_the_measured_clock_survives_a_restart(tmp_path):
         first.save_state()
         again = Poller(config, AtessClient(config.api), Cache(), config.catalog(), clock=Clock(T0 + 60))
     assert again.server_clock.decision.offset == 28800    # used until this run measures anew
+
+
+def test_a_saved_topology_reads_back_as_discovery_read_it(sim, tmp_path):
+    from atess_exporter.account.discovery import topology_from_dict, topology_to_dict
+
+    state = tmp_path / "state.json"
+    config, first = start(sim, state, T0)
+    again = topology_from_dict(json.loads(json.dumps(topology_to_dict(first.topology))), config.catalog().families)
+    strip = lambda plants: [p.__class__(**{**p.__dict__, "city": "", "country": ""}) for p in plants]  # noqa: E731
+    assert (strip(again.plants), again.datalogs, again.devices, again.firmware, again.datalog_of, again.lost) == \
+        (strip(first.topology.plants), first.topology.datalogs, first.topology.devices, first.topology.firmware,
+         first.topology.datalog_of, first.topology.lost)

@@ -10,7 +10,7 @@ from typing import Any
 from atess_exporter.outside.zones import parse_zone
 from atess_exporter.config.input import ConfigError, check_header_text, kind_of, quoted
 from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS, NON_DEVICE_FAMILIES, OPERATIONS
-from atess_exporter.catalog.models import valid_sn
+from atess_exporter.outside.text import valid_sn
 from atess_exporter.config.model import (DISCOVERY_REFRESH_SECONDS, MIN_INTERVAL_SECONDS, ApiConfig, Credentials, DeviceConfig, DiscoveryConfig, PollConfig, SettingsConfig)
 from atess_exporter.config.reader import Section
 

@@ -14,15 +14,17 @@ import threading
 from dataclasses import replace
 from typing import Callable
 
-from atess_exporter.api.client import AtessClient, AtessError, AuthError, HttpError, RateLimitError, TransportError
+from atess_exporter.api.client import AtessClient, AtessError, AuthError, RateLimitError
+from atess_exporter.api.retry import RetryPolicy
 from atess_exporter.catalog import Catalog
 from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.live.authgate import AuthGate
 from atess_exporter.live.counters import CounterState
 from atess_exporter.live.store import Cache, DeviceSnapshot
 from atess_exporter.live.readingtimes import ReadingTimes
+from atess_exporter.readings.counterguard import guard_samples
 from atess_exporter.readings.payload import Reading, looks_like_watts, read_payload
-from atess_exporter.readings.settings import split_settings
+from atess_exporter.readings.devicesettings import read_device_settings
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class DevicePoll:
         self.counters = counters
         self.polled = polled   # whether a device is still in the fleet (discovery may remove it mid-poll)
         self.stop = stop
-        self.rng = rng
+        self.retry = RetryPolicy(config.poll.retries, config.poll.retry_backoff_seconds, rng)
         self.times = times     # places each reading in time (the servers' clock)
         self._rate_limited: dict[str, int] = {}  # consecutive rate-limit answers per device
         self._watts_warned: set[str] = set()
@@ -71,7 +73,7 @@ class DevicePoll:
             self._report(device, model, reading)
             guard = self.counters.guard_for(device.sn, model)
             glitches_before = guard.glitches
-            samples = self.counters.apply(guard, reading.samples, clock())
+            samples = guard_samples(guard, self.catalog, reading.samples, clock())
             snapshot = DeviceSnapshot(
                 sn=device.sn,
                 device_type=device.type,
@@ -105,7 +107,7 @@ class DevicePoll:
                 self.auth.failed(clock())
             log.warning("settings read failed", extra={"fields": {"sn": device.sn, "outcome": exc.outcome, "error": str(exc)}})
             return
-        self.store.put_settings(device.sn, split_settings(data))
+        self.store.put_device_settings(device.sn, read_device_settings(data))
 
     def _report(self, device: DeviceConfig, model: str, reading: Reading) -> None:
         """One debug line per withheld value; one warning per device when its powers look like W."""
@@ -130,22 +132,8 @@ class DevicePoll:
         return stored if stored is not None else change(None)
 
     def _fetch(self, client: AtessClient, path: str, sn: str) -> dict:
-        """The latest data, retrying what a retry can fix: no answer, or a 5xx."""
-        retries = self.config.poll.retries
-        for attempt in range(retries + 1):
-            try:
-                return client.latest(path, sn)
-            except (TransportError, HttpError) as exc:
-                retryable = isinstance(exc, TransportError) or exc.status >= 500
-                if attempt == retries or not retryable:
-                    raise
-                base = self.config.poll.retry_backoff_seconds * 2 ** attempt
-                delay = base / 2 + self.rng.uniform(0, base / 2)
-                log.info("retrying", extra={"fields": {"sn": sn, "outcome": exc.outcome, "attempt": attempt + 1,
-                                                       "in_seconds": round(delay, 2)}})
-                if self.stop.wait(delay):
-                    raise
-        raise AssertionError("unreachable")
+        """The latest data, retried by the retry policy (api/retry.py); a stop ends the wait."""
+        return self.retry.call(lambda: client.latest(path, sn), self.stop.wait, {"sn": sn})
 
     def _failed(self, sn: str, exc: AtessError, now: float) -> None:
         fields = {"sn": sn, "outcome": exc.outcome, "error": str(exc)}

@@ -8,7 +8,7 @@ range are withheld, and flags and identifiers never become gauges.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 
 from atess_exporter.catalog import FamilyCatalog, FieldMap, parse_number
