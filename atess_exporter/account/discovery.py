@@ -37,8 +37,6 @@ class Plant:
     plant_id: str
     name: str = ""
     capacity_kw: float | None = None
-    country: str = ""
-    city: str = ""
     timezone: str = ""
 
 
@@ -61,6 +59,7 @@ class Topology:
     datalog_of: dict[str, str] = field(default_factory=dict)  # sn -> datalogger SN
     lost: dict[str, bool] = field(default_factory=dict)      # sn -> the list's `lost` flag
     skipped: int = 0                                         # rows refused (bad SN, no SN)
+    rated_watts: dict[str, float] = field(default_factory=dict)  # sn -> the list's normalPower/nominalPower (W)
 
 
 def plant_zone(row: dict) -> str:
@@ -84,6 +83,16 @@ def pick(row: dict, *names: str, default: Any = "") -> Any:
 
 
 SKIPPED = None   # what the walk yields for a row without a usable serial number
+
+
+def _plant_kw(row: dict) -> float | None:
+    """A plant's capacity: `capacity` (kW) as the ATESS lists are assumed to send it, else the
+    platform's `nominalPower` (W)."""
+    kw = bounded_number(pick(row, "capacity", "installedCapacity", default=None))
+    if kw is None:
+        watts = bounded_number(pick(row, "nominalPower", default=None))
+        kw = watts / 1000.0 if watts else None
+    return kw
 
 
 @dataclass(frozen=True)
@@ -115,10 +124,10 @@ def walk(listing: Listing, families: list[str], *, wanted: Callable[[str], bool]
         if max_plants is not None and len(plant_ids) >= max_plants:
             break
         plant_ids.add(plant_id)
+        # Only what identifies the plant: its rows also carry coordinates, owner accounts,
+        # addresses and contacts (PLATFORM.md 9), which are never read.
         plant = Plant(plant_id=plant_id, name=label_text(pick(row, "plantName", "name")),
-                      capacity_kw=bounded_number(pick(row, "capacity", "installedCapacity", default=None)),
-                      country=label_text(pick(row, "country")), city=label_text(pick(row, "city")),
-                      timezone=plant_zone(row))
+                      capacity_kw=_plant_kw(row), timezone=plant_zone(row))
         yield Listed(plant)
         for drow in listing("datalog", {LIST_KEY["datalog"]: plant_id}):
             dl_sn = str(pick(drow, "dataLogSn", "datalogSn", "sn"))
@@ -161,7 +170,7 @@ def discover(client: AtessClient, config: Config, families: list[str]) -> Topolo
         return (row for row in rows if isinstance(row, dict))
 
     plants, datalogs, devices = [], [], []
-    firmware, datalog_of, lost = {}, {}, {}
+    firmware, datalog_of, lost, rated = {}, {}, {}, {}
     skipped = 0
     for found in walk(listing, families):
         if found is SKIPPED:
@@ -173,6 +182,9 @@ def discover(client: AtessClient, config: Config, families: list[str]) -> Topolo
             datalog_of[sn] = found.datalog.sn
             if isinstance(found.row.get("lost"), bool):
                 lost[sn] = found.row["lost"]
+            watts = bounded_number(pick(found.row, "normalPower", "nominalPower", default=None))
+            if watts:
+                rated[sn] = watts
         elif found.datalog is not None:
             datalogs.append(found.datalog)
         else:
@@ -180,7 +192,7 @@ def discover(client: AtessClient, config: Config, families: list[str]) -> Topolo
     if skipped:
         log.warning("discovery skipped list rows without a usable serial number",
                     extra={"fields": {"rows": skipped}})
-    return Topology(tuple(plants), tuple(datalogs), tuple(devices), firmware, datalog_of, lost, skipped)
+    return Topology(tuple(plants), tuple(datalogs), tuple(devices), firmware, datalog_of, lost, skipped, rated)
 
 
 def select_devices(config: Config, topology: Topology | None) -> dict[str, DeviceConfig]:
@@ -204,9 +216,8 @@ def select_devices(config: Config, topology: Topology | None) -> dict[str, Devic
 # -- the topology kept across restarts (beside the counter state) ------------------
 
 def topology_to_dict(topology: Topology) -> dict:
-    """Plain data for the state file: what polling needs. A plant's city and country
-    are personal data (PLATFORM.md 9) and are not written; they return with the next
-    discovery."""
+    """Plain data for the state file: what polling and the labels need, nothing the
+    lists' rows carry besides (no personal data, PLATFORM.md 9)."""
     return {
         "plants": [{"plant_id": p.plant_id, "name": p.name, "capacity_kw": p.capacity_kw, "timezone": p.timezone}
                    for p in topology.plants],
@@ -214,6 +225,7 @@ def topology_to_dict(topology: Topology) -> dict:
         "devices": [{"sn": d.sn, "type": d.type, "model": d.model, "plant_id": d.plant_id, "plant_name": d.plant_name}
                     for d in topology.devices],
         "firmware": dict(topology.firmware), "datalog_of": dict(topology.datalog_of), "lost": dict(topology.lost),
+        "rated_watts": dict(topology.rated_watts),
     }
 
 
@@ -241,7 +253,13 @@ def _sn_map(data: dict, key: str, kind: type, limit: int) -> dict:
         raise SavedTopologyError(f"{key} is not an object")
     out = {}
     for sn, item in value.items():
-        if not valid_sn(sn) or not isinstance(item, kind):
+        if kind is float:  # a rating: a finite, bounded number
+            item = bounded_number(item) if isinstance(item, (int, float)) and not isinstance(item, bool) else None
+            if item is None:
+                raise SavedTopologyError(f"{key} has a bad entry")
+        elif not isinstance(item, kind):
+            raise SavedTopologyError(f"{key} has a bad entry")
+        if not valid_sn(sn):
             raise SavedTopologyError(f"{key} has a bad entry")
         out[sn] = label_text(item) if kind is str else item
     return out
@@ -277,4 +295,4 @@ def topology_from_dict(data: Any, families: Any, limit: int = 100_000) -> Topolo
                                     plant_id=_text(row, "plant_id"), plant_name=_text(row, "plant_name")))
     return Topology(plants=tuple(plants), datalogs=tuple(datalogs), devices=tuple(devices),
                     firmware=_sn_map(data, "firmware", str, limit), datalog_of=_sn_map(data, "datalog_of", str, limit),
-                    lost=_sn_map(data, "lost", bool, limit))
+                    lost=_sn_map(data, "lost", bool, limit), rated_watts=_sn_map(data, "rated_watts", float, limit))
