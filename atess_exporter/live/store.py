@@ -101,6 +101,7 @@ class DeviceSnapshot:
     lost: bool | None = None   # the payload's own `lost` flag (the cloud lost contact), when sent
     changed_at: float | None = None  # when the samples last changed (freshness without a usable `time`)
     withheld: tuple[str, ...] = ()   # the last payload's implausible values, as "field=value outside range"
+    time_refused: bool = False  # `time` lay in the future: unknown, and never counted as fresh
 
     def __post_init__(self) -> None:
         if not isinstance(self.samples, PackedSamples):
@@ -136,6 +137,7 @@ class Cache:
         self.auth_refused: Trouble | None = None      # while the API refuses the credentials
         self.discovery_failed: Trouble | None = None  # while listing the account fails (not for credentials)
         self.poll_delay: float | None = None    # how late the last scheduled poll started (s); None before one
+        self.api_clock: tuple[float, int] | None = None  # (offset of the servers' clock in use, devices agreeing)
 
     def _changed(self, sn: str | None) -> None:
         self.version += 1
