@@ -94,7 +94,7 @@ def polled_cache(payload=PAYLOAD, now=DATA_TIME + 60):
 def test_golden_exposition_on_a_fresh_registry():
     config, cache = polled_cache()
     registry = CollectorRegistry()
-    clock = lambda: DATA_TIME + 60  # noqa: E731
+    clock = lambda: DATA_TIME + 60
     registry.register(DeviceStatusCollector(cache, config.poll, clock=clock))
     registry.register(ReadingsCollector(cache, load_catalog(), config.poll, clock=clock))
     assert generate_latest(registry).decode() == GOLDEN

@@ -292,7 +292,7 @@ def test_every_dashboard_and_rule_expression_returns_data(prometheus):
 def test_healthy_demo_fires_no_alert(prometheus):
     """The alert expressions are quiet on the healthy demo fleet (not just 'valid')."""
     firing = {}
-    for where, expr, alert in rule_expressions():
+    for _where, expr, alert in rule_expressions():
         if alert:
             result = query(prometheus, expr)
             if result:

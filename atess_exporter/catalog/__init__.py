@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any, Iterable, Mapping
 
 from atess_exporter.outside.yamlfile import load_yaml
-from atess_exporter.catalog.naming import UNCATALOGUED_PREFIX, Uncatalogued
+from atess_exporter.catalog.naming import UNCATALOGUED_PREFIX, Uncatalogued, UncataloguedDef
 from atess_exporter.catalog.ranges import Range, default_range, parse_range
 
 # Vendor unit -> factor to the Prometheus base unit.
@@ -180,15 +180,16 @@ class Catalog:
     def vendor_fields(self, metric: str) -> list[str]:
         return list(self._vendor_index.get(metric, ()))
 
-    def describe_metric(self, name: str) -> Any:
+    def describe_metric(self, name: str) -> MetricDef | UncataloguedDef:
         """The definition of any metric a payload can produce: catalogued, or a
         gauge made for an uncatalogued field. KeyError for anything else."""
         m = self.metrics.get(name)
-        if m is None:
-            m = self.uncatalogued.get(name)
-        if m is None:
+        if m is not None:
+            return m
+        u = self.uncatalogued.get(name)
+        if u is None:
             raise KeyError(name)
-        return m
+        return u
 
     def help_text(self, metric: str, interval_seconds: float) -> str:
         """HELP: what it is, which vendor fields feed it, and that it is cached."""
@@ -260,7 +261,7 @@ def field_map(where: str, field: str, spec: Mapping, metrics: dict[str, MetricDe
     """One `field: {metric, unit, labels, doc, note, enum, state_metric, low_byte, range, rating}` entry."""
     if not isinstance(spec, Mapping):
         raise CatalogError(f"{where}: expected a mapping like {{metric: ..., unit: ...}}")
-    metric = metrics.get(spec.get("metric"))
+    metric = metrics.get(str(spec.get("metric")))
     if metric is None:
         raise CatalogError(f"{where}: metric {spec.get('metric')!r} is not in the catalog (atess-exporter --list-metrics)")
     unit = str(spec.get("unit", "1"))
@@ -292,7 +293,7 @@ def _states(where: str, spec: Mapping, metrics: dict[str, MetricDef],
         raw = enums[enum]["states"]
     if raw is None and "state_metric" not in spec:
         return (), None, ""
-    metric = metrics.get(spec.get("state_metric"))
+    metric = metrics.get(str(spec.get("state_metric")))
     if metric is None:
         raise CatalogError(f"{where}: states need a state_metric from metrics.yaml, got {spec.get('state_metric')!r}")
     if metric.type != "gauge" or metric.labels != ("state",):

@@ -147,17 +147,19 @@ def _enums(families: dict[str, FamilyCatalog], spec: Any, catalog: Catalog) -> d
         if field not in known:
             raise CatalogError(f"{where}: not an enumeration field{_hint(str(field), known)}; fields with state tables: {', '.join(sorted(known))}")
         states, enum = _enum_states(where, table, catalog)
-
-        def fix(fields: dict[str, FieldMap]) -> dict[str, FieldMap]:
-            f = fields.get(field)
-            if f is None or f.state_metric is None:
-                return fields
-            return {**fields, field: replace(f, states=states, enum=enum)}
-
         for name, fam in out.items():
-            out[name] = replace(fam, fields=fix(fam.fields), _views={},
-                                variants=tuple(replace(v, fields=fix(v.fields)) for v in fam.variants))
+            out[name] = replace(fam, fields=_with_states(fam.fields, field, states, enum), _views={},
+                                variants=tuple(replace(v, fields=_with_states(v.fields, field, states, enum))
+                                               for v in fam.variants))
     return out
+
+
+def _with_states(fields: dict[str, FieldMap], field: str, states: Any, enum: str) -> dict[str, FieldMap]:
+    """`fields` with the enumeration field's state table replaced (the others as they are)."""
+    f = fields.get(field)
+    if f is None or f.state_metric is None:
+        return fields
+    return {**fields, field: replace(f, states=states, enum=enum)}
 
 
 def apply_overrides(catalog: Catalog, overrides: Mapping, enums: Mapping) -> Catalog:

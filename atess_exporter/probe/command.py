@@ -196,7 +196,7 @@ def render(checks: list[Check]) -> str:
                      {None: "", True: "parsed", False: "NOT parsed"}[c.time_ok],
                      "; ".join(([c.msg] if c.msg else []) + c.notes)[:120]))
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()  # noqa: E731
+    line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()
     out = [line(head), line(tuple("-" * w for w in widths))] + [line(r) for r in rows]
     suggestions = [c.suggestion for c in checks if c.suggestion]
     if suggestions:

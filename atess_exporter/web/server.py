@@ -21,12 +21,13 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import io
 import logging
 import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler
-from typing import Callable
+from typing import Callable, cast
 
 from prometheus_client import CollectorRegistry
 
@@ -123,7 +124,8 @@ def send_pieces(sock: socket.socket, pieces: list[bytes]) -> None:
         if group:
             sock.sendall(b"".join(group))
         return
-    queue = pieces if all(pieces) else [p for p in pieces if p]
+    queue: list[bytes | memoryview[int]] = (cast("list[bytes | memoryview[int]]", pieces) if all(pieces)
+                                             else [p for p in pieces if p])
     at = 0
     while at < len(queue):
         batch = queue[at:at + IOV_MAX]
@@ -214,6 +216,8 @@ class MetricsServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            server: HTTPServer          # the connection-keeping server this handler is made for
+            raw_requestline: bytes      # set by handle_one_request
             protocol_version = "HTTP/1.1"
             server_version = f"atess-exporter/{__version__}"
 
@@ -248,7 +252,8 @@ class MetricsServer:
                 """The library's parsing, then the framing checks of framing_error; a body
                 (at most MAX_BODY) is read and dropped so it is never taken for a request."""
                 real = self.rfile
-                self.rfile = recorder = _LineRecorder(real)
+                recorder = _LineRecorder(real)
+                self.rfile = cast(io.BufferedIOBase, recorder)   # parse_request only calls readline
                 try:
                     ok = super().parse_request()
                 finally:
