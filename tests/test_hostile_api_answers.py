@@ -19,8 +19,8 @@ from atess_exporter.app import Exporter
 from atess_exporter.api.client import ApiError, AtessClient, MalformedResponseError, TransportError
 from atess_exporter.config import parse_config
 from atess_exporter.exposition.render import Renderer
-from conftest import TOKEN, make_config, parse_exposition, value
 from hostile_api import HostileServer, envelope, gzip_bomb, query, read_request, response
+from support import TOKEN, make_config, parse_exposition, value
 
 PATH = "/api/v1/hps/data-last"
 GOOD = {"ppv": "12.5", "time": "2024-05-01 12:00:00"}
