@@ -36,8 +36,6 @@ class Plant:
     plant_id: str
     name: str = ""
     capacity_kw: float | None = None
-    country: str = ""
-    city: str = ""
     timezone: str = ""
 
 
@@ -60,6 +58,7 @@ class Topology:
     datalog_of: dict[str, str] = field(default_factory=dict)  # sn -> datalogger SN
     lost: dict[str, bool] = field(default_factory=dict)      # sn -> the list's `lost` flag
     skipped: int = 0                                         # rows refused (bad SN, no SN)
+    rated_watts: dict[str, float] = field(default_factory=dict)  # sn -> the list's normalPower/nominalPower (W)
 
 
 def pick(row: dict, *names: str, default: Any = "") -> Any:
@@ -71,6 +70,16 @@ def pick(row: dict, *names: str, default: Any = "") -> Any:
 
 
 SKIPPED = None   # what the walk yields for a row without a usable serial number
+
+
+def _plant_kw(row: dict) -> float | None:
+    """A plant's capacity: `capacity` (kW) as the ATESS lists are assumed to send it, else the
+    platform's `nominalPower` (W)."""
+    kw = bounded_number(pick(row, "capacity", "installedCapacity", default=None))
+    if kw is None:
+        watts = bounded_number(pick(row, "nominalPower", default=None))
+        kw = watts / 1000.0 if watts else None
+    return kw
 
 
 @dataclass(frozen=True)
@@ -102,10 +111,10 @@ def walk(listing: Listing, families: list[str], *, wanted: Callable[[str], bool]
         if max_plants is not None and len(plant_ids) >= max_plants:
             break
         plant_ids.add(plant_id)
+        # Only what identifies the plant: its rows also carry coordinates, owner accounts,
+        # addresses and contacts (PLATFORM.md 9), which are never read.
         plant = Plant(plant_id=plant_id, name=label_text(pick(row, "plantName", "name")),
-                      capacity_kw=bounded_number(pick(row, "capacity", "installedCapacity", default=None)),
-                      country=label_text(pick(row, "country")), city=label_text(pick(row, "city")),
-                      timezone=label_text(pick(row, "timezone", "timeZone")))
+                      capacity_kw=_plant_kw(row), timezone=label_text(pick(row, "timezone", "timeZone")))
         yield Listed(plant)
         for drow in listing("datalog", {LIST_KEY["datalog"]: plant_id}):
             dl_sn = str(pick(drow, "dataLogSn", "datalogSn", "sn"))
@@ -148,7 +157,7 @@ def discover(client: AtessClient, config: Config, families: list[str]) -> Topolo
         return (row for row in rows if isinstance(row, dict))
 
     plants, datalogs, devices = [], [], []
-    firmware, datalog_of, lost = {}, {}, {}
+    firmware, datalog_of, lost, rated = {}, {}, {}, {}
     skipped = 0
     for found in walk(listing, families):
         if found is SKIPPED:
@@ -160,6 +169,9 @@ def discover(client: AtessClient, config: Config, families: list[str]) -> Topolo
             datalog_of[sn] = found.datalog.sn
             if isinstance(found.row.get("lost"), bool):
                 lost[sn] = found.row["lost"]
+            watts = bounded_number(pick(found.row, "normalPower", "nominalPower", default=None))
+            if watts:
+                rated[sn] = watts
         elif found.datalog is not None:
             datalogs.append(found.datalog)
         else:
@@ -167,7 +179,7 @@ def discover(client: AtessClient, config: Config, families: list[str]) -> Topolo
     if skipped:
         log.warning("discovery skipped list rows without a usable serial number",
                     extra={"fields": {"rows": skipped}})
-    return Topology(tuple(plants), tuple(datalogs), tuple(devices), firmware, datalog_of, lost, skipped)
+    return Topology(tuple(plants), tuple(datalogs), tuple(devices), firmware, datalog_of, lost, skipped, rated)
 
 
 def select_devices(config: Config, topology: Topology | None) -> dict[str, DeviceConfig]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 
-from atess_exporter.catalog.models import rated_power_watts
 from atess_exporter.live.state import load_state, save_state
 from atess_exporter.readings.counterguard import CounterGuard
 
@@ -29,9 +28,9 @@ class CounterState:
             for sn, state in counters.items():  # discovered devices are not known yet: keep all
                 self.guards[str(sn)] = CounterGuard.restore(state, confirm_polls)
 
-    def guard_for(self, sn: str, model: str) -> CounterGuard:
+    def guard_for(self, sn: str, rated_watts: float | None) -> CounterGuard:
         guard = self.guards.setdefault(sn, CounterGuard(self.confirm_polls))
-        guard.rated_watts = rated_power_watts(model)  # the model may be known only since discovery
+        guard.rated_watts = rated_watts  # the reading's: payload, device list or model (known only since discovery)
         return guard
 
     def forget(self, sn: str) -> None:
