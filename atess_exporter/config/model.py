@@ -119,7 +119,7 @@ class DiscoveryConfig:
     include_plants: frozenset[str] = frozenset()   # plant ids or names
     exclude_sns: frozenset[str] = frozenset()
     exclude_plants: frozenset[str] = frozenset()
-    max_pages: int = 50                   # pages per list and refresh: a list that never ends stops here
+    max_pages: int = 50                   # pages per list and refresh: a list still going after this fails the refresh
     max_calls: int = 2000                 # list calls per refresh
 
     def wants(self, sn: str, plant_id: str = "", plant_name: str = "") -> bool:
