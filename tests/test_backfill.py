@@ -621,7 +621,7 @@ def test_start_line_recommends_the_concurrency_that_finishes_soonest(tmp_path):
     assert plan(300, 3, 300, 4)["recommended"].startswith("--concurrency 150 ")  # 256 at most: two rounds either way
     assert "recommended" not in plan(1, 3, 300, 4)
 
-    clock = FakeClock(time.time())
+    clock = Clock(time.time())
     with Simulator([DEV_A, DEV_B], token=TOKEN, min_interval_seconds=300, clock=clock.time) as sim:
         config = write_config(tmp_path, sim)
         rc, err = run(config, tmp_path / "out.om", "--call-interval", "300", "--concurrency", "1", end=DAY1,
