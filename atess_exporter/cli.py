@@ -41,7 +41,7 @@ SUBCOMMANDS = {
     "backfill": ("backfill", "fetch the history of the devices into an OpenMetrics file for promtool"),
     "healthcheck": ("healthcheck", "ask the running exporter's /healthz, as it is configured (the image's HEALTHCHECK)"),
     "probe": ("probe.command", "check a live account: one call per endpoint, a table, suggested endpoints: overrides"),
-    "simulate": ("simulator.__main__", "serve a simulated ATESS cloud (N devices in M plants) to point a config at"),
+    "simulate": ("simulate", "serve a simulated ATESS cloud (N devices in M plants) to point a config at"),
 }
 
 ENV_PREFIX = "ATESS_"
@@ -211,10 +211,10 @@ def _run(args: argparse.Namespace, stopping: StopSignals | None) -> int:
         return 1
 
     if args.check_config:
-        devices = f"{len(config.devices)} devices" + (" + discovery" if config.discovery.enabled else "")
+        which = f"{len(config.devices)} devices" + (" + discovery" if config.discovery.enabled else "")
         if config.discovery.enabled and not config.devices:
-            devices = "every device of the account, by discovery"
-        print(f"{config.source}: OK ({devices}, poll every {config.poll.interval_seconds:g}s)")
+            which = "every device of the account, by discovery"
+        print(f"{config.source}: OK ({which}, poll every {config.poll.interval_seconds:g}s)")
         return 0
 
     if stopping is not None and stopping.is_set():
@@ -247,7 +247,7 @@ def _run(args: argparse.Namespace, stopping: StopSignals | None) -> int:
         # The handlers main() installed before start-up stay: a SIGTERM at any point,
         # even before the first poll, ends the exporter cleanly (state saved).
         server.start()
-        host = server.httpd.server_address[0] or "localhost"
+        host = str(server.httpd.server_address[0]) or "localhost"
         url = f"{server.scheme}://{'localhost' if host in ('0.0.0.0', '::') else host}:{server.port}{args.telemetry_path}"
         # Logged once the device set is known (after the first discovery), so the count is real.
         exporter.start(on_ready=lambda devices: log.info("serving metrics", extra={"fields": {
@@ -255,7 +255,8 @@ def _run(args: argparse.Namespace, stopping: StopSignals | None) -> int:
             "interval_seconds": config.poll.interval_seconds}}))
         if args.demo:
             print(f"atess-exporter demo: metrics at {url} (simulated devices, Ctrl-C to stop)", flush=True)
-        stopping.wait()
+        if stopping is not None:   # always when serving: main() installed the stop signals
+            stopping.wait()
         log.info("shutting down")
         server.stop()
         return 0

@@ -21,8 +21,9 @@ import pytest
 import yaml
 
 from atess_exporter.simulator import Simulator, demo_devices
-from tools import require_tool, stop_process
+from support import require_tool, stop_process
 
+pytestmark = pytest.mark.chromium
 ROOT = Path(__file__).resolve().parent.parent
 FAILING = "HPS50A2208000315"          # a demo device made to answer HTTP 500
 HEALTHY = "HPS150A2312000147"
@@ -31,8 +32,8 @@ WIDTHS = {"desktop": 1280, "phone": 390}
 
 @pytest.fixture(scope="module")
 def chrome():
-    chromium = require_tool("chromium", "chromium")
-    driver_path = require_tool("chromedriver", "chromium-driver")
+    chromium = require_tool("chromium")
+    driver_path = require_tool("chromedriver")
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service

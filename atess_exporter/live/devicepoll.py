@@ -12,7 +12,7 @@ import logging
 import random
 import threading
 from dataclasses import replace
-from typing import Callable
+from typing import Any, Callable
 
 from atess_exporter.account.typeguess import answering_family, is_not_found
 from atess_exporter.api.client import AtessClient, AtessError, AuthError, RateLimitError
@@ -112,9 +112,11 @@ class DevicePoll:
             return None
         self._type_tried.add(device.sn)
         found = answering_family(client, self.config, device.sn, device.type, self.catalog.families)
-        if found is None or found[1] is None:
+        if found is None:
             return None
         family, answer = found
+        if answer is None:   # "no data" there: the type is not proven by a reading
+            return None
         log.warning("device answers as another type; polling it there", extra={"fields": {
             "sn": device.sn, "configured": device.type, "answered_as": family,
             "path": self.config.endpoint(family, "latest"), "fix": f"type: {family}"}})
@@ -168,7 +170,7 @@ class DevicePoll:
         return self.retry.call(lambda: client.latest(path, sn), self.stop.wait, {"sn": sn})
 
     def _failed(self, sn: str, exc: AtessError, now: float) -> None:
-        fields = {"sn": sn, "outcome": exc.outcome, "error": str(exc)}
+        fields: dict[str, Any] = {"sn": sn, "outcome": exc.outcome, "error": str(exc)}
         if isinstance(exc, AuthError):
             pause = self.auth.failed(now, str(exc))
             log.error("API refused the credentials; pausing all polls",
