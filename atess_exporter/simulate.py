@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from atess_exporter.simulator import SimDevice, demo_devices, fleet
+from atess_exporter.simulator.__main__ import add_server_options, parse_server_options
 from atess_exporter.simulator.device import MAX_FLEET
-
-TOKEN = "demo-token"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,15 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also serve the devices this config lists (sn, type, model), so your own config finds them")
     ap.add_argument("--write-config", default=None, metavar="OUT", type=Path,
                     help="write --config.file (or a minimal config) with atess.base_url and token set to this simulator")
-    ap.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default 0: any free port)")
-    ap.add_argument("--token", default=TOKEN, help="the token it accepts (default %(default)s)")
-    ap.add_argument("--app-id", help="also accept Basic base64(ID:KEY) with --app-key")
-    ap.add_argument("--app-key")
-    ap.add_argument("--success-code", type=int, default=0, choices=(0, 200))
-    ap.add_argument("--min-interval", type=float, default=None,
-                    help="answer 429 to the same endpoint+SN sooner than this many seconds")
-    ap.add_argument("--dialect", default="documented", choices=("documented", "platform"),
-                    help="documented: the vendor doc's names; platform: as the vendor's servers send data (default documented)")
+    add_server_options(ap, port=0)
     return ap
 
 
@@ -80,10 +71,7 @@ def _pointed_config(data: dict[str, Any], base_url: str, token: str) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    if (args.app_id is None) != (args.app_key is None):
-        ap.error("--app-id and --app-key go together")
+    args = parse_server_options(build_parser(), argv)
     from atess_exporter.config import ConfigError
     from atess_exporter.simulator import Simulator
 

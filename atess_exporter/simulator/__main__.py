@@ -9,10 +9,9 @@ from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS
 from atess_exporter.simulator import Simulator, demo_devices
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m atess_exporter.simulator",
-                                 description="Simulated ATESS cloud OpenAPI (127.0.0.1 only).")
-    ap.add_argument("--port", type=int, default=18080, help="TCP port, 0 for any free one (default 18080)")
+def add_server_options(ap: argparse.ArgumentParser, port: int) -> None:
+    """What the simulated server accepts and answers (also `atess-exporter simulate`'s)."""
+    ap.add_argument("--port", type=int, default=port, help="TCP port on 127.0.0.1, 0 for any free one (default %(default)s)")
     ap.add_argument("--token", default="demo-token", help="accepted token: 'Authorization: Basic <token>'")
     ap.add_argument("--app-id", help="also accept Basic base64(ID:KEY) with --app-key")
     ap.add_argument("--app-key")
@@ -21,9 +20,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="answer 429 to the same endpoint+SN sooner than this many seconds")
     ap.add_argument("--dialect", default="documented", choices=("documented", "platform"),
                     help="documented: the vendor doc's names; platform: as the vendor's servers send data (default documented)")
+
+
+def parse_server_options(ap: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if (args.app_id is None) != (args.app_key is None):
         ap.error("--app-id and --app-key go together")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m atess_exporter.simulator",
+                                 description="Simulated ATESS cloud OpenAPI (127.0.0.1 only).")
+    add_server_options(ap, port=18080)
+    args = parse_server_options(ap, argv)
 
     sim = Simulator(demo_devices(), token=args.token, app_id=args.app_id, app_key=args.app_key,
                     success_code=args.success_code, min_interval_seconds=args.min_interval, dialect=args.dialect)
