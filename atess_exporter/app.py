@@ -27,7 +27,7 @@ class Exporter:
         self.registry = CollectorRegistry()
         self.api_stats = ApiStats(self.registry)
         self.client = AtessClient(config.api, observer=self.api_stats.observe, session=session,
-                                  connections=config.poll.concurrency)
+                                  connections=max(config.poll.concurrency, config.discovery.concurrency))
         self.cache = Cache()
         self.poller = Poller(config, self.client, self.cache, self.catalog)
         self.registry.register(BuildInfoCollector())

@@ -111,8 +111,10 @@ class DiscoveryConfig:
     include_plants: frozenset[str] = frozenset()   # plant ids or names
     exclude_sns: frozenset[str] = frozenset()
     exclude_plants: frozenset[str] = frozenset()
-    max_pages: int = 50                   # pages per list and refresh: a list that never ends stops here
-    max_calls: int = 2000                 # list calls per refresh
+    max_pages: int = 50                   # pages per list and refresh when its total promises no more
+    max_calls: int = 0                    # list calls per refresh; 0: whatever the account's lists need
+    concurrency: int = 8                  # lists read at a time (the pages of one list in order)
+    calls_per_second: float = 10.0        # per list endpoint (assumed: the vendor documents no list rate)
 
     def wants(self, sn: str, plant_id: str = "", plant_name: str = "") -> bool:
         plants = {plant_id, plant_name} - {""}

@@ -277,6 +277,7 @@ class TopologyCollector(Collector):
     atess_plant_capacity_watts{plant_id}             rated PV capacity (vendor kW/kWp)
     atess_datalog_info{datalog_sn,plant_id,model} 1
     atess_datalog_online{datalog_sn,plant_id}        1 online, 0 offline (when the API says)
+    atess_discovery_unread_lists                     lists the last refresh left for the next one
     """
 
     def __init__(self, poller: Poller):
@@ -299,7 +300,9 @@ class TopologyCollector(Collector):
             datalog.add_metric((d.sn, d.plant_id, d.model), {})
             if d.online is not None:
                 online.add_metric((d.sn, d.plant_id), 1.0 if d.online else 0.0)
-        yield from (plant, capacity, datalog, online)
+        unread = GaugeMetricFamily("atess_discovery_unread_lists", "Account lists (plant, datalogger, device lists) the last discovery refresh could not read to their end "
+                                   "(a cap: discovery.max_calls/max_pages, or failed calls); their devices may be missing until the next refresh continues", value=topology.unread_lists)
+        yield from (plant, capacity, datalog, online, unread)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())

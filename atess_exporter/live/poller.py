@@ -25,7 +25,7 @@ from atess_exporter.api.client import AtessClient, AtessError, AuthError, HttpEr
 from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.readings.counterguard import CounterGuard
 from atess_exporter.catalog.models import rated_power_watts
-from atess_exporter.account.discovery import Topology, discover, select_devices
+from atess_exporter.account.discovery import Discovery, Topology, merged, select_devices
 from atess_exporter.readings.settings import Settings, split_settings
 from atess_exporter.readings.payload import Reading, looks_like_watts, parse_time, read_payload
 from atess_exporter.live.state import load_state, save_state
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 
 STATE_SAVE_SECONDS = 60.0
+CONTINUE_SECONDS = 300.0  # an unfinished discovery continues this soon (the API's 5-minute limit per list)
 
 
 class AuthGate:
@@ -87,6 +88,7 @@ class Poller:
         self.clock = clock
         self.rng = rng or random.Random()
         self.topology: Topology | None = None
+        self._discovery: Discovery | None = None
         self.settings: dict[str, Settings] = {}
         self._devices_lock = threading.Lock()
         self.devices: dict[str, DeviceConfig] = select_devices(config, None)
@@ -276,9 +278,11 @@ class Poller:
 
     def refresh_topology(self) -> bool:
         """List the account and adopt its devices; on failure keep the devices we have."""
-        families = list(self.config.discovery.families or self.catalog.families)
+        if self._discovery is None:
+            families = list(self.config.discovery.families or self.catalog.families)
+            self._discovery = Discovery(self.client, self.config, families)
         try:
-            topology = discover(self.client, self.config, families)
+            topology = merged(self._discovery.refresh(), self.topology)
         except AtessError as exc:
             if isinstance(exc, AuthError):
                 self.auth.failed(self.clock())
@@ -289,7 +293,8 @@ class Poller:
         self.topology = topology
         added, removed = self.apply_devices(select_devices(self.config, topology))
         log.info("discovery", extra={"fields": {"plants": len(topology.plants), "devices": len(self.devices),
-                                                "added": len(added), "removed": len(removed)}})
+                                                "added": len(added), "removed": len(removed),
+                                                "complete": topology.complete}})
         return True
 
     def apply_devices(self, wanted: dict[str, DeviceConfig]) -> tuple[list[str], list[str]]:
@@ -410,7 +415,10 @@ class Poller:
                 log.exception("discovery crashed")
             finally:
                 self.discovered.set()
-            self._push(started + self.config.discovery.refresh_seconds, kind, sn, again=True)
+            again = self.config.discovery.refresh_seconds
+            if self.topology is not None and not self.topology.complete:
+                again = min(again, CONTINUE_SECONDS)
+            self._push(started + again, kind, sn, again=True)
             return
         device = self.devices.get(sn)
         if device is None:  # removed since it was scheduled: its schedule ends here

@@ -1,0 +1,166 @@
+#!/usr/bin/env python
+"""Fleet benchmarks through the path a user's process takes (issue 21).
+
+    .venv/bin/python benchmarks/realpath.py discovery [--plants 1000] [--devices-per-plant 10] [--latency 0.1]
+
+The exporter runs as its own process (`exporter.py --config.file ...`, a
+token-only config, JSON logs), the account is the loopback fake of
+atess_exporter/simulator/fleet.py in another process (its calls answer after
+`latency`), so neither measures the other's CPU.
+
+discovery: time from the exporter's start to its "serving metrics" line (logged
+once the first discovery has adopted the account), the devices adopted, the
+list calls the fake answered. Reference, measured in the same run: the fake's
+round trip for one list call (20 calls in a row) times the list calls needed,
+divided by discovery.concurrency (the best any walk at that concurrency can do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+TOKEN = "bench-token"
+
+
+class Fake:
+    """The fleet fake in a process of its own."""
+
+    def __init__(self, **options):
+        args = [sys.executable, "-m", "atess_exporter.simulator.fleet"]
+        for key, value in options.items():
+            args += [f"--{key.replace('_', '-')}", str(value)]
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        self.url = self.proc.stdout.readline().strip()
+        split = urlsplit(self.url)
+        self.host, self.port = split.hostname, split.port
+
+    def get(self, path: str) -> dict:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        try:
+            conn.request("GET", path)
+            return json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+
+    def round_trip(self, n: int = 20) -> float:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        started = time.monotonic()
+        for _ in range(n):
+            conn.request("GET", "/api/v1/hps/big-base-info/list?dataLogSn=DL0000000")
+            conn.getresponse().read()
+        conn.close()
+        return (time.monotonic() - started) / n
+
+    def stop(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+class Exporter:
+    """exporter.py as a user runs it; every JSON log line is kept with its arrival time."""
+
+    def __init__(self, config: dict, workdir: Path, env: dict | None = None):
+        import yaml
+
+        path = workdir / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "exporter.py"), "--config.file", str(path), "--log.format", "json",
+             "--web.listen-address", "127.0.0.1:0"],
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=workdir,
+            env={**os.environ, **(env or {})})
+        self.lines: list[tuple[float, dict]] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = {"msg": line.strip()}
+            with self._cond:
+                self.lines.append((time.monotonic() - self.started, record))
+                self._cond.notify_all()
+
+    def wait_for(self, msg: str, timeout: float) -> tuple[float, dict] | None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for at, record in self.lines:
+                    if record.get("msg") == msg:
+                        return at, record
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    return None
+                self._cond.wait(left)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def discovery(args) -> dict:
+    fake = Fake(plants=args.plants, devices_per_datalog=args.devices_per_plant, latency=args.latency,
+                max_page_size=args.max_page_size)
+    try:
+        round_trip = fake.round_trip()
+        with tempfile.TemporaryDirectory() as tmp:
+            config = {"atess": {"base_url": fake.url, "token": TOKEN}}
+            exporter = Exporter(config, Path(tmp))
+            try:
+                ready = exporter.wait_for("serving metrics", args.timeout)
+                stats = fake.get("/_stats")
+            finally:
+                exporter.stop()
+            warnings = [r for _, r in exporter.lines if r.get("level") in ("warning", "error")]
+    finally:
+        fake.stop()
+    from atess_exporter.config.model import DiscoveryConfig
+
+    concurrency = DiscoveryConfig().concurrency
+    families = 6
+    datalogs = args.plants
+    needed = -(-args.plants // min(args.max_page_size, DiscoveryConfig().page_size)) + args.plants + datalogs * families
+    reference = needed * round_trip / concurrency
+    seconds = ready[0] if ready else float("nan")
+    return {"plants": args.plants, "devices": args.plants * args.devices_per_plant,
+            "adopted": ready[1].get("devices") if ready else 0, "seconds": round(seconds, 1),
+            "list_calls": stats["calls"].get("list", 0) - 20, "list_calls_needed": needed,
+            "round_trip_ms": round(round_trip * 1000, 1), "reference_seconds": round(reference, 1),
+            "ratio": round(seconds / reference, 2) if ready else None,
+            "warnings": [w.get("msg") for w in warnings][:5]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    d = sub.add_parser("discovery")
+    d.add_argument("--plants", type=int, default=1000)
+    d.add_argument("--devices-per-plant", type=int, default=10)
+    d.add_argument("--latency", type=float, default=0.1)
+    d.add_argument("--max-page-size", type=int, default=1000)
+    d.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args()
+    result = {"discovery": discovery}[args.what](args)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
