@@ -1,4 +1,4 @@
-"""Wires the pieces: config -> client -> poller and cache -> collectors -> registry."""
+"""Wires the pieces: config -> client -> poller -> store -> collectors -> registry."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, disable_created_metrics
 from prometheus_client.exposition import generate_latest
 
-from atess_exporter.live.store import Cache
-from atess_exporter.catalog import load_catalog
 from atess_exporter.api.client import AtessClient
-from atess_exporter.exposition.collectors import (AuthCollector, BuildInfoCollector, DeviceStatusCollector, ReadingsCollector, SettingsCollector, TopologyCollector)
-from atess_exporter.config import Config
 from atess_exporter.api.instrumentation import ApiStats
+from atess_exporter.config import Config
+from atess_exporter.exposition.collectors import (AuthCollector, BuildInfoCollector, DeviceStatusCollector,
+                                                  ReadingsCollector, SettingsCollector, TopologyCollector)
 from atess_exporter.live.poller import Poller
+from atess_exporter.live.store import Cache
 
 # `_created` series double the output and no dashboard or rule here uses them.
 disable_created_metrics()
@@ -34,11 +34,11 @@ class Exporter:
         # process_* (CPU, memory, open files, start time) and python_info, as every Python exporter has.
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
-        self.registry.register(AuthCollector(self.poller.auth))
+        self.registry.register(AuthCollector(self.cache))
         self.registry.register(DeviceStatusCollector(self.cache, config.poll))
         self.registry.register(ReadingsCollector(self.cache, self.catalog, config.poll))
-        self.registry.register(TopologyCollector(self.poller))
-        self.registry.register(SettingsCollector(self.poller, self.cache))
+        self.registry.register(TopologyCollector(self.cache))
+        self.registry.register(SettingsCollector(self.cache))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -5,7 +5,7 @@ import time
 import urllib.request
 
 from atess_exporter.app import Exporter
-from atess_exporter.live.poller import spread_phases
+from atess_exporter.live.schedule import spread_phases
 from atess_exporter.web.server import MetricsServer
 from atess_exporter.simulator import Simulator, demo_devices
 from conftest import TOKEN, make_config, parse_exposition, value
@@ -71,8 +71,8 @@ def test_next_due_keeps_the_phase_and_never_comes_early():
     with Simulator(demo_devices(), token=TOKEN) as sim:
         exporter = Exporter(make_config(sim.base_url))
         poller = exporter.poller
-        poller._phases = {"A": 100.0}
-        poller._origin = 0.0
+        poller.scheduler.phases = {"A": 100.0}
+        poller.scheduler.origin = 0.0
         # After the start-up sweep: the first slot on the device's phase that
         # is a whole interval away.
         assert poller.next_due("A", due=0.0, started=0.0) == 400.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import platform
 import time
 from typing import Callable, Iterator
@@ -11,10 +10,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 from atess_exporter import __version__
-from atess_exporter.live.store import Cache, DeviceSnapshot
 from atess_exporter.catalog import BASE_LABELS, Catalog
 from atess_exporter.config import PollConfig
-from atess_exporter.live.poller import AuthGate, Poller
+from atess_exporter.live.freshness import Window, is_online, last_seen
+from atess_exporter.live.store import Cache, DeviceSnapshot
 
 
 INFO_LABELS = ("sn", "model", "device_type", "plant_id", "plant_name", "datalog_sn", "firmware")
@@ -24,34 +23,6 @@ UNITS = ("volt_amperes", "amperes", "joules", "watts", "seconds", "volts", "cels
 
 def unit_of(family: str) -> str:
     return next((u for u in UNITS if family.endswith("_" + u)), "")
-
-
-class Window:
-    """The span of clock time over which a device's output stays what it is.
-
-    Every rule of a per-device collector that looks at the clock asks through
-    ``within``, which answers and narrows the window to where that answer
-    holds; the fast renderer (render.py) reuses a device's output while the
-    clock stays inside it (lo < now <= hi), and asks again outside.
-    """
-
-    __slots__ = ("lo", "hi")
-
-    def __init__(self) -> None:
-        self.lo = -math.inf
-        self.hi = math.inf
-
-    def within(self, now: float, seen: float | None, limit: float) -> bool:
-        """True while a moment ``seen`` is at most ``limit`` seconds before ``now``
-        (never when there is no ``seen``)."""
-        if seen is None:
-            return False
-        edge = seen + limit
-        if now <= edge:
-            self.hi = min(self.hi, edge)
-            return True
-        self.lo = max(self.lo, edge)
-        return False
 
 
 class PerDeviceCollector(Collector):
@@ -156,40 +127,18 @@ class DeviceStatusCollector(PerDeviceCollector):
         return {k: f for k, f in fams.items() if f.samples}
 
 
-def last_seen(dev: DeviceSnapshot) -> float | None:
-    """When the device's latest reading was taken: the payload's own time is the
-    evidence; without a usable one, the last time the payload changed stands in
-    for it (a cloud repeating a frozen payload is not a fresh reading)."""
-    return dev.data_time if dev.data_time is not None else dev.changed_at
-
-
-def data_age(dev: DeviceSnapshot, now: float) -> float:
-    """Seconds since the device's latest reading; infinite when never read."""
-    seen = last_seen(dev)
-    return math.inf if seen is None else max(0.0, now - seen)
-
-
-def is_online(dev: DeviceSnapshot, now: float, window: Window, stale_after: float) -> bool:
-    """The cloud's `lost` flag wins; else a reading at most stale_after old. With no
-    usable time, the `lost` flag alone decides when it was sent."""
-    if dev.lost:
-        return False
-    if dev.data_time is None and dev.lost is not None:
-        return True
-    return window.within(now, last_seen(dev), stale_after)
-
-
 class AuthCollector(Collector):
     """atess_api_auth_ok 1 while the API accepts the credentials, 0 after a refusal
     (emitted once the API has answered)."""
 
-    def __init__(self, gate: AuthGate):
-        self.gate = gate
+    def __init__(self, cache: Cache):
+        self.cache = cache
 
     def collect(self) -> Iterator[Metric]:
         fam = GaugeMetricFamily("atess_api_auth_ok", "1 when the ATESS API accepted the credentials on the last answer, 0 when it refused them (all polls pause)")
-        if self.gate.ok is not None:
-            fam.add_metric((), 1.0 if self.gate.ok else 0.0)
+        ok = self.cache.auth_ok
+        if ok is not None:
+            fam.add_metric((), 1.0 if ok else 0.0)
         yield fam
 
     def describe(self) -> Iterator[Metric]:
@@ -280,11 +229,11 @@ class TopologyCollector(Collector):
     atess_discovery_unread_lists                     lists the last refresh left for the next one
     """
 
-    def __init__(self, poller: Poller):
-        self.poller = poller
+    def __init__(self, cache: Cache):
+        self.cache = cache
 
     def collect(self) -> Iterator[Metric]:
-        topology = self.poller.topology
+        topology = self.cache.topology
         if topology is None:
             return
         plant = InfoMetricFamily("atess_plant", "Plant identity and location, from the account's plant list (read on discovery refresh)",
@@ -315,12 +264,11 @@ class SettingsCollector(Collector):
     atess_setting_info{sn,model,setting,value} 1   text settings
     """
 
-    def __init__(self, poller: Poller, cache: Cache):
-        self.poller = poller
+    def __init__(self, cache: Cache):
         self.cache = cache
 
     def collect(self) -> Iterator[Metric]:
-        settings = dict(self.poller.settings)
+        settings = self.cache.all_settings()
         if not settings:
             return
         numbers: dict[str, GaugeMetricFamily] = {}

@@ -33,7 +33,8 @@ import time
 from typing import Any
 
 from atess_exporter.live.store import DeviceSnapshot
-from atess_exporter.exposition.collectors import PerDeviceCollector, Window, family_order
+from atess_exporter.exposition.collectors import PerDeviceCollector, family_order
+from atess_exporter.live.freshness import Window
 from atess_exporter.exposition.formats import Format, FormatError, Formats, gzip_accepted, registry_parts
 from atess_exporter.exposition.segments import EOF_SEG, Column, Seg, gzip_pieces
 

@@ -1,4 +1,9 @@
-"""The latest state of every device, shared by the poller and the scrapes.
+"""The read side: everything the poller learnt, and all that /metrics and the landing page read.
+
+It holds each device's latest snapshot, the account's topology as discovery
+last read it, each device's settings, and whether the API accepts the
+credentials. The poller writes here; the collectors and the landing page read
+here and never look at the poller.
 
 A DeviceSnapshot is immutable and replaced whole, so a scrape sees each
 device's samples from exactly one poll, never half of two.
@@ -18,8 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator
 
-# metric name -> ((label values after sn/model, value), ...)
-Samples = dict[str, tuple[tuple[tuple[str, ...], float], ...]]
+from atess_exporter.account.discovery import Topology
+from atess_exporter.readings.settings import Settings
 
 _SHAPES_MAX = 4096
 
@@ -106,13 +111,20 @@ class DeviceSnapshot:
 
 
 class Cache:
+    """The store. Device snapshots are versioned (changed_since) for the fast
+    renderer; topology, settings and the auth state are replaced whole, so a
+    reader takes one reference and sees one consistent value."""
+
     CHANGE_LOG = 8192     # changes remembered for changed_since
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._devices: dict[str, DeviceSnapshot] = {}
+        self._settings: dict[str, Settings] = {}
         self.version = 0
         self._log: deque[tuple[int, str | None]] = deque(maxlen=self.CHANGE_LOG)
+        self.topology: Topology | None = None   # None until discovery has read the account
+        self.auth_ok: bool | None = None        # None until the API has answered once
 
     def _changed(self, sn: str | None) -> None:
         self.version += 1
@@ -156,12 +168,25 @@ class Cache:
             return self._devices.get(sn)
 
     def retain(self, sns: Iterable[str]) -> None:
-        """Forget devices no longer configured, so their series go away."""
+        """Forget devices no longer configured, so their series (readings and settings) go away."""
         keep = set(sns)
         with self._lock:
             for sn in [s for s in self._devices if s not in keep]:
                 del self._devices[sn]
                 self._changed(None)
+            for sn in [s for s in self._settings if s not in keep]:
+                del self._settings[sn]
+
+    def put_settings(self, sn: str, settings: Settings) -> None:
+        """Keep a device's settings; a read that ends after the device was removed is dropped."""
+        with self._lock:
+            if sn in self._devices:
+                self._settings[sn] = settings
+
+    def all_settings(self) -> dict[str, Settings]:
+        """Each device's settings as last read (a copy)."""
+        with self._lock:
+            return dict(self._settings)
 
     def snapshot(self) -> list[DeviceSnapshot]:
         """A consistent view of all devices, sorted by SN for stable output."""

@@ -23,9 +23,7 @@ import time
 import traceback
 from typing import Any, Iterable
 
-from atess_exporter.outside.text import clean_string
-
-REDACTED = "<redacted>"
+from atess_exporter.outside.text import Redactor, clean_string
 MAX_VALUE_CHARS = 2048     # one field; the API's own text is already cut to 512 by the client
 MAX_STACK_CHARS = 16384
 _CONTROL_ESCAPES = {i: f"\\x{i:02x}" for i in list(range(0x20)) + list(range(0x7F, 0xA0))}
@@ -54,15 +52,12 @@ def _value(value: Any) -> Any:
 
 
 class RedactFilter(logging.Filter):
+    """Prepares every record once: message, exception and fields made one safe,
+    scrubbed line's worth of text (the Redactor's rule)."""
+
     def __init__(self, secrets: Iterable[str]):
         super().__init__()
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        self.scrub = Redactor(secrets).scrub
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "_atess_done", False):  # a second handler: already prepared

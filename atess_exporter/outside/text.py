@@ -7,14 +7,17 @@
   metric name downstream can fail to encode and take /metrics down with it.
 - Text quoted into an exception or a log line (the API's `code` and `msg`) is
   escaped (no control character reaches a terminal) and truncated.
+- Configured credentials are masked wherever text leaves the process (log
+  lines, the landing page): one Redactor, one rule.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Iterable
 
+REDACTED = "<redacted>"
 MAX_DEPTH = 64
 MAX_QUOTED = 512
 
@@ -111,3 +114,18 @@ def safe_text(value: Any, limit: int = MAX_QUOTED) -> str:
     if len(text) > limit or cut:
         return text[:limit] + "...(truncated)"
     return text
+
+
+class Redactor:
+    """Masks the configured credentials in a text. Secrets shorter than 4
+    characters are not masked (they would mask half of every line); the longest
+    is replaced first, so one secret inside another leaves nothing behind."""
+
+    def __init__(self, secrets: Iterable[str]):
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text

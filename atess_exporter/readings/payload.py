@@ -14,9 +14,11 @@ from datetime import datetime
 from typing import Mapping
 from zoneinfo import ZoneInfo
 
-from atess_exporter.live.store import Samples
 from atess_exporter.catalog import FamilyCatalog, FieldMap, parse_number
 from atess_exporter.catalog.models import rated_power_watts
+
+# metric name -> ((label values after sn/model, value), ...)
+Samples = dict[str, tuple[tuple[tuple[str, ...], float], ...]]
 
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S")
 FUTURE_SLACK_SECONDS = 86400.0   # a reading time further ahead than this is not believed

@@ -13,10 +13,10 @@ import time
 from typing import Callable, Iterable
 
 from atess_exporter import __version__
-from atess_exporter.live.store import Cache, DeviceSnapshot
-from atess_exporter.exposition.collectors import Window, data_age, is_online
 from atess_exporter.config import PollConfig
-from atess_exporter.outside.logs import RedactFilter
+from atess_exporter.live.freshness import Window, data_age, is_online
+from atess_exporter.live.store import Cache, DeviceSnapshot
+from atess_exporter.outside.text import Redactor
 
 MAX_ROWS = 500          # a page for a person, not an export: the rest is in /metrics
 MAX_ERROR_CHARS = 300
@@ -57,7 +57,7 @@ class DeviceStatus:
                  clock: Callable[[], float] = time.time):
         self.cache = cache
         self.poll = poll
-        self.redact = RedactFilter(secrets)
+        self.redact = Redactor(secrets)
         self.demo = demo
         self.clock = clock
 

@@ -1,0 +1,47 @@
+"""One refused credential pauses every call to the API, so the exporter cannot hammer it.
+
+The pause starts at `base` seconds and doubles with each refusal, up to an
+hour; the first call after the pause is the probe. The gate publishes whether
+the API accepts the credentials to the store (atess_api_auth_ok reads it there).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from atess_exporter.live.store import Cache
+
+
+class AuthGate:
+    MAX_PAUSE = 3600.0
+
+    def __init__(self, base: float, store: Cache):
+        self.base = base
+        self.store = store
+        self._failures = 0
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def ok(self) -> bool | None:
+        """None until the API has answered once."""
+        return self.store.auth_ok
+
+    def blocked(self, now: float) -> bool:
+        with self._lock:
+            return now < self._until
+
+    def failed(self, now: float) -> float:
+        """A refusal: the pause (seconds) from now until the next call may try again."""
+        with self._lock:
+            self.store.auth_ok = False
+            if now < self._until:  # another call of the same episode: no extra doubling
+                return self._until - now
+            pause = min(self.base * 2 ** self._failures, max(self.MAX_PAUSE, self.base))
+            self._failures += 1
+            self._until = now + pause
+            return pause
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.store.auth_ok, self._failures, self._until = True, 0, 0.0

@@ -1,0 +1,158 @@
+"""One device's poll: its latest data (with retries) or its settings, into the store.
+
+The store gets the result either way: a reading replaces the device's snapshot
+whole, a failure keeps the last readings and marks the device down. Rate-limit
+answers stretch that device's interval (rate_limit_factor); a refused
+credential closes the auth gate for every device.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import replace
+from typing import Callable
+
+from atess_exporter.api.client import AtessClient, AtessError, AuthError, HttpError, RateLimitError, TransportError
+from atess_exporter.catalog import Catalog
+from atess_exporter.config import Config, DeviceConfig
+from atess_exporter.live.authgate import AuthGate
+from atess_exporter.live.counters import CounterState
+from atess_exporter.live.store import Cache, DeviceSnapshot
+from atess_exporter.readings.payload import Reading, looks_like_watts, parse_time, read_payload
+from atess_exporter.readings.settings import split_settings
+
+log = logging.getLogger(__name__)
+
+
+class DevicePoll:
+    def __init__(self, config: Config, catalog: Catalog, store: Cache, auth: AuthGate, counters: CounterState,
+                 polled: Callable[[str], bool], stop: threading.Event, rng: random.Random):
+        self.config = config
+        self.catalog = catalog
+        self.store = store
+        self.auth = auth
+        self.counters = counters
+        self.polled = polled   # whether a device is still in the fleet (discovery may remove it mid-poll)
+        self.stop = stop
+        self.rng = rng
+        self._rate_limited: dict[str, int] = {}  # consecutive rate-limit answers per device
+        self._watts_warned: set[str] = set()
+
+    def latest(self, client: AtessClient, device: DeviceConfig, clock: Callable[[], float]) -> DeviceSnapshot:
+        """One latest-data poll for one device; the store gets the result either way."""
+        now = clock()
+        previous = self.store.get(device.sn) or DeviceSnapshot(device.sn, device.type, device.model or "unknown")
+        if self.auth.blocked(now):
+            return self._write(device.sn, lambda current: (current or previous).failed(
+                now, "not polled: the API refused the credentials; backing off"))
+        path = self.config.endpoint(device.type, "latest")
+        try:
+            payload = self._fetch(client, path, device.sn)
+        except AtessError as exc:
+            self._failed(device.sn, exc, now)
+            error = str(exc)
+            return self._write(device.sn, lambda current: (current or previous).failed(now, error))
+        else:
+            self.auth.succeeded()
+            self._rate_limited.pop(device.sn, None)
+            model = device.model or previous.model
+            reading = read_payload(self.catalog.families[device.type], payload, model)
+            self._report(device, model, reading)
+            guard = self.counters.guard_for(device.sn, model)
+            glitches_before = guard.glitches
+            samples = self.counters.apply(guard, reading.samples, clock())
+            snapshot = DeviceSnapshot(
+                sn=device.sn,
+                device_type=device.type,
+                model=model,
+                up=True,
+                last_attempt=now,
+                last_success=now,
+                data_time=parse_time(payload.get("time"), self.config.device_timezone(device), now),
+                samples=samples,
+                glitches=previous.glitches + guard.glitches - glitches_before,
+                unusable_fields=reading.unusable,
+                implausible_fields=len(reading.implausible),
+                lost=reading.lost if reading.lost is not None else self._listed_lost(device.sn),
+                changed_at=previous.changed_at if previous.samples == samples and previous.changed_at else now,
+            )
+            if guard.glitches > glitches_before:
+                log.info("lifetime total went backwards; kept the last good value",
+                         extra={"fields": {"sn": device.sn, "glitches": guard.glitches - glitches_before}})
+            log.debug("polled", extra={"fields": {"sn": device.sn, "series": sum(map(len, snapshot.samples.values()))}})
+        # info may have changed (discovery) while we polled: take the current one
+        return self._write(device.sn, lambda current: replace(snapshot, info=current.info) if current else snapshot)
+
+    def settings(self, client: AtessClient, device: DeviceConfig, clock: Callable[[], float]) -> None:
+        """Read-only: GET the device's settings. Nothing here ever writes to the API."""
+        if self.auth.blocked(clock()):
+            return
+        try:
+            data = client.get(self.config.endpoint(device.type, "settings"), {"deviceSn": device.sn}, expect=dict)
+        except AtessError as exc:
+            if isinstance(exc, AuthError):
+                self.auth.failed(clock())
+            log.warning("settings read failed", extra={"fields": {"sn": device.sn, "outcome": exc.outcome, "error": str(exc)}})
+            return
+        self.store.put_settings(device.sn, split_settings(data))
+
+    def _report(self, device: DeviceConfig, model: str, reading: Reading) -> None:
+        """One debug line per withheld value; one warning per device when its powers look like W."""
+        for bad in reading.implausible:
+            log.debug("implausible value withheld", extra={"fields": {
+                "sn": device.sn, "field": bad.field, "value": bad.value, "allowed": bad.allowed}})
+        if looks_like_watts(reading) and device.sn not in self._watts_warned:
+            self._watts_warned.add(device.sn)
+            fields = ", ".join(f"{f}: {{unit: W}}" for f in reading.kilo_suspects[:4])
+            log.warning("most power fields look 1000x too large for the model: the cloud seems to send W, not kW",
+                        extra={"fields": {"sn": device.sn, "model": model, "fields": ",".join(reading.kilo_suspects),
+                                          "fix": f"catalog_overrides: {{{device.type}: {{fields: {{{fields}}}}}}}"}})
+
+    def _listed_lost(self, sn: str) -> bool | None:
+        """The device list's own `lost` flag (documented on the BCU list), for payloads without one."""
+        topology = self.store.topology
+        return None if topology is None else topology.lost.get(sn)
+
+    def _write(self, sn: str, change: Callable[[DeviceSnapshot | None], DeviceSnapshot]) -> DeviceSnapshot:
+        """Store a poll's result unless discovery removed the device meanwhile."""
+        stored = self.store.update(sn, lambda current: change(current) if self.polled(sn) else None)
+        return stored if stored is not None else change(None)
+
+    def _fetch(self, client: AtessClient, path: str, sn: str) -> dict:
+        """The latest data, retrying what a retry can fix: no answer, or a 5xx."""
+        retries = self.config.poll.retries
+        for attempt in range(retries + 1):
+            try:
+                return client.latest(path, sn)
+            except (TransportError, HttpError) as exc:
+                retryable = isinstance(exc, TransportError) or exc.status >= 500
+                if attempt == retries or not retryable:
+                    raise
+                base = self.config.poll.retry_backoff_seconds * 2 ** attempt
+                delay = base / 2 + self.rng.uniform(0, base / 2)
+                log.info("retrying", extra={"fields": {"sn": sn, "outcome": exc.outcome, "attempt": attempt + 1,
+                                                       "in_seconds": round(delay, 2)}})
+                if self.stop.wait(delay):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _failed(self, sn: str, exc: AtessError, now: float) -> None:
+        fields = {"sn": sn, "outcome": exc.outcome, "error": str(exc)}
+        if isinstance(exc, AuthError):
+            pause = self.auth.failed(now)
+            log.error("API refused the credentials; pausing all polls",
+                      extra={"fields": {**fields, "pause_seconds": round(pause)}})
+            return
+        if isinstance(exc, RateLimitError):
+            self._rate_limited[sn] = self._rate_limited.get(sn, 0) + 1
+            fields["next_poll_in_intervals"] = self.rate_limit_factor(sn)
+        log.warning("poll failed", extra={"fields": fields})
+
+    def rate_limit_factor(self, sn: str) -> int:
+        """Intervals to wait before the next call: doubles per rate-limit answer, up to 8."""
+        return 2 ** min(self._rate_limited.get(sn, 0), 3)
+
+    def forget(self, sn: str) -> None:
+        self._rate_limited.pop(sn, None)
