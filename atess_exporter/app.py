@@ -11,7 +11,7 @@ from prometheus_client.exposition import generate_latest
 from atess_exporter.api.client import AtessClient
 from atess_exporter.api.instrumentation import ApiStats
 from atess_exporter.config import Config
-from atess_exporter.exposition.collectors import (AuthCollector, BuildInfoCollector, DeviceStatusCollector,
+from atess_exporter.exposition.collectors import (AuthCollector, BuildInfoCollector, DeviceStatusCollector, PollCollector,
                                                   ReadingsCollector, SettingsCollector, TopologyCollector)
 from atess_exporter.live.poller import Poller
 from atess_exporter.live.store import Cache
@@ -27,7 +27,7 @@ class Exporter:
         self.registry = CollectorRegistry()
         self.api_stats = ApiStats(self.registry)
         self.client = AtessClient(config.api, observer=self.api_stats.observe, session=session,
-                                  connections=max(config.poll.concurrency, config.discovery.concurrency))
+                                  connections=max(config.poll.max_concurrency, config.discovery.concurrency))
         self.cache = Cache()
         self.poller = Poller(config, self.client, self.cache, self.catalog)
         self.registry.register(BuildInfoCollector())
@@ -37,6 +37,7 @@ class Exporter:
         self.registry.register(AuthCollector(self.cache))
         self.registry.register(DeviceStatusCollector(self.cache, config.poll))
         self.registry.register(ReadingsCollector(self.cache, self.catalog, config.poll))
+        self.registry.register(PollCollector(self.cache))
         self.registry.register(TopologyCollector(self.cache))
         self.registry.register(SettingsCollector(self.cache))
 

@@ -54,11 +54,11 @@ class Fake:
         finally:
             conn.close()
 
-    def round_trip(self, n: int = 20) -> float:
+    def round_trip(self, n: int = 20, path: str = "/api/v1/hps/big-base-info/list?dataLogSn=DL0000000") -> float:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
         started = time.monotonic()
         for _ in range(n):
-            conn.request("GET", "/api/v1/hps/big-base-info/list?dataLogSn=DL0000000")
+            conn.request("GET", path)
             conn.getresponse().read()
         conn.close()
         return (time.monotonic() - started) / n
@@ -148,6 +148,83 @@ def discovery(args) -> dict:
             "warnings": [w.get("msg") for w in warnings][:5]}
 
 
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def scrape(url: str) -> dict[str, float]:
+    """The exporter's own unlabelled gauges (atess_poll_*, process_*) from /metrics."""
+    split = urlsplit(url)
+    conn = http.client.HTTPConnection(split.hostname, split.port, timeout=120)
+    conn.request("GET", split.path)
+    text = conn.getresponse().read().decode()
+    conn.close()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, _, number = line.partition(" ")
+            out[name] = float(number)
+    return out
+
+
+def polling(args) -> dict:
+    """A fleet of explicit devices under the default poll settings, the fake refusing any call
+    inside a device's interval; runs `duration` seconds, then reads the fake's counts."""
+    fake = Fake(plants=args.devices // 10, devices_per_datalog=10, latency=0.1, latest_latency=args.latency,
+                enforce_interval=args.interval)
+    try:
+        round_trip = fake.round_trip(5, "/api/v1/hps/data-last?deviceSn=NOT-IN-THE-FLEET")
+        from atess_exporter.simulator.fleet import FleetAccount
+
+        sns = FleetAccount(args.devices // 10, 1, 10)   # the same SNs and families, not served
+        devices = [{"sn": sn, "type": sns.family_of[sn]} for sn in sns.sns]
+        poll = {"interval_seconds": args.interval}
+        if args.max_concurrency:
+            poll["max_concurrency"] = args.max_concurrency
+        with tempfile.TemporaryDirectory() as tmp:
+            config = {"atess": {"base_url": fake.url, "token": TOKEN}, "devices": devices, "poll": poll,
+                      "state_file": ""}
+            exporter = Exporter(config, Path(tmp))
+            try:
+                ready = exporter.wait_for("serving metrics", 120)
+                url = ready[1]["url"]
+                swept_at = None
+                deadline = time.monotonic() + args.duration
+                while time.monotonic() < deadline:
+                    time.sleep(5)
+                    stats = fake.get("/_stats")
+                    if swept_at is None and stats["devices_called"] == args.devices:
+                        swept_at = time.monotonic() - exporter.started
+                        rss_after_sweep = rss_mb(exporter.proc.pid)
+                metrics = scrape(url)
+                stats = fake.get("/_stats")
+                rss_end = rss_mb(exporter.proc.pid)
+            finally:
+                exporter.stop()
+    finally:
+        fake.stop()
+    ideal = args.devices * round_trip / max(metrics.get("atess_poll_concurrency", 1), 1)
+    return {"devices": args.devices, "latency_s": args.latency, "interval_s": args.interval,
+            "max_concurrency": args.max_concurrency or "default", "run_s": args.duration,
+            "round_trip_ms": round(round_trip * 1000), "devices_polled": stats["devices_called"],
+            "startup_sweep_s": round(stats["first_call_span"], 1) if stats["first_call_span"] else None,
+            "all_polled_after_start_s": round(swept_at, 1) if swept_at else None,
+            "sweep_vs_interval": round(stats["first_call_span"] / args.interval, 2) if stats["first_call_span"] else None,
+            "refused_inside_interval": stats["refused"], "min_gap_s": round(stats["min_gap"], 2) if stats["min_gap"] else None,
+            "max_calls_per_device": stats["latest_per_device_max"],
+            "concurrency": metrics.get("atess_poll_concurrency"), "overdue": metrics.get("atess_poll_overdue_devices"),
+            "behind": metrics.get("atess_poll_devices_behind"),
+            "sweep_metric_s": metrics.get("atess_poll_sweep_duration_seconds"),
+            "oldest_reading_age_s": metrics.get("atess_poll_oldest_reading_age_seconds"),
+            "ideal_sweep_s": round(ideal, 1), "warning": [w.get("devices_behind") for _, w in exporter.lines
+                                                          if w.get("msg", "").startswith("polling cannot keep up")],
+            "rss_after_sweep_mb": round(rss_after_sweep, 1) if swept_at else None, "rss_end_mb": round(rss_end, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -157,8 +234,14 @@ def main() -> None:
     d.add_argument("--latency", type=float, default=0.1)
     d.add_argument("--max-page-size", type=int, default=1000)
     d.add_argument("--timeout", type=float, default=600)
+    p = sub.add_parser("polling")
+    p.add_argument("--devices", type=int, default=5000)
+    p.add_argument("--latency", type=float, default=0.8)
+    p.add_argument("--interval", type=float, default=300)
+    p.add_argument("--max-concurrency", type=int, default=0)
+    p.add_argument("--duration", type=float, default=640)
     args = parser.parse_args()
-    result = {"discovery": discovery}[args.what](args)
+    result = {"discovery": discovery, "polling": polling}[args.what](args)
     print(json.dumps(result))
 
 

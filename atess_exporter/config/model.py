@@ -79,7 +79,9 @@ class ApiConfig:
 @dataclass(frozen=True)
 class PollConfig:
     interval_seconds: float = float(MIN_INTERVAL_SECONDS)
-    concurrency: int = 4
+    concurrency: int = 4                   # polls in flight at start, and the least ever
+    max_concurrency: int = 64              # the most: polls in flight grow to fit the fleet into the interval
+    margin_seconds: float = 2.0            # each device's calls are interval + this apart (end to start)
     retries: int = 2                       # transport errors and HTTP 5xx only
     retry_backoff_seconds: float = 2.0     # first retry; doubles, with jitter
     stale_after_seconds: float = 900.0     # data older than this: atess_device_online 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any, Callable
 
 from atess_exporter.catalog import Catalog
 from atess_exporter.catalog.models import rated_power_watts
@@ -28,6 +29,7 @@ class CounterState:
         self.guards: dict[str, CounterGuard] = {}
         self._lock = threading.Lock()
         self._saved = time.monotonic()
+        self.sections: Callable[[], dict[str, Any]] = dict   # other sections saved with the counters
         counters = load_state(state_file).get("counters", {})
         for sn, rows in counters.items():  # discovered devices are not known yet: keep all
             guard = self.guards[sn] = CounterGuard(confirm_polls)
@@ -66,7 +68,7 @@ class CounterState:
     def save(self) -> None:
         with self._lock:
             counters = {sn: guard.dump() for sn, guard in list(self.guards.items())}
-            save_state(self.state_file, {"counters": counters})
+            save_state(self.state_file, {**self.sections(), "counters": counters})
             self._saved = time.monotonic()
 
     def save_if_due(self) -> None:

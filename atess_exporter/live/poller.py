@@ -21,11 +21,13 @@ from atess_exporter.account.discovery import Topology, select_devices
 from atess_exporter.api.client import AtessClient
 from atess_exporter.catalog import Catalog
 from atess_exporter.config import Config, DeviceConfig
+from atess_exporter.live import lastcalls
 from atess_exporter.live.authgate import AuthGate
 from atess_exporter.live.counters import CounterState
 from atess_exporter.live.devicepoll import DevicePoll
 from atess_exporter.live.fleet import Fleet
 from atess_exporter.live.schedule import Scheduler
+from atess_exporter.live.state import load_state
 from atess_exporter.live.store import Cache, DeviceSnapshot
 from atess_exporter.readings.counterguard import CounterGuard
 
@@ -47,7 +49,11 @@ class Poller:
         self.fleet = Fleet(config, catalog, cache)
         self.device_poll = DevicePoll(config, catalog, cache, self.auth, self.counters,
                                       lambda sn: sn in self.fleet.devices, self._stop, rng or random.Random())
-        self.scheduler = Scheduler(config, self, self._stop)
+        self.scheduler = Scheduler(config, self, self._stop, cache)
+        # each device's last call survives a restart beside the counters (live/lastcalls.py)
+        wait = config.poll.interval_seconds + config.poll.margin_seconds
+        self.scheduler.resume(lastcalls.load(load_state(config.state_file).get(lastcalls.SECTION), time.time(), wait))
+        self.counters.sections = lambda: {lastcalls.SECTION: lastcalls.dump(self.scheduler.calls_of(self.devices))}
 
     @property
     def devices(self) -> dict[str, DeviceConfig]:
@@ -124,8 +130,8 @@ class Poller:
     def start(self) -> None:
         self.scheduler.start()
 
-    def next_due(self, sn: str, due: float, started: float) -> float:
-        return self.scheduler.next_due(sn, due, started)
+    def next_due(self, sn: str, due: float, started: float, ended: float | None = None) -> float:
+        return self.scheduler.next_due(sn, due, started, ended)
 
     def stop(self) -> None:
         self._stop.set()

@@ -101,9 +101,13 @@ class FleetAccount:
 
     def stats(self) -> dict:
         with self._lock:
+            firsts = [t[0] for t in self.device_calls.values() if t]
+            gaps = [b - a for t in self.device_calls.values() for a, b in zip(t, t[1:])]
             return {"calls": dict(self.calls), "refused": self.refused, "max_in_flight": self.max_in_flight,
                     "devices_called": len(self.device_calls),
-                    "latest_per_device_max": max((len(t) for t in self.device_calls.values()), default=0)}
+                    "latest_per_device_max": max((len(t) for t in self.device_calls.values()), default=0),
+                    "first_call_span": max(firsts) - min(firsts) if firsts else None,
+                    "min_gap": min(gaps, default=None), "now_since_first": self.clock() - min(firsts) if firsts else None}
 
     def _page(self, rows: list[dict], query: dict[str, str]) -> dict:
         try:
