@@ -11,7 +11,7 @@ from prometheus_client.exposition import generate_latest
 from atess_exporter.api.client import AtessClient
 from atess_exporter.api.instrumentation import ApiStats
 from atess_exporter.config import Config
-from atess_exporter.exposition.collectors import (AuthCollector, BuildInfoCollector, DeviceStatusCollector, PollCollector,
+from atess_exporter.exposition.collectors import (AuthCollector, BuildInfoCollector, DeviceStatusCollector, PollCollector, ShardCollector,
                                                   ReadingsCollector, SettingsCollector, TopologyCollector)
 from atess_exporter.live.poller import Poller
 from atess_exporter.live.store import Cache
@@ -38,7 +38,8 @@ class Exporter:
         self.registry.register(DeviceStatusCollector(self.cache, config.poll))
         self.registry.register(ReadingsCollector(self.cache, self.catalog, config.poll))
         self.registry.register(PollCollector(self.cache))
-        self.registry.register(TopologyCollector(self.cache))
+        self.registry.register(ShardCollector(config.shard))
+        self.registry.register(TopologyCollector(self.cache, config.shard))
         self.registry.register(SettingsCollector(self.cache))
 
     def exposition(self) -> bytes:

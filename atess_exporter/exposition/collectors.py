@@ -244,6 +244,22 @@ class ReadingsCollector(PerDeviceCollector):
         return out
 
 
+class ShardCollector(Collector):
+    """atess_exporter_shards{shard} COUNT: this replica's shard and how many there are, so a
+    rule can tell when fewer replicas report than the configuration names (AtessShardMissing)."""
+
+    def __init__(self, shard: tuple[int, int]):
+        self.shard = shard
+
+    def collect(self) -> Iterator[Metric]:
+        fam = GaugeMetricFamily("atess_exporter_shards", "Shards the fleet is split into (--shard INDEX/COUNT); label shard: this replica's index",
+                                labels=("shard",))
+        fam.add_metric((str(self.shard[0]),), float(self.shard[1]))
+        yield fam
+
+    describe = collect
+
+
 class BuildInfoCollector(Collector):
     """atess_exporter_build_info{version,python_version} 1"""
 
@@ -264,14 +280,23 @@ class TopologyCollector(Collector):
     atess_datalog_info{datalog_sn,plant_id,model} 1
     atess_datalog_online{datalog_sn,plant_id}        1 online, 0 offline (when the API says)
     atess_discovery_unread_lists                     lists the last refresh left for the next one
+
+    With shards, the account-wide series (plants, dataloggers) come from shard 0
+    only, so sums over a sharded fleet count each plant once.
     """
 
-    def __init__(self, cache: Cache):
+    def __init__(self, cache: Cache, shard: tuple[int, int] = (0, 1)):
         self.cache = cache
+        self.account_wide = shard[0] == 0
 
     def collect(self) -> Iterator[Metric]:
         topology = self.cache.topology
         if topology is None:
+            return
+        unread = GaugeMetricFamily("atess_discovery_unread_lists", "Account lists (plant, datalogger, device lists) the last discovery refresh could not read to their end "
+                                   "(a cap: discovery.max_calls/max_pages, or failed calls); their devices may be missing until the next refresh continues", value=topology.unread_lists)
+        if not self.account_wide:
+            yield unread
             return
         plant = InfoMetricFamily("atess_plant", "Plant identity and location, from the account's plant list (read on discovery refresh)",
                                  labels=("plant_id", "plant_name", "country", "city", "timezone"))
@@ -286,8 +311,6 @@ class TopologyCollector(Collector):
             datalog.add_metric((d.sn, d.plant_id, d.model), {})
             if d.online is not None:
                 online.add_metric((d.sn, d.plant_id), 1.0 if d.online else 0.0)
-        unread = GaugeMetricFamily("atess_discovery_unread_lists", "Account lists (plant, datalogger, device lists) the last discovery refresh could not read to their end "
-                                   "(a cap: discovery.max_calls/max_pages, or failed calls); their devices may be missing until the next refresh continues", value=topology.unread_lists)
         yield from (plant, capacity, datalog, online, unread)
 
     def describe(self) -> Iterator[Metric]:
