@@ -69,6 +69,12 @@ def _env_option(p: argparse.ArgumentParser, environ: Mapping[str, str], flag: st
     p.add_argument(flag, help=f"{help} [env {name}]", **kw)
 
 
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {text!r}")
+    return int(text)
+
+
 def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     environ = os.environ if environ is None else environ
     commands = "\n".join(f"  {name:<12} {line}" for name, (_, line) in SUBCOMMANDS.items())
@@ -85,6 +91,11 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         default=":10036", metavar="[HOST]:PORT")
     opt("--web.config.file", "exporter-toolkit web configuration (TLS, basic auth) for /metrics "
         "(default: none, plain HTTP)", dest="web_config_file", default=None, metavar="PATH")
+    opt("--web.max-connections", "open client connections at most (default: 1024, or half the descriptor limit "
+        "if lower)", dest="max_connections", default=None, type=_positive_int, metavar="N")
+    opt("--web.max-auth-checks", "basic-auth password checks (bcrypt) running at once; beyond it an unverified "
+        "password gets 503 at once (default: %(default)s)", dest="max_auth_checks", default=2, type=_positive_int,
+        metavar="N")
     opt("--web.telemetry-path", "path of the metrics endpoint (default: %(default)s)", dest="telemetry_path",
         default="/metrics", metavar="PATH")
     opt("--log.level", "log level (default: %(default)s)", dest="log_level", default="info",
@@ -215,7 +226,8 @@ def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
             return 0 if any(s.up for s in snaps) else 1
         try:
             server = MetricsServer(exporter.registry, args.listen_address, args.telemetry_path,
-                                   web_config_file=args.web_config_file,
+                                   web_config_file=args.web_config_file, max_connections=args.max_connections,
+                                   max_auth_checks=args.max_auth_checks,
                                    landing_extra=DeviceStatus(exporter.cache, config.poll, config.api.credentials.values(), args.demo))
         except (OSError, ValueError) as exc:
             from atess_exporter.web.webconfig import WebConfigError

@@ -19,6 +19,7 @@ from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS
 from atess_exporter.probe.command import main
 from atess_exporter.readings.payload import parse_time, read_payload
 from atess_exporter.simulator import Simulator, demo_devices
+from atess_exporter.simulator.server import Reply
 from conftest import TOKEN
 
 RECORDED = Path(__file__).parent / "fixtures" / "recorded"
@@ -115,3 +116,69 @@ def test_the_vendor_docs_own_example_is_survived():
     assert reading.samples["atess_pv_power_watts"] == (((), 0.0),)
     assert not [n for n in reading.samples if n.startswith("atess_vendor_")]
     assert json.dumps(reading.samples)  # plain data
+
+
+# -- what probe hands to strangers (issue 19) ------------------------------------------------
+
+PERSONAL = ["Erika Mustermann", "erika@example.org", "+49 431 1234567", "4314712345", "Hafenstraße 5", "24103",
+            "10.1234567", "54.3217654", "48213", "KIEL-0042", "Kiel", "Harbour Depot"]
+
+
+def _plant_personal_data(sim: Simulator, devices) -> None:
+    """Personal data under keys no list names, and in free text; SNs in another letter case."""
+    plants = DEFAULT_ENDPOINTS["plant"]["list"]
+    listing, latest = sim.routes[plants], sim.routes[DEFAULT_ENDPOINTS["hps_central"]["latest"]]
+    central = next(d for d in devices if d.family == "hps_central")
+
+    def plant_list(s, req):
+        reply = listing(s, req)
+        for row in reply.envelope["data"]["datas"]:
+            row.update(ownerName="Erika Mustermann", mail="erika@example.org", contactPhone="+49 431 1234567",
+                       mobile=4314712345, street="Hafenstraße 5", postCode="24103", lon=10.1234567,
+                       lat=54.3217654, uid=48213, stationCode="KIEL-0042",
+                       remark=f"call Erika on +49 431 1234567 about {central.sn.lower()}",
+                       **{"Erika Mustermann": 1})
+        return reply
+
+    def latest_data(s, req):
+        reply = latest(s, req)
+        if isinstance(reply.envelope.get("data"), dict):
+            reply.envelope["data"].update(installerNote="ask Erika Mustermann, 24103 Kiel", gpsLon=10.1234567,
+                                          firmwareVersion=str(req.sn).lower())
+        return reply
+
+    sim.routes[plants], sim.routes[DEFAULT_ENDPOINTS["hps_central"]["latest"]] = plant_list, latest_data
+
+
+def test_probe_save_keeps_only_harmless_values(tmp_path):
+    devices = demo_devices()
+    with Simulator(devices, token=TOKEN) as sim:
+        _plant_personal_data(sim, devices)
+        rc, text = probe(sim, tmp_path, "--save", str(tmp_path / "rec"))
+    assert rc == 0, text
+    blob = "".join(p.read_text() for p in sorted((tmp_path / "rec").glob("*.json")))
+    for value in PERSONAL + [s for d in devices for s in (d.sn, d.sn.lower(), d.datalog_sn)]:
+        assert value.lower() not in blob.lower(), value
+    latest = recording.load(tmp_path / "rec" / "hps_central_latest.json")["data"]
+    listing = recording.load(tmp_path / "rec" / "hps_central_list.json")["data"]
+    assert latest["firmwareVersion"] == latest["deviceSn"]                  # the SN in lower case: the same hash
+    assert latest["deviceSn"] in {r["deviceSn"] for r in listing}          # linkable across files
+    fam = load_catalog().families["hps_central"]
+    reading = read_payload(fam, latest, "HPS150")
+    assert reading.catalogued > 50 and not reading.implausible            # the measurements are all there
+
+
+def test_probe_scrubs_a_token_the_api_echoes_from_stdout_and_saved_files(tmp_path, capsys):
+    from urllib.parse import quote
+
+    with Simulator(demo_devices(), token=TOKEN) as sim:
+        path = DEFAULT_ENDPOINTS["pcs"]["settings"]
+        sim.routes[path] = lambda s, req: Reply(envelope={
+            "code": 10086, "msg": f"token {TOKEN} not allowed here (query token={quote(TOKEN)})",
+            "data": {"echo": f'{{"Authorization": "Basic {TOKEN}"}}', "model": TOKEN, "deviceSn": TOKEN}})
+        rc, text = probe(sim, tmp_path, "--save", str(tmp_path / "rec"))
+    assert rc == 1 and "pcs.settings" in text
+    saved = "".join(p.read_text() for p in sorted((tmp_path / "rec").glob("*.json")))
+    captured = capsys.readouterr()
+    for where in (text, saved, captured.out, captured.err):
+        assert TOKEN not in where and quote(TOKEN) not in where and "s3cr3t" not in where

@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterable
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
-from prometheus_client.openmetrics.exposition import ALLOWUTF8, UNDERSCORES
+from prometheus_client.openmetrics.exposition import ALLOWUTF8, DOTS, UNDERSCORES, VALUES
 from prometheus_client.utils import floatToGoString
 
 EOF = b"# EOF\n"
@@ -197,14 +197,65 @@ class Format:
         return out
 
 
+_VERSION = re.compile(r"^([0-9]{1,6})\.([0-9]{1,6})\.([0-9]{1,6})$")
+_ESCAPINGS = (UNDERSCORES, ALLOWUTF8, DOTS, VALUES)
+ACCEPT_ITEMS = 32          # Accept items looked at; a longer header's tail is ignored
+
+
+def canonical_accept(accept: str | None) -> str:
+    """The Accept header reduced to one of the few formats the library writes.
+
+    choose_encoder takes the first openmetrics-text or text/plain item whose
+    version it can use, and echoes that version and escaping into its
+    encoder's keywords: ``version=1.0.1``, ``1.0.2``... would each be a format
+    of its own, each with its own cached rendering (memory a client could
+    spend without limit), and ``version=1.0.0x`` makes it raise. So the item it
+    would pick is rewritten here first: a version the library treats alike
+    becomes one canonical version (OpenMetrics 1.0.0 or 2.0.0, text 1.0.0), an
+    unknown escaping becomes the library's default, and an item whose version
+    is not three numbers is skipped, as an item the library cannot serve is.
+    At most 1 + 3 x 4 formats come out of this, whatever clients send.
+    """
+    for item in (accept or "").split(",", ACCEPT_ITEMS)[:ACCEPT_ITEMS]:
+        mime, *params = item.split(";")
+        mime = mime.strip()
+        if mime not in ("application/openmetrics-text", "text/plain"):
+            continue
+        version = escaping = None
+        for param in params:
+            key, sep, value = param.strip().partition("=")
+            if not sep:
+                continue
+            if key == "version" and version is None:
+                version = value
+            elif key == "escaping" and escaping is None:
+                escaping = value
+        escaping = escaping if escaping in _ESCAPINGS else UNDERSCORES
+        if not version:
+            if mime == "text/plain":
+                continue
+            return mime                 # the library's OpenMetrics 1.0.0 default
+        match = _VERSION.match(version)
+        if match is None:
+            continue
+        major = int(match.group(1))
+        if major < 1:
+            continue
+        if mime == "text/plain":
+            return f"text/plain;version=1.0.0;escaping={escaping}"
+        return f"application/openmetrics-text;version={'1.0.0' if major < 2 else '2.0.0'};escaping={escaping}"
+    return ""
+
+
 class Formats:
-    """The formats asked for so far, by what choose_encoder returns for the Accept header."""
+    """The formats asked for so far, by what choose_encoder returns for the
+    Accept header once canonical_accept has reduced it (a bounded set)."""
 
     def __init__(self) -> None:
         self._by_key: dict[tuple, Format] = {}
 
     def negotiate(self, accept: str | None) -> tuple[Format, str]:
-        encoder, content_type = choose_encoder(accept or "")
+        encoder, content_type = choose_encoder(canonical_accept(accept))
         key = _encoder_key(encoder)
         fmt = self._by_key.get(key)
         if fmt is None:

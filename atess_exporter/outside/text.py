@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from typing import Any, Iterable
 
 REDACTED = "<redacted>"
@@ -116,13 +117,22 @@ def safe_text(value: Any, limit: int = MAX_QUOTED) -> str:
     return text
 
 
+def secret_spellings(secret: str) -> set[str]:
+    """The ways a credential can come back in a text: as it is, URL-encoded (a query or
+    form an API echoes) and JSON- or repr-escaped (an error that quotes a payload)."""
+    out = {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret),
+           json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret)[1:-1]}
+    return {s for s in out if len(s) >= 4}
+
+
 class Redactor:
-    """Masks the configured credentials in a text. Secrets shorter than 4
-    characters are not masked (they would mask half of every line); the longest
-    is replaced first, so one secret inside another leaves nothing behind."""
+    """Masks the configured credentials in a text, in every spelling of
+    secret_spellings. Secrets shorter than 4 characters are not masked (they
+    would mask half of every line); the longest is replaced first, so one
+    secret inside another leaves nothing behind."""
 
     def __init__(self, secrets: Iterable[str]):
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self.secrets = sorted({v for s in secrets if s for v in secret_spellings(s)}, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
         for secret in self.secrets:

@@ -219,16 +219,16 @@ def render(checks: list[Check]) -> str:
     return "\n".join(out) + "\n"
 
 
-def save_all(checks: list[Check], directory: Path) -> list[Path]:
-    known: dict[str, str] = {}
+def save_all(checks: list[Check], directory: Path, redactor: recording.Redaction) -> list[Path]:
     paths = []
     for c in checks:
-        data, known = recording.redact(c.data, known)
-        msg, known = recording.redact(c.msg, known)
-        paths.append(recording.save(directory, f"{c.family}_{c.operation}", {
-            "family": c.family, "operation": c.operation, "path": c.path, "model": c.model,
-            "outcome": c.outcome, "status": c.status, "code": c.code if isinstance(c.code, (int, str)) else None,
-            "msg": msg, "data": data}))
+        # msg is the API's free text: outcome and code say what it said, without it.
+        record = {"family": c.family, "operation": c.operation, "path": c.path, "model": c.model,
+                  "outcome": c.outcome, "status": c.status,
+                  "code": redactor.redact({"code": c.code})["code"] if isinstance(c.code, (int, str)) else None,
+                  "msg": "<text>" if c.msg else "", "data": redactor.redact(c.data)}
+        text = redactor.dumps(record)
+        paths.append(recording.save(directory, f"{c.family}_{c.operation}", text))
     return paths
 
 
@@ -252,15 +252,19 @@ def main(argv: list[str], *, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
         print(f"atess-exporter probe: config error: {exc}", file=err)
         return 1
     from atess_exporter.outside.logs import setup_logging
+    from atess_exporter.outside.text import Redactor
 
     setup_logging("warning", "logfmt", secrets=config.api.credentials.values())
     client = AtessClient(config.api, session=session)
     probe = Probe(config, client, config.catalog(), today())
     probe.run()
-    out.write(render(probe.checks))
+    # The API's own text (an error message may echo the credential) reaches stdout only scrubbed.
+    scrub = Redactor(config.api.credentials.values()).scrub
+    out.write(scrub(render(probe.checks)))
     if args.save is not None:
+        redactor = recording.Redaction(recording.harmless_keys(probe.catalog), config.api.credentials.values())
         try:
-            paths = save_all(probe.checks, args.save)
+            paths = save_all(probe.checks, args.save, redactor)
         except OSError as exc:
             print(f"atess-exporter probe: cannot write {args.save}: {exc.strerror}", file=err)
             return 1

@@ -7,8 +7,9 @@ exporter down:
 * a cap on open connections, below the process' file-descriptor limit so the
   poller always has descriptors for its API calls; a new connection over the
   cap closes the one that has waited longest for its request (idle keep-alive,
-  or a request still arriving), never one being answered, so a flood of idle
-  connections cannot lock scrapers out;
+  or a request still arriving), never one being answered nor one that passed
+  basic auth (it keeps its IDLE_SECONDS): a flood of idle connections or wrong
+  passwords cannot lock out a scraper on its kept-alive connection;
 * deadlines that cover a whole phase, not one read: IDLE_SECONDS for a
   connection to start a request, HEADER_SECONDS for the request line, headers
   (and the TLS handshake) to arrive in full once started: a client dripping a
@@ -51,11 +52,12 @@ def connection_cap(limit: int | None = None) -> int:
 
 
 class _Conn:
-    __slots__ = ("sock", "busy", "since", "deadline")   # sock: the socket on this descriptor now
+    __slots__ = ("sock", "busy", "since", "deadline", "trusted")   # sock: the socket on this descriptor now
 
     def __init__(self, sock: socket.socket, now: float):
         self.sock = sock
         self.busy = False
+        self.trusted = False
         self.since = now
         self.deadline = now + HEADER_SECONDS
 
@@ -78,7 +80,7 @@ class Connections:
         now = time.monotonic()
         with self._lock:
             if len(self._open) >= self.cap:
-                waiting = [c for c in self._open.values() if not c.busy]
+                waiting = [c for c in self._open.values() if not c.busy and not c.trusted]
                 if not waiting:
                     return False
                 victim = min(waiting, key=lambda c: c.since)
@@ -102,6 +104,13 @@ class Connections:
             conn = self._open.get(sock.fileno())
             if conn is not None:
                 conn.sock, conn.busy, conn.since, conn.deadline = sock, busy, now, now + seconds
+
+    def trust(self, sock: socket.socket) -> None:
+        """The connection passed basic auth: never evicted for a newcomer."""
+        with self._lock:
+            conn = self._open.get(sock.fileno())
+            if conn is not None:
+                conn.trusted = True
 
     def forget(self, fd: int) -> None:
         """Before the descriptor is closed (and its number reused)."""

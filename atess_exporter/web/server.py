@@ -18,7 +18,9 @@ client's delayed ACK.
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 import logging
 import socket
 import ssl
@@ -34,7 +36,7 @@ from atess_exporter.web import landing
 from atess_exporter.exposition.formats import gzip_accepted
 from atess_exporter.web.connections import HTTPServer
 from atess_exporter.exposition.render import Renderer
-from atess_exporter.web.webconfig import BasicAuth, load_web_config
+from atess_exporter.web.webconfig import BUSY, BasicAuth, load_web_config
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,53 @@ WARM_ACCEPTS = ("application/openmetrics-text;version=1.0.0,application/openmetr
 REFRESH_SECONDS = 0.5       # how often devices polled meanwhile are rendered ahead of the next scrape
 IOV_MAX = 1024              # buffers per sendmsg (Linux UIO_MAXIOV)
 TLS_CHUNK = 256 * 1024      # TLS has no sendmsg: pieces are grouped into writes of about this size
+MAX_BODY = 8192             # a request body (meaningless on GET/HEAD) read and dropped; larger: 413, closed
+# Sent on every answer unless the web config's http_server_config.headers sets them: the
+# landing page needs nothing but its own inline style (allowed by its hash).
+_STYLE_HASH = base64.b64encode(hashlib.sha256(landing.STYLE.encode()).digest()).decode()
+DEFAULT_HEADERS = {"X-Content-Type-Options": "nosniff",
+                   "Content-Security-Policy": f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; "
+                                              "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"}
+
+
+class _LineRecorder:
+    """The header lines http.client reads, kept to check their framing."""
+
+    def __init__(self, rfile):
+        self.rfile = rfile
+        self.lines: list[bytes] = []
+
+    def readline(self, size: int = -1) -> bytes:
+        line = self.rfile.readline(size)
+        self.lines.append(line)
+        return line
+
+
+def framing_error(raw_requestline: bytes, header_lines: list[bytes], headers) -> tuple[int, str] | None:
+    """Why a request's framing is in doubt, as (status, reason), or None.
+
+    A body parsed as the next request is a desync behind a proxy (one request
+    in, two answers out), so the rules are strict: CRLF line ends only, no
+    obsolete line folding, no Transfer-Encoding (nobody sends a GET body
+    chunked), at most one Content-Length of digits, and a body no larger than
+    MAX_BODY (which the caller reads and drops)."""
+    if not raw_requestline.endswith(b"\r\n") or any(not line.endswith(b"\r\n") for line in header_lines if line):
+        return 400, "bare LF line ends"
+    if any(line[:1] in (b" ", b"\t") for line in header_lines):
+        return 400, "obsolete header line folding"
+    if headers.get_all("Transfer-Encoding"):
+        return (400, "Content-Length with Transfer-Encoding") if headers.get_all("Content-Length") else \
+            (501, "Transfer-Encoding not supported")
+    lengths = headers.get_all("Content-Length") or []
+    if len(lengths) > 1:
+        return 400, "more than one Content-Length"
+    if lengths:
+        value = lengths[0].strip()
+        if not value.isdigit() or not value.isascii():
+            return 400, "bad Content-Length"
+        if int(value) > MAX_BODY:
+            return 413, "request body too large"
+    return None
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -97,7 +146,7 @@ def send_pieces(sock: socket.socket, pieces: list[bytes]) -> None:
 class MetricsServer:
     def __init__(self, registry: CollectorRegistry, listen_address: str = ":10036", telemetry_path: str = "/metrics",
                  landing_extra: Callable[[], str] | None = None, web_config_file: str | None = None,
-                 max_connections: int | None = None):
+                 max_connections: int | None = None, max_auth_checks: int = BasicAuth.MAX_CHECKS):
         self.registry = registry
         self.telemetry_path = telemetry_path
         self.landing_extra = landing_extra
@@ -105,8 +154,10 @@ class MetricsServer:
         # Read the web config before binding: a bad file is reported as such (WebConfigError).
         self.web_config = load_web_config(web_config_file) if web_config_file else None
         users = self.web_config.users if self.web_config else {}
-        self.auth = BasicAuth(users) if users else None
-        self.response_headers = dict(self.web_config.headers) if self.web_config else {}
+        self.auth = BasicAuth(users, max_auth_checks) if users else None
+        configured = dict(self.web_config.headers) if self.web_config else {}
+        lower = {name.lower() for name in configured}
+        self.response_headers = {k: v for k, v in DEFAULT_HEADERS.items() if k.lower() not in lower} | configured
         self.httpd = HTTPServer((host, port), self._handler(), host_is_v6=":" in host, web_config=self.web_config,
                                 max_connections=max_connections)
         # Renders only what changed since the last scrape and shares the bytes
@@ -193,6 +244,27 @@ class MetricsServer:
                 sock.settimeout(httpconn.HEADER_SECONDS)
                 super().handle_one_request()
 
+            def parse_request(self) -> bool:
+                """The library's parsing, then the framing checks of framing_error; a body
+                (at most MAX_BODY) is read and dropped so it is never taken for a request."""
+                real = self.rfile
+                self.rfile = recorder = _LineRecorder(real)
+                try:
+                    ok = super().parse_request()
+                finally:
+                    self.rfile = real
+                if not ok:
+                    return False
+                doubt = framing_error(self.raw_requestline, recorder.lines, self.headers)
+                if doubt is not None:
+                    self.send_error(doubt[0], doubt[1])      # says Connection: close, and closes
+                    return False
+                length = int(self.headers.get("Content-Length") or 0)
+                if length and len(self.rfile.read(length)) != length:
+                    self.close_connection = True
+                    return False
+                return True
+
             def end_headers(self):    # answers the library writes itself (400, 414, 501...)
                 for name, value in server.response_headers.items():
                     self.send_header(name, value)
@@ -218,8 +290,17 @@ class MetricsServer:
                 self._respond(status, headers, [body], head)
 
             def _authorized(self, head: bool) -> bool:
-                if server.auth is None or server.auth.check(self.headers.get("Authorization")):
+                if server.auth is None:
                     return True
+                verdict = server.auth.check(self.headers.get("Authorization"))
+                if verdict:
+                    self.server.connections.trust(self.connection)
+                    return True
+                if verdict is BUSY:       # more unverified passwords than checks allowed at once
+                    self.close_connection = True
+                    self._send(503, b"too many authentication checks at once, retry\n", "text/plain; charset=utf-8",
+                               head, {"Retry-After": "1"})
+                    return False
                 log.debug("basic auth refused", extra={"fields": {"client": self.client_address[0],
                                                                   "path": self.path.split("?", 1)[0]}})
                 self._send(401, b"Unauthorized\n", "text/plain; charset=utf-8", head,

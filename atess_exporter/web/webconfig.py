@@ -471,58 +471,119 @@ def _normal_san(value: str) -> str:
         return value
 
 
-class BasicAuth:
-    """basic_auth_users checks, cached like exporter-toolkit's.
+BUSY = None                 # BasicAuth.check: too many checks running, refuse cheaply for now
 
-    bcrypt costs ~70 ms per check at cost 10, by design. The outcome for each
-    (user, hash, password) is kept in a small LRU keyed by an HMAC under a
-    per-process random key (nothing in memory an attacker could crack offline),
-    and bcrypt runs under one lock with the cache re-checked inside it: fifty
-    scrapers arriving at once with the same credentials cost one bcrypt.
-    Unknown users are checked against a dummy hash so timing does not reveal
-    which usernames exist.
+
+class BasicAuth:
+    """basic_auth_users checks, cached like exporter-toolkit's, bounded under a flood.
+
+    bcrypt costs ~70 ms per check at cost 10, by design, so unauthenticated
+    work is what a password flood spends. Here:
+
+    * at most ``max_checks`` bcrypt checks run at once; a request that would
+      need one more gets BUSY at once (the server answers 503, costing
+      nothing), instead of queueing and holding its connection;
+    * a verified (user, hash, password) is kept in an LRU of its own, keyed by
+      an HMAC under a per-process random key (nothing in memory an attacker
+      could crack offline); wrong passwords go to another, so no number of
+      wrong guesses evicts a scraper's verified credentials: a client with
+      valid cached credentials is answered without bcrypt under any flood;
+    * the same credentials arriving together wait for the one check already
+      running (fifty scrapers cost one bcrypt, and no slot each);
+    * unknown users are checked against a dummy hash of the users' own cost,
+      so timing does not reveal which usernames exist.
     """
 
     CACHE_SIZE = 256
+    MAX_CHECKS = 2          # concurrent bcrypt checks (--web.max-auth-checks)
     REALM = "atess-exporter"
     # bcrypt of a random throw-away password, cost 10 (the htpasswd default).
     DUMMY_HASH = b"$2b$10$nvo34nblCHfn0.Qlk9BJme7W5hfbeBAdKOSPNbylUp4WnfncdHS.S"
 
-    def __init__(self, users: dict[str, bytes]):
+    def __init__(self, users: dict[str, bytes], max_checks: int = MAX_CHECKS):
         self.users = [(name.encode(), hashed) for name, hashed in users.items()]
+        self.dummy_hash = self._dummy_hash(self.users)
         self._key = secrets.token_bytes(32)
-        self._cache: OrderedDict[bytes, bool] = OrderedDict()
-        self._cache_lock = threading.Lock()
-        self._bcrypt_lock = threading.Lock()
+        self._good: OrderedDict[bytes, bool] = OrderedDict()
+        self._bad: OrderedDict[bytes, bool] = OrderedDict()
+        self._lock = threading.Lock()
+        self._running: dict[bytes, threading.Event] = {}
+        self._slots = max(1, max_checks)
+        self.max_checks = self._slots
         self.bcrypt_checks = 0          # how many times bcrypt actually ran (tests, debugging)
+        self.refused_busy = 0           # requests answered BUSY
+
+    @classmethod
+    def _dummy_hash(cls, users: list[tuple[bytes, bytes]]) -> bytes:
+        """A dummy hash of the cost most users have (the highest among equals)."""
+        costs = [int(hashed[4:6]) for _, hashed in users if hashed[4:6].isdigit()]
+        cost = max(costs, key=lambda c: (costs.count(c), c)) if costs else 10
+        if cost == 10:
+            return cls.DUMMY_HASH
+        return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(cost))
 
     @property
     def challenge(self) -> str:
         return f'Basic realm="{self.REALM}", charset="UTF-8"'
 
-    def check(self, authorization: str | None) -> bool:
+    def check(self, authorization: str | None) -> bool | None:
+        """True (let in), False (401) or BUSY (None: too many checks running, 503)."""
         credentials = self._parse(authorization)
         if credentials is None:
             return False
         user, password = credentials
-        hashed, known = self.DUMMY_HASH, False
+        hashed, known = self.dummy_hash, False
         for name, candidate in self.users:      # no early exit: same work whichever user matches
             if hmac.compare_digest(name, user):
                 hashed, known = candidate, True
         key = hmac.new(self._key, b"\0".join((user, hashed, password)), hashlib.sha256).digest()
-        ok = self._cached(key)
-        if ok is None:
-            with self._bcrypt_lock:
-                ok = self._cached(key)          # another thread may have just done this very check
-                if ok is None:
-                    self.bcrypt_checks += 1
-                    try:
-                        # bcrypt reads only the first 72 bytes (as Go and htpasswd do); bcrypt>=5 refuses more.
-                        ok = bcrypt.checkpw(password[:72], hashed)
-                    except ValueError:
-                        ok = False
-                    self._store(key, ok)
+        with self._lock:
+            ok = self._cached(key)
+            if ok is None:
+                running = self._running.get(key)
+                if running is None:
+                    if not self._slots:
+                        self.refused_busy += 1
+                        return BUSY
+                    self._slots -= 1
+                    running = self._running[key] = threading.Event()
+                    mine = True
+                else:
+                    mine = False
+        if ok is not None:
+            return ok and known
+        if not mine:                            # the same credentials are being checked: share the outcome
+            running.wait(60)
+            with self._lock:
+                ok = self._cached(key)
+            return BUSY if ok is None else ok and known
+        try:
+            self.bcrypt_checks += 1
+            try:
+                # bcrypt reads only the first 72 bytes (as Go and htpasswd do); bcrypt>=5 refuses more.
+                ok = bcrypt.checkpw(password[:72], hashed)
+            except ValueError:
+                ok = False
+        finally:
+            with self._lock:
+                if ok is not None:
+                    cache = self._good if ok else self._bad
+                    cache[key] = ok
+                    while len(cache) > self.CACHE_SIZE:
+                        cache.popitem(last=False)
+                del self._running[key]
+                self._slots += 1
+            running.set()
         return ok and known
+
+    def _cached(self, key: bytes) -> bool | None:
+        """Under self._lock."""
+        for cache in (self._good, self._bad):
+            ok = cache.get(key)
+            if ok is not None:
+                cache.move_to_end(key)
+                return ok
+        return None
 
     @staticmethod
     def _parse(authorization: str | None) -> tuple[bytes, bytes] | None:
@@ -537,16 +598,3 @@ class BasicAuth:
             return None
         user, sep, password = decoded.partition(b":")
         return (user, password) if sep else None
-
-    def _cached(self, key: bytes) -> bool | None:
-        with self._cache_lock:
-            ok = self._cache.get(key)
-            if ok is not None:
-                self._cache.move_to_end(key)
-            return ok
-
-    def _store(self, key: bytes, ok: bool) -> None:
-        with self._cache_lock:
-            self._cache[key] = ok
-            while len(self._cache) > self.CACHE_SIZE:
-                self._cache.popitem(last=False)
