@@ -156,6 +156,23 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+# What Prometheus 2 and 3 ask for (benchmarks/scrape.py measures every format).
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1", "text/plain;version=1.0.0;escaping=allow-utf-8")
+
+
+def prometheus_scrape(url: str) -> int:
+    """One scrape as each Prometheus version makes it (gzip); the bytes received."""
+    split = urlsplit(url)
+    size = 0
+    for accept in PROMETHEUS_ACCEPT:
+        conn = http.client.HTTPConnection(split.hostname, split.port, timeout=120)
+        conn.request("GET", split.path, headers={"Accept": accept, "Accept-Encoding": "gzip"})
+        size += len(conn.getresponse().read())
+        conn.close()
+    return size
+
+
 def scrape(url: str) -> dict[str, float]:
     """The exporter's own unlabelled gauges (atess_poll_*, process_*) from /metrics."""
     split = urlsplit(url)
@@ -225,6 +242,50 @@ def polling(args) -> dict:
             "rss_after_sweep_mb": round(rss_after_sweep, 1) if swept_at else None, "rss_end_mb": round(rss_end, 1)}
 
 
+def memory(args) -> list[dict]:
+    """RSS of the exporter process on the real path: a token-only config discovers the fake's
+    account, the poller polls every device over HTTP (full simulator payloads that change every
+    5 minutes), Prometheus 2 and 3 scrape every 15 s. RSS after the start-up sweep (and three
+    scrapes), then after `churn` seconds more of polling and scraping (max and last)."""
+    rows = []
+    for n in [int(x) for x in args.devices.split(",")]:
+        fake = Fake(plants=n // 10, devices_per_datalog=10, latency=0.01, latest_latency=args.latency, payloads="sim")
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                config = {"atess": {"base_url": fake.url, "token": TOKEN},
+                          "state_file": str(Path(tmp) / "state.json")}
+                exporter = Exporter(config, Path(tmp), env=args.env)
+                try:
+                    ready = exporter.wait_for("serving metrics", 900)
+                    url = ready[1]["url"]
+                    deadline = time.monotonic() + 1800
+                    while fake.get("/_stats")["devices_called"] < n and time.monotonic() < deadline:
+                        time.sleep(2)
+                    swept = time.monotonic() - exporter.started
+                    for _ in range(3):
+                        prometheus_scrape(url)
+                    after_sweep = rss_mb(exporter.proc.pid)
+                    peak, end = after_sweep, time.monotonic() + args.churn
+                    while time.monotonic() < end:
+                        time.sleep(15)
+                        prometheus_scrape(url)
+                        peak = max(peak, rss_mb(exporter.proc.pid))
+                    last = rss_mb(exporter.proc.pid)
+                    polls = fake.get("/_stats")["calls"].get("latest", 0)
+                finally:
+                    exporter.stop()
+        finally:
+            fake.stop()
+        goal = 50 + 40 * n / 1024
+        rows.append({"devices": n, "sweep_s": round(swept), "rss_after_sweep_mb": round(after_sweep, 1),
+                     "rss_churn_max_mb": round(peak, 1), "rss_churn_end_mb": round(last, 1),
+                     "churn_s": args.churn, "polls": polls, "goal_mb": round(goal, 1),
+                     "kib_per_device_above_50mb": round(max(peak - 50, 0) * 1024 / n, 1),
+                     "within_goal": peak <= goal})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -240,8 +301,14 @@ def main() -> None:
     p.add_argument("--interval", type=float, default=300)
     p.add_argument("--max-concurrency", type=int, default=0)
     p.add_argument("--duration", type=float, default=640)
+    m = sub.add_parser("memory")
+    m.add_argument("--devices", default="1000,5000,10000")
+    m.add_argument("--latency", type=float, default=0.05)
+    m.add_argument("--churn", type=float, default=600, help="seconds of polling and scraping after the sweep")
+    m.add_argument("--malloc-arena-max", type=int, default=0, help="run the exporter with MALLOC_ARENA_MAX=N")
     args = parser.parse_args()
-    result = {"discovery": discovery, "polling": polling}[args.what](args)
+    args.env = {"MALLOC_ARENA_MAX": str(args.malloc_arena_max)} if getattr(args, "malloc_arena_max", 0) else None
+    result = {"discovery": discovery, "polling": polling, "memory": memory}[args.what](args)
     print(json.dumps(result))
 
 

@@ -124,7 +124,7 @@ def test_auto_reads_the_pod_name_kubernetes_puts_in_hostname(monkeypatch):
 
 @pytest.mark.parametrize("hostname, message", [
     ("my-laptop", "does not end in -ORDINAL"),
-    ("atess-exporter-3", "INDEX 3 is 0-based and must be below COUNT (3); use 0..2 (auto: is the StatefulSet's replicas above COUNT?)"),
+    ("atess-exporter-3", "must be below COUNT (3); use 0..2 (auto: the pod's ordinal is 3; are the StatefulSet's replicas above COUNT?)"),
 ])
 def test_auto_without_a_usable_ordinal_is_a_one_line_error(hostname, message):
     with pytest.raises(ValueError) as err:

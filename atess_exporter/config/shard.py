@@ -53,8 +53,9 @@ def parse_shard(text: str, hostname: str | None = None) -> tuple[int, int]:
     if count > MAX_SHARDS:
         raise ValueError(f"--shard {text!r}: COUNT {count} is above the maximum {MAX_SHARDS}")
     if index >= count:
-        raise ValueError(f"--shard {text!r}: INDEX {index} is 0-based and must be below COUNT ({count}); use 0..{count - 1}"
-                         + (" (auto: is the StatefulSet's replicas above COUNT?)" if raw.startswith("auto") else ""))
+        raise ValueError(f"--shard {text!r}: INDEX is 0-based and must be below COUNT ({count}); use 0..{count - 1}"
+                         + (f" (auto: the pod's ordinal is {index}; are the StatefulSet's replicas above COUNT?)"
+                            if raw.startswith("auto") else ""))
     return index, count
 
 

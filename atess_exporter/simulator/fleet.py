@@ -12,7 +12,10 @@ fleet:
   * `enforce_interval`: a latest-data call within this many seconds of the
     same device's previous call is refused with HTTP 429 (the documented
     "once every 5 minutes", enforced to the millisecond);
-  * `latest_latency`: a different latency for latest-data calls.
+  * `latest_latency`: a different latency for latest-data calls;
+  * `payloads="sim"`: the demo simulator's full payloads (132 fields on a
+    central HPS) instead of a small one, from a few templates per family
+    recomputed each 5-minute slot, so readings change as in production.
 
 It counts every call (per path kind, per device) and every refusal, so a test
 can assert "<= 1 call per device per interval" from the server's side.
@@ -42,7 +45,7 @@ class FleetAccount:
     def __init__(self, plants: int, datalogs_per_plant: int = 1, devices_per_datalog: int = 10,
                  latency: float = 0.0, latest_latency: float | None = None, max_page_size: int = 1000,
                  enforce_interval: float = 0.0, families: tuple[str, ...] = FAMILY_CYCLE,
-                 clock=time.monotonic):
+                 clock=time.monotonic, payloads: str = "small"):
         self.latency = latency
         self.latest_latency = latency if latest_latency is None else latest_latency
         self.max_page_size = max_page_size
@@ -76,6 +79,8 @@ class FleetAccount:
         self.refused = 0
         self.in_flight = self.max_in_flight = 0
         self._server: ThreadingHTTPServer | None = None
+        self.payloads = payloads
+        self._templates: tuple[int, dict] = (-1, {})
 
     @property
     def sns(self) -> list[str]:
@@ -131,8 +136,28 @@ class FleetAccount:
                 return 429, {"code": 429, "msg": "once every 5 minutes", "data": None}
             previous.append(now)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-        return 200, {"code": 0, "msg": "", "data": {"time": stamp, "ppv": "12.5", "pac": "10.0", "soc": "55",
-                                                     "epvTotal": "1234.5", "status": 2}}
+        if self.payloads == "sim":
+            data = dict(self._template(family, sn), deviceSn=sn, time=stamp)
+        else:
+            data = {"time": stamp, "ppv": "12.5", "pac": "10.0", "soc": "55", "epvTotal": "1234.5", "status": 2}
+        return 200, {"code": 0, "msg": "", "data": data}
+
+    SEEDS = 8
+
+    def _template(self, family: str, sn: str) -> dict:
+        """The simulator's payload for one of SEEDS devices of the family, this 5-minute slot."""
+        from atess_exporter.simulator.device import SimDevice
+        from atess_exporter.simulator.physics import LATEST_BUILDERS, SLOT_SECONDS
+
+        now = time.time()
+        slot = int(now // SLOT_SECONDS)
+        with self._lock:
+            current, templates = self._templates
+            if current != slot:
+                templates = {(f, seed): LATEST_BUILDERS[f](SimDevice(sn=f"T{seed}", family=f, model=MODEL[f], seed=seed), now)
+                             for f in MODEL for seed in range(self.SEEDS)}
+                self._templates = (slot, templates)
+        return templates[(family, int(sn[2:]) % self.SEEDS)]
 
     def calls_within(self, seconds: float) -> int:
         """Devices called twice within `seconds` (what a limit of one per interval refuses)."""
@@ -221,10 +246,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latest-latency", type=float, default=None)
     parser.add_argument("--max-page-size", type=int, default=1000)
     parser.add_argument("--enforce-interval", type=float, default=0.0)
+    parser.add_argument("--payloads", choices=("small", "sim"), default="small")
     args = parser.parse_args(argv)
     fake = FleetAccount(args.plants, args.datalogs_per_plant, args.devices_per_datalog, latency=args.latency,
                         latest_latency=args.latest_latency, max_page_size=args.max_page_size,
-                        enforce_interval=args.enforce_interval)
+                        enforce_interval=args.enforce_interval, payloads=args.payloads)
     print(fake.start(), flush=True)
     sys.stdin.read()
     fake.stop()
