@@ -105,6 +105,9 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     opt("--shard", "poll and expose only this replica's share of the devices (0-based INDEX, e.g. 0/3); "
         "overrides the config's shard", metavar="INDEX/COUNT", default=None)
     opt("--demo", "ignore --config.file and run against the embedded ATESS API simulator", action="store_true")
+    opt("--demo.dialect", "how the demo's simulator speaks: documented (the vendor doc) or platform (as the "
+        "vendor's servers send data: their spellings, field sets and zones) (default: %(default)s)",
+        dest="demo_dialect", default="documented", choices=("documented", "platform"))
     p.add_argument("--check-config", action="store_true", help="validate the configuration, print a verdict, exit 0 or 1")
     p.add_argument("--once", action="store_true",
                    help="poll every device once, print the exposition to stdout and exit (non-zero when every device failed)")
@@ -187,7 +190,8 @@ def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
             from atess_exporter.simulator import Simulator, demo_devices
 
             devices = demo_devices()
-            simulator = Simulator(devices, token="demo-token", min_interval_seconds=DEMO_INTERVAL_SECONDS * 0.9)
+            simulator = Simulator(devices, token="demo-token", min_interval_seconds=DEMO_INTERVAL_SECONDS * 0.9,
+                                  dialect=args.demo_dialect)
             config = demo_config(simulator.start())
         else:
             config = load_config(args.config_file)
@@ -215,7 +219,7 @@ def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
         return 0
     setup_logging(_level(args.log_level), args.log_format, secrets=config.api.credentials.values())
     from atess_exporter.app import Exporter
-    from atess_exporter.web.landing import DeviceStatus
+    from atess_exporter.web.landing import DeviceTable
     from atess_exporter.web.server import MetricsServer
 
     exporter = Exporter(config)
@@ -228,7 +232,7 @@ def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
             server = MetricsServer(exporter.registry, args.listen_address, args.telemetry_path,
                                    web_config_file=args.web_config_file, max_connections=args.max_connections,
                                    max_auth_checks=args.max_auth_checks,
-                                   landing_extra=DeviceStatus(exporter.cache, config.poll, config.api.credentials.values(), args.demo))
+                                   landing_extra=DeviceTable(exporter.cache, config.poll, config.api.credentials.values(), args.demo))
         except (OSError, ValueError) as exc:
             from atess_exporter.web.webconfig import WebConfigError
 

@@ -219,9 +219,9 @@ def test_simulator_pages_and_refuses_writes(sim):
 
 
 def test_setting_names_follow_the_catalogs_promtool_safe_rules():
-    from atess_exporter.readings.settings import split_settings
+    from atess_exporter.readings.devicesettings import read_device_settings
 
-    numbers = split_settings({"chargeTimeMinutes": 30, "maxCount": "4", "exportLimit": "50"}).numbers
+    numbers = read_device_settings({"chargeTimeMinutes": 30, "maxCount": "4", "exportLimit": "50"}).numbers
     assert numbers == {"atess_setting_charge_timeminutes": ("chargeTimeMinutes", 30.0),
                        "atess_setting_max_count_value": ("maxCount", 4.0),
                        "atess_setting_export_limit": ("exportLimit", 50.0)}
@@ -246,7 +246,7 @@ def _client_for(mock_answers):
 
 @pytest.mark.parametrize("shape", ["bare", "page"])
 def test_lists_answer_a_bare_array_or_a_page_object(shape):
-    from atess_exporter.account.discovery import pages
+    from atess_exporter.api.paging import pages
 
     rows = [{"deviceSn": f"SN{i}"} for i in range(5)]
 
@@ -266,7 +266,7 @@ def test_lists_answer_a_bare_array_or_a_page_object(shape):
 
 
 def test_a_list_ignoring_pageno_is_read_once_not_forever():
-    from atess_exporter.account.discovery import pages
+    from atess_exporter.api.paging import pages
 
     two = [{"plantId": "A"}, {"plantId": "B"}]
     client, calls, reply = _client_for(lambda path, query: {"datas": two})  # no total, pageNo ignored
@@ -278,13 +278,29 @@ def test_a_list_ignoring_pageno_is_read_once_not_forever():
 
 
 def test_a_list_that_never_ends_stops_at_the_page_cap():
-    from atess_exporter.account.discovery import pages
+    """The cap ends the calls, and the list fails: a list read in part is not the list."""
+    from atess_exporter.api.paging import pages
+    from atess_exporter.api.client import MalformedResponseError
 
     client, calls, reply = _client_for(lambda path, query: {"datas": [{"plantId": query["pageNo"]}] * 2})
-    with responses.RequestsMock() as mock:
+    got = []
+    with responses.RequestsMock() as mock, pytest.raises(MalformedResponseError, match="within 7 pages"):
         mock.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=reply)
-        got = list(pages(client, "/api/v1/plant/list", {}, 2, max_pages=7))
+        got.extend(pages(client, "/api/v1/plant/list", {}, 2, max_pages=7))
     assert len(calls) == 7 and len(got) == 14
+
+
+def test_a_list_past_the_page_cap_keeps_the_devices(mocked):
+    """discovery.max_pages reached while the list's total promises more: the total wins (the
+    account's own size, not a constant); nothing read so far is dropped either way."""
+    exporter = discovering(mocked, discovery={"max_pages": 2})   # 3 plants, 2 a page: 2 pages
+    assert exporter.poller.refresh_topology()
+    before = sorted(exporter.poller.devices)
+    mocked.plants += [{"plantId": f"P{i}", "plantName": f"Plant {i}"} for i in (4, 5)]   # now 3 pages
+    assert exporter.poller.refresh_topology()
+    assert sorted(exporter.poller.devices) == before == ["HPS-A", "HPS-B", "PCS-C", "TL-D"]
+    assert {p.plant_id for p in exporter.poller.topology.plants} == {"P1", "P2", "P3", "P4", "P5"}
+    assert exporter.poller.topology.complete
 
 
 def test_an_empty_list_is_no_devices_not_an_error(mocked):
@@ -392,7 +408,7 @@ def _paged(rows, cap, said=True, total=True):
 
 @pytest.mark.parametrize("said", [True, False], ids=["says-its-size", "silent"])
 def test_a_short_page_while_total_says_more_is_followed_at_the_servers_size(said):
-    from atess_exporter.account.discovery import pages
+    from atess_exporter.api.paging import pages
 
     rows = [{"plantId": f"P{i}"} for i in range(1000)]
     client, calls, reply = _client_for(_paged(rows, 10, said=said))
@@ -405,7 +421,7 @@ def test_a_short_page_while_total_says_more_is_followed_at_the_servers_size(said
 
 
 def test_without_a_total_a_page_of_the_servers_stated_size_is_not_the_end():
-    from atess_exporter.account.discovery import pages
+    from atess_exporter.api.paging import pages
 
     rows = [{"plantId": f"P{i}"} for i in range(25)]
     client, calls, reply = _client_for(_paged(rows, 10, total=False))
@@ -416,7 +432,7 @@ def test_without_a_total_a_page_of_the_servers_stated_size_is_not_the_end():
 
 
 def test_a_total_beyond_max_pages_is_read_to_its_end():
-    from atess_exporter.account.discovery import pages
+    from atess_exporter.api.paging import pages
 
     rows = [{"plantId": f"P{i}"} for i in range(120)]
     client, calls, reply = _client_for(_paged(rows, 1000))

@@ -7,40 +7,38 @@ documents for the BCU list; the plant and datalogger lists are undocumented,
 so both shapes are accepted everywhere: a bare array, or a page object
 `{datas, total, pageNo, pageSize, offset}`.
 
-A list ends on `total`, on an empty page, on a page identical to the previous
-one, or (without a total) on a page shorter than the server's page size. A
-page shorter than asked while `total` says more is the server capping the
-size: the walk goes on at the server's size. A list without a trustworthy end
-stops at `discovery.max_pages` pages; `discovery.max_calls` (0: whatever the
-account's lists need) caps one refresh. A list stopped by either cap, or
-failed, is not lost: the devices found so far are adopted (none removed) and
-the next refresh continues the walk where it stopped.
+A list never floods the API: the paged-list reader (api/paging.py) ends it on
+its rules (a short page while `total` says more is followed at the server's
+page size), and stops it after `discovery.max_pages` pages or as many as its
+total promises; `discovery.max_calls` (0: whatever the account's lists need)
+caps one refresh. A list stopped by a cap, or failed, is not lost: the devices
+found so far are adopted (a half-read account removes none) and the next
+refresh continues the walk where it stopped.
 
-Lists are read `discovery.concurrency` at a time (the pages of one list in
-order), each list endpoint paced to `discovery.calls_per_second`. Every value
-taken from a row is checked here, where it enters: SNs follow the config's
-rules, label texts are cut to a sane length, a non-finite capacity is no capacity.
+Discovery reads `discovery.concurrency` lists at a time (the pages of one list
+in order), each list endpoint paced to `discovery.calls_per_second`; the probe
+walks the same rows one list after another (`walk`). Every value taken from a
+row is checked here, where it enters: SNs follow the config's rules, label
+texts are cut to a sane length, a non-finite capacity is no capacity.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-from atess_exporter.api.client import AtessClient, AtessError, AuthError, MalformedResponseError, NoDataError
+from atess_exporter.api.client import AtessClient, AtessError, AuthError
+from atess_exporter.api.paging import CallBudget, Cursor, bounded_number, read_pages
 from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.catalog.endpoints import LIST_KEY
-from atess_exporter.catalog.models import label_text, valid_sn
+from atess_exporter.outside.text import label_text, valid_sn
 from atess_exporter.config.shard import in_shard
 
 log = logging.getLogger(__name__)
-
-MAX_PAGES = 50       # per list, for callers without a config (discovery.max_pages otherwise)
 
 
 @dataclass(frozen=True)
@@ -48,17 +46,17 @@ class Plant:
     plant_id: str
     name: str = ""
     capacity_kw: float | None = None
-    country: str = ""
-    city: str = ""
     timezone: str = ""
 
 
 @dataclass(frozen=True)
 class Datalog:
+    """A datalogger (the devices' gateway to the cloud) as its plant's list gives it."""
+
     sn: str
     plant_id: str
+    online: bool | None = None   # None: the list does not say
     model: str = ""
-    online: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +68,7 @@ class Topology:
     datalog_of: dict[str, str] = field(default_factory=dict)  # sn -> datalogger SN
     lost: dict[str, bool] = field(default_factory=dict)      # sn -> the list's `lost` flag
     skipped: int = 0                                         # rows refused (bad SN, no SN)
+    rated_watts: dict[str, float] = field(default_factory=dict)  # sn -> the list's normalPower/nominalPower (W)
     complete: bool = True                                    # every list read to its end
     unread_lists: int = 0                                    # lists left for the next refresh
 
@@ -85,7 +84,7 @@ def merged(new: Topology, old: Topology | None) -> Topology:
     return replace(new, plants=tuple(plants.values()), datalogs=tuple(datalogs.values()),
                    devices=tuple(sorted(devices.values(), key=lambda d: d.sn)),
                    firmware=old.firmware | new.firmware, datalog_of=old.datalog_of | new.datalog_of,
-                   lost=old.lost | new.lost)
+                   lost=old.lost | new.lost, rated_watts=old.rated_watts | new.rated_watts)
 
 
 def pick(row: dict, *names: str, default: Any = "") -> Any:
@@ -96,32 +95,99 @@ def pick(row: dict, *names: str, default: Any = "") -> Any:
     return default
 
 
-def _bounded(value: Any) -> float | None:
-    """A finite number in [0, 1e7] (a plant's kW, a list's total), else None."""
-    if isinstance(value, bool):
+SKIPPED = None   # what the walk yields for a row without a usable serial number
+
+
+def _plant_kw(row: dict) -> float | None:
+    """A plant's capacity: `capacity` (kW) as the ATESS lists are assumed to send it, else the
+    platform's `nominalPower` (W)."""
+    kw = bounded_number(pick(row, "capacity", "installedCapacity", default=None))
+    if kw is None:
+        watts = bounded_number(pick(row, "nominalPower", default=None))
+        kw = watts / 1000.0 if watts else None
+    return kw
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One find of the account walk: a plant, a datalogger on it, or a device on that datalogger."""
+
+    plant: Plant
+    datalog: Datalog | None = None
+    device: DeviceConfig | None = None
+    row: dict = field(default_factory=dict)   # the device's list row (firmware, lost)
+
+
+Listing = Callable[[str, dict[str, Any]], Iterable[dict]]
+
+
+def plant_of(row: dict) -> Plant | None:
+    """A plant row: only what identifies the plant. Its rows also carry coordinates, owner
+    accounts, addresses and contacts (PLATFORM.md 9), which are never read."""
+    plant_id = label_text(pick(row, "plantId", "id"))
+    if not plant_id:
         return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
+    return Plant(plant_id=plant_id, name=label_text(pick(row, "plantName", "name")),
+                 capacity_kw=_plant_kw(row), timezone=label_text(pick(row, "timezone", "timeZone")))
+
+
+def datalog_of_row(row: dict, plant_id: str) -> Datalog | None:
+    """A datalogger row of a plant's list; None without a usable SN."""
+    dl_sn = str(pick(row, "dataLogSn", "datalogSn", "sn"))
+    if not valid_sn(dl_sn):
         return None
-    return number if math.isfinite(number) and 0 <= number <= 1e7 else None
+    status = pick(row, "status", "online", default=None)
+    return Datalog(sn=dl_sn, plant_id=plant_id, model=label_text(pick(row, "model", "datalogType")),
+                   online=None if status is None else str(status).lower() in ("1", "true", "online"))
 
 
-class Budget:
-    """Calls one refresh may still make (shared by the walk's threads); None: no cap."""
+def device_of(row: dict, family: str, plant: Plant) -> DeviceConfig | None:
+    """A device row of a datalogger's family list; None without a usable SN."""
+    sn = pick(row, "deviceSn", "sn")
+    if not valid_sn(sn):
+        return None
+    return DeviceConfig(sn=sn, type=family, model=label_text(pick(row, "deviceModel", "model", "deviceType")),
+                        plant_id=plant.plant_id, plant_name=plant.name)
 
-    def __init__(self, max_calls: int | None):
-        self.left = max_calls
-        self._lock = threading.Lock()
 
-    def take(self) -> bool:
-        with self._lock:
-            if self.left is None:
-                return True
-            if self.left <= 0:
-                return False
-            self.left -= 1
-            return True
+def walk(listing: Listing, families: list[str], *, wanted: Callable[[str], bool] = lambda family: True,
+         max_plants: int | None = None, max_datalogs: int | None = None) -> Iterator[Listed | None]:
+    """The account's plants -> dataloggers -> devices, as `listing(kind, params)` reads
+    each list, one after another: the probe's walk. A plant listed twice is walked once,
+    a device listed twice found once; `wanted(family)` skips a family's lists;
+    max_plants/max_datalogs bound the walk."""
+    plant_ids: set[str] = set()
+    datalogs = 0
+    seen_devices: set[str] = set()
+    for row in listing("plant", {}):
+        plant = plant_of(row)
+        if plant is None or plant.plant_id in plant_ids:
+            continue
+        if max_plants is not None and len(plant_ids) >= max_plants:
+            break
+        plant_ids.add(plant.plant_id)
+        yield Listed(plant)
+        for drow in listing("datalog", {LIST_KEY["datalog"]: plant.plant_id}):
+            datalog = datalog_of_row(drow, plant.plant_id)
+            if datalog is None:
+                yield SKIPPED
+                continue
+            if max_datalogs is not None and datalogs >= max_datalogs:
+                continue
+            datalogs += 1
+            yield Listed(plant, datalog)
+            for family in families:
+                if not wanted(family):
+                    continue
+                for rowd in listing(family, {LIST_KEY[family]: datalog.sn}):
+                    device = device_of(rowd, family, plant)
+                    if device is None:
+                        yield SKIPPED
+                        continue
+                    if device.sn in seen_devices:
+                        continue
+                    seen_devices.add(device.sn)
+                    yield Listed(plant, datalog, device, rowd)
 
 
 class EndpointPacer:
@@ -145,105 +211,6 @@ class EndpointPacer:
             self.sleep(slot - now)
 
 
-def rows_of(path: str, data: Any) -> tuple[list, float | None]:
-    """(rows, total) from a bare array or a page object."""
-    if isinstance(data, list):
-        return data, None
-    if isinstance(data, dict):
-        rows = data.get("datas", data.get("records", data.get("list")))
-        if isinstance(rows, list):
-            total = _bounded(data.get("total"))
-            return rows, total
-    raise MalformedResponseError(f"{path}: list answer is neither an array nor a page object with datas")
-
-
-def _said_size(data: Any, asked: int) -> int | None:
-    """The server's own `pageSize` when it is smaller than the one asked."""
-    said = data.get("pageSize") if isinstance(data, dict) else None
-    if isinstance(said, int) and not isinstance(said, bool) and 0 < said < asked:
-        return said
-    return None
-
-
-@dataclass
-class Cursor:
-    """Where one list's reading stands: the next page, at which size, and why it stopped."""
-
-    page: int = 1
-    size: int = 0                 # the page size to ask; 0: the configured one
-    seen: int = 0
-    pages_read: int = 0           # in this refresh
-    total: float | None = None    # what the list's last page said
-    previous: list | None = None
-    done: bool = False
-    capped: str = ""              # the setting that stopped it ("discovery.max_pages", ...)
-
-
-def _page_limit(cursor: Cursor, max_pages: int) -> int:
-    """Pages one refresh reads of a list: max_pages, or as many as its `total` promises
-    (up to 100 x max_pages, so a lying total cannot turn one list into a flood)."""
-    if cursor.total is None or cursor.done:
-        return max_pages
-    promised = cursor.pages_read + math.ceil(max(cursor.total - cursor.seen, 0) / cursor.size)
-    return min(max(max_pages, promised), 100 * max_pages)
-
-
-def read_pages(client: AtessClient, path: str, params: dict[str, Any], cursor: Cursor, page_size: int,
-               max_pages: int = MAX_PAGES, budget: Budget | None = None,
-               pacer: EndpointPacer | None = None) -> Iterator[dict]:
-    """The list's rows from the cursor on, as many pages as the list honestly has, at most
-    `max_pages` in this call (or as the budget allows). Raises AtessError with the cursor on
-    the failed page, so a later call retries that page."""
-    cursor.size = cursor.size or page_size
-    cursor.pages_read = 0
-    while not cursor.done:
-        if cursor.pages_read >= _page_limit(cursor, max_pages):
-            cursor.capped = "discovery.max_pages"
-            return
-        if budget is not None and not budget.take():
-            cursor.capped = "discovery.max_calls"
-            return
-        if pacer is not None:
-            pacer.wait()
-        try:
-            data = client.get(path, {**params, "pageNo": cursor.page, "pageSize": cursor.size})
-        except NoDataError:
-            cursor.done = True  # success code, no rows: an empty list
-            return
-        cursor.pages_read += 1
-        rows, total = rows_of(path, data)
-        cursor.total = total
-        if not rows or rows == cursor.previous:
-            cursor.done = True  # the end, or a server that ignores pageNo: the same page again
-            return
-        cursor.previous = rows
-        said = _said_size(data, cursor.size)
-        cursor.seen += len(rows)
-        cursor.page += 1
-        yield from (r for r in rows if isinstance(r, dict))
-        if isinstance(data, list):
-            cursor.done = True  # a bare array is the whole list
-            continue
-        if total is not None:
-            cursor.done = cursor.seen >= total
-            short = not cursor.done and len(rows) < cursor.size
-            served = said or len(rows)
-        else:  # no total: a short page ends the list, unless the server says its size is that short
-            short = said is not None and len(rows) == said
-            cursor.done = not short and len(rows) < cursor.size
-            served = said or 0
-        if short:
-            # the server caps the page size: page at its size from here
-            # (page N at size s starts at row (N-1)*s)
-            cursor.page, cursor.size = cursor.seen // served + 1, served
-
-
-def pages(client: AtessClient, path: str, params: dict[str, Any], page_size: int,
-          budget: Budget | None = None, max_pages: int = MAX_PAGES) -> Iterator[dict]:
-    """Every row of a list, over as many pages as it honestly has (at most `max_pages`)."""
-    yield from read_pages(client, path, params, Cursor(), page_size, max_pages, budget)
-
-
 @dataclass
 class _List:
     """One list of the walk: which, for what, and how far it has been read."""
@@ -251,11 +218,12 @@ class _List:
     kind: str                       # "plant", "datalog" or a device family
     params: dict[str, Any]
     plant: Plant | None = None
-    datalog: str = ""
+    datalog: Datalog | None = None
     cursor: Cursor = field(default_factory=Cursor)
 
 
 RANK = {"plant": 2, "datalog": 1}   # device lists first: a datalogger's devices before more dataloggers
+CAPS = {"pages": "discovery.max_pages", "calls": "discovery.max_calls"}
 
 
 class _Walk:
@@ -268,60 +236,49 @@ class _Walk:
         self.firmware: dict[str, str] = {}
         self.datalog_of: dict[str, str] = {}
         self.lost: dict[str, bool] = {}
+        self.rated: dict[str, float] = {}
         self.skipped = 0
         self.todo: list[_List] = [_List("plant", {})]
 
-    def take(self, job: _List, rows: list[dict], families: list[str]) -> None:
+    def take(self, job: _List, rows: list, families: list[str]) -> None:
         """Adopt the rows one list answered; new plants and dataloggers become lists to read."""
         for row in rows:
+            if not isinstance(row, dict):
+                continue
             if job.kind == "plant":
-                self._plant(row, families)
+                plant = plant_of(row)
+                if plant is not None and plant.plant_id not in self.plants:
+                    self.plants[plant.plant_id] = plant
+                    self.todo.append(_List("datalog", {LIST_KEY["datalog"]: plant.plant_id}, plant))
             elif job.kind == "datalog":
-                self._datalog(row, job.plant, families)
+                datalog = datalog_of_row(row, job.plant.plant_id)
+                if datalog is None:
+                    self.skipped += 1
+                elif datalog.sn not in self.datalogs:
+                    self.datalogs[datalog.sn] = datalog
+                    self.todo.extend(_List(f, {LIST_KEY[f]: datalog.sn}, job.plant, datalog) for f in families)
             else:
-                self._device(row, job.kind, job.plant, job.datalog)
+                device = device_of(row, job.kind, job.plant)
+                if device is None:
+                    self.skipped += 1
+                elif device.sn not in self.devices:
+                    self._device(device, job.datalog, row)
 
-    def _plant(self, row: dict, families: list[str]) -> None:
-        plant_id = label_text(pick(row, "plantId", "id"))
-        if not plant_id or plant_id in self.plants:
-            return
-        plant = self.plants[plant_id] = Plant(
-            plant_id=plant_id, name=label_text(pick(row, "plantName", "name")),
-            capacity_kw=_bounded(pick(row, "capacity", "installedCapacity", default=None)),
-            country=label_text(pick(row, "country")), city=label_text(pick(row, "city")),
-            timezone=label_text(pick(row, "timezone", "timeZone")))
-        self.todo.append(_List("datalog", {LIST_KEY["datalog"]: plant_id}, plant))
-
-    def _datalog(self, row: dict, plant: Plant, families: list[str]) -> None:
-        dl_sn = str(pick(row, "dataLogSn", "datalogSn", "sn"))
-        if not valid_sn(dl_sn):
-            self.skipped += 1
-            return
-        if dl_sn in self.datalogs:
-            return
-        status = pick(row, "status", "online", default=None)
-        self.datalogs[dl_sn] = Datalog(sn=dl_sn, plant_id=plant.plant_id, model=label_text(pick(row, "model", "datalogType")),
-                                       online=None if status is None else str(status).lower() in ("1", "true", "online"))
-        self.todo.extend(_List(family, {LIST_KEY[family]: dl_sn}, plant, dl_sn) for family in families)
-
-    def _device(self, row: dict, family: str, plant: Plant, dl_sn: str) -> None:
-        sn = pick(row, "deviceSn", "sn")
-        if not valid_sn(sn):
-            self.skipped += 1
-            return
-        if sn in self.devices:
-            return
-        self.devices[sn] = DeviceConfig(sn=sn, type=family, model=label_text(pick(row, "deviceModel", "model", "deviceType")),
-                                        plant_id=plant.plant_id, plant_name=plant.name)
+    def _device(self, device: DeviceConfig, datalog: Datalog, row: dict) -> None:
+        sn = device.sn
+        self.devices[sn] = device
         self.firmware[sn] = label_text(pick(row, "firmwareVersion", "version", "softVersion"))
-        self.datalog_of[sn] = dl_sn
+        self.datalog_of[sn] = datalog.sn
         if isinstance(row.get("lost"), bool):
             self.lost[sn] = row["lost"]
+        watts = bounded_number(pick(row, "normalPower", "nominalPower", default=None))
+        if watts:
+            self.rated[sn] = watts
 
     def topology(self, unread: list[_List]) -> Topology:
         devices = tuple(sorted(self.devices.values(), key=lambda d: d.sn))
         return Topology(tuple(self.plants.values()), tuple(self.datalogs.values()), devices,
-                        dict(self.firmware), dict(self.datalog_of), dict(self.lost), self.skipped,
+                        dict(self.firmware), dict(self.datalog_of), dict(self.lost), self.skipped, dict(self.rated),
                         complete=not unread, unread_lists=len(unread))
 
 
@@ -340,25 +297,24 @@ class Discovery:
         """Walk the account (or continue the last walk). Raises AtessError when the credentials
         are refused, or when no list could be read at all."""
         settings = self.config.discovery
-        walk = self._carry or _Walk()
+        walk_ = self._carry or _Walk()
         self._carry = None
-        budget = Budget(settings.max_calls or None)
+        budget = CallBudget(settings.max_calls or None, "discovery stopped after its call budget")
         unread: list[_List] = []
         errors: list[AtessError] = []
         progressed = False
 
-        def read(job: _List) -> list[dict]:
-            path = self.config.endpoint(job.kind, "list")
-            return list(read_pages(self.client, path, job.params, job.cursor, settings.page_size,
-                                   settings.max_pages, budget, self._pacers[job.kind]))
+        def read(job: _List) -> list:
+            return list(read_pages(self.client, self.config.endpoint(job.kind, "list"), job.params, job.cursor,
+                                   settings.page_size, settings.max_pages, budget, self._pacers[job.kind].wait))
 
         with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="discovery") as pool:
             running: dict[Future, _List] = {}
             try:
-                while walk.todo or running:
-                    while walk.todo and len(running) < settings.concurrency:
-                        walk.todo.sort(key=lambda j: RANK.get(j.kind, 0), reverse=True)
-                        job = walk.todo.pop()
+                while walk_.todo or running:
+                    while walk_.todo and len(running) < settings.concurrency:
+                        walk_.todo.sort(key=lambda j: RANK.get(j.kind, 0), reverse=True)
+                        job = walk_.todo.pop()
                         running[pool.submit(read, job)] = job
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in finished:
@@ -372,7 +328,7 @@ class Discovery:
                             unread.append(job)
                             continue
                         progressed = progressed or bool(rows) or job.cursor.done
-                        walk.take(job, rows, self.families)
+                        walk_.take(job, rows, self.families)
                         if not job.cursor.done:
                             unread.append(job)
             except AuthError:
@@ -382,18 +338,17 @@ class Discovery:
         if errors and not progressed:
             raise errors[0]
         if unread:
-            walk.todo = unread
-            self._carry = walk
+            walk_.todo = unread
+            self._carry = walk_
             self._report(unread, errors)
-        if walk.skipped:
+        if walk_.skipped:
             log.warning("discovery skipped list rows without a usable serial number",
-                        extra={"fields": {"rows": walk.skipped}})
-        return walk.topology(unread)
+                        extra={"fields": {"rows": walk_.skipped}})
+        return walk_.topology(unread)
 
     def _report(self, unread: list[_List], errors: list[AtessError]) -> None:
-        """One warning per cause (not per refresh): which setting stopped the walk."""
-        capped = sorted({job.cursor.capped for job in unread if job.cursor.capped})
-        for setting in capped:
+        """One warning per cap that stopped a walk (not one per refresh), naming its setting."""
+        for setting in sorted({CAPS[job.cursor.capped] for job in unread if job.cursor.capped}):
             if setting in self._warned:
                 continue
             self._warned.add(setting)
@@ -408,8 +363,10 @@ class Discovery:
 
 
 def discover(client: AtessClient, config: Config, families: list[str]) -> Topology:
-    """Read the account's plants, dataloggers and devices in one refresh."""
+    """Read the account's plants, dataloggers and devices in one refresh (`complete` says
+    whether every list was read to its end)."""
     return Discovery(client, config, families).refresh()
+
 
 def select_devices(config: Config, topology: Topology | None) -> dict[str, DeviceConfig]:
     """Configured devices merged with discovered ones (configured entries win), then narrowed

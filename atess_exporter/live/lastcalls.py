@@ -20,7 +20,7 @@ import logging
 import math
 from typing import Any
 
-from atess_exporter.catalog.models import valid_sn
+from atess_exporter.outside.text import valid_sn
 
 log = logging.getLogger(__name__)
 

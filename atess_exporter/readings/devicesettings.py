@@ -9,18 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from atess_exporter.catalog import RESERVED_SUFFIXES, generated_name, parse_number
+from atess_exporter.catalog import parse_number
+from atess_exporter.catalog.naming import RESERVED_SUFFIXES, generated_name
 
 MAX_TEXT = 64  # a longer string is not a setting worth a label
 
 
 @dataclass(frozen=True)
-class Settings:
+class DeviceSettings:
     numbers: dict[str, tuple[str, float]] = field(default_factory=dict)  # metric name -> (vendor name, value)
     texts: dict[str, str] = field(default_factory=dict)       # vendor name -> value
 
 
-def split_settings(data: dict) -> Settings:
+def read_device_settings(data: dict) -> DeviceSettings:
     numbers, texts = {}, {}
     for name, raw in sorted(data.items()):
         if name in ("deviceSn", "sn", "time", "updateTime"):
@@ -31,7 +32,7 @@ def split_settings(data: dict) -> Settings:
             numbers[metric] = (str(name), number)
         elif isinstance(raw, str) and raw.strip() and len(raw) <= MAX_TEXT:
             texts[str(name)] = raw.strip()
-    return Settings(numbers, texts)
+    return DeviceSettings(numbers, texts)
 
 
 def setting_metric_name(vendor_name: str) -> str | None:
