@@ -134,6 +134,10 @@ def demo_config(base_url: str) -> Config:
         # knows their site's values supplies them, without a release.
         "enums": {"dgGridSelect": {0: "grid", 1: "generator"}, "atsBypass": {0: "absent", 1: "present"},
                   "bmsVoltStatus": {0: "open", 1: "closed"}, "bmsSystemStatus": {0: "idle", 1: "normal"}},
+        # A time-of-use tariff, so the dashboards' cost and savings panels have data.
+        "tariffs": [{"currency": "EUR", "import_price": 0.30, "export_price": 0.08,
+                     "windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "from": "07:00", "to": "22:00",
+                                  "import_price": 0.38}]}],
     }, source="demo", min_interval=1.0)
 
 
