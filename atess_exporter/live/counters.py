@@ -2,7 +2,9 @@
 
 The guard (readings/counterguard.py) decides what a lifetime total may do and
 how it is saved; this module holds one guard per device and saves them all to
-the state file (live/state.py) at most every STATE_SAVE_SECONDS and on stop.
+the state file (live/state.py) at most every STATE_SAVE_SECONDS and on stop,
+together with the sections others keep there (`sections`: the topology, the
+measured clock), in one atomic write.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ class CounterState:
         self.guards: dict[str, CounterGuard] = {}
         self._lock = threading.Lock()
         self._saved = time.monotonic()
-        self.sections: Callable[[], dict[str, Any]] = dict   # other sections saved with the counters
-        counters = load_state(state_file).get("counters", {})
+        self.sections: list[Callable[[], dict[str, Any]]] = []   # other parts' state, saved alongside
+        self.loaded = load_state(state_file)                     # the whole file as read, for those parts
+        counters = self.loaded.get("counters", {})
         if isinstance(counters, dict):
             for sn, state in counters.items():  # discovered devices are not known yet: keep all
                 self.guards[str(sn)] = CounterGuard.restore(state, confirm_polls)
@@ -40,8 +43,10 @@ class CounterState:
 
     def save(self) -> None:
         with self._lock:
-            counters = {sn: guard.state() for sn, guard in list(self.guards.items())}
-            save_state(self.state_file, {**self.sections(), "counters": counters})
+            data: dict[str, Any] = {"counters": {sn: guard.state() for sn, guard in list(self.guards.items())}}
+            for section in self.sections:
+                data.update(section())
+            save_state(self.state_file, data)
             self._saved = time.monotonic()
 
     def save_if_due(self) -> None:

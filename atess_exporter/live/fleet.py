@@ -4,16 +4,22 @@ Adopting a new device set gives new devices a snapshot at once (their series
 appear with atess_device_up 0 until their first poll) and removes the gone
 ones' series from the store. Discovery's topology is published to the store,
 where the collectors read it.
+
+The plant list is spent as if capped (10 calls a day on the platform): the last
+topology is kept in the state file and reused after a restart while it is
+younger than discovery.refresh_seconds.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import replace
 from typing import Callable
 
-from atess_exporter.account.discovery import Discovery, Topology, merged, select_devices
+from atess_exporter.account.discovery import (Discovery, SavedTopologyError, Topology, merged, select_devices,
+                                              topology_from_dict, topology_to_dict)
 from atess_exporter.api.client import AtessClient, AtessError, AuthError
 from atess_exporter.catalog import Catalog
 from atess_exporter.config import Config, DeviceConfig
@@ -29,6 +35,7 @@ class Fleet:
         self.catalog = catalog
         self.store = store
         self._lock = threading.Lock()
+        self.saved_at: float | None = None   # wall time of the discovery the store's topology came from
         self._discovery: Discovery | None = None   # one walk, continued across refreshes
         self.devices: dict[str, DeviceConfig] = select_devices(config, None)
         for device in self.devices.values():
@@ -50,8 +57,42 @@ class Fleet:
                         extra={"fields": {"outcome": exc.outcome, "error": str(exc)}})
             return None
         auth.succeeded()
-        self.store.topology = topology
+        self.store.topology, self.saved_at = topology, now
         return topology
+
+    def restore(self, saved: object, now: float) -> float | None:
+        """Publish the topology a previous run saved when it is younger than
+        discovery.refresh_seconds; its age judged against `now` (a time saved in the
+        future is not trusted). Returns the seconds until the next discovery, or None
+        (discover now). A wrong shape is dropped with one warning."""
+        try:
+            if not isinstance(saved, dict):
+                raise SavedTopologyError("not an object")
+            at = saved.get("saved_at")
+            if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
+                raise SavedTopologyError("no saved_at time")
+            topology = topology_from_dict(saved.get("topology"), self.catalog.families)
+        except SavedTopologyError as exc:
+            log.warning("saved topology unusable; discovering anew", extra={"fields": {"error": str(exc)}})
+            return None
+        age, refresh = now - at, self.config.discovery.refresh_seconds
+        if not 0 <= age < refresh:
+            log.info("saved topology too old or from the future; discovering anew",
+                     extra={"fields": {"age_seconds": round(age)}})
+            return None
+        self.store.topology, self.saved_at = topology, float(at)
+        log.info("reusing the saved topology", extra={"fields": {
+            "plants": len(topology.plants), "devices": len(topology.devices), "age_seconds": round(age),
+            "next_discovery_in_seconds": round(refresh - age)}})
+        return refresh - age
+
+    def saved(self) -> dict:
+        """The state file's section: the topology and when it was read (only a walk that reached
+        the end: an unfinished one is continued by this run, or walked anew by the next)."""
+        topology = self.store.topology
+        if topology is None or self.saved_at is None or not topology.complete:
+            return {}
+        return {"topology": {"saved_at": self.saved_at, "topology": topology_to_dict(topology)}}
 
     def adopt(self, wanted: dict[str, DeviceConfig]) -> tuple[list[str], list[str]]:
         """Make `wanted` the device set: (added, removed) SNs."""
