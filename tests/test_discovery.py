@@ -12,7 +12,7 @@ from atess_exporter.app import Exporter
 from atess_exporter.config import ConfigError
 from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS
 from atess_exporter.config.shard import in_shard
-from conftest import TOKEN, make_config, parse_exposition, series, value
+from support import TOKEN, make_config, scrape, series, value
 
 BASE = "http://127.0.0.1:9"
 
@@ -83,10 +83,6 @@ def mocked():
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=lambda request: acct.reply(request))
         yield acct
-
-
-def scrape(exporter):
-    return parse_exposition(exporter.exposition().decode())
 
 
 def test_discovery_pages_through_the_whole_account(mocked):
@@ -474,3 +470,21 @@ def test_a_large_account_is_adopted_whole_on_its_first_refresh_by_a_token_only_c
         assert exporter.poller.topology.complete
         assert fake.calls["list"] == 9 + 60 + 120 * 6, "9 plant pages, one list per plant and per datalogger x family"
         assert fake.max_in_flight > 1, "lists are read in parallel"
+
+
+def test_a_listed_rating_bounds_the_readings_before_the_model_name(mocked):
+    """normalPower/nominalPower (W) in a list row is the device's rating (PLATFORM.md 9);
+    a plant row without capacity gives it as nominalPower (W)."""
+    mocked.devices[0]["normalPower"] = 500           # HPS-A, an "HPS150" by name: 0.5 kW by its list row
+    mocked.devices[2]["nominalPower"] = "250000"     # PCS-C
+    del mocked.plants[2]["capacity"]
+    mocked.plants[2]["nominalPower"] = 30000
+    exporter = discovering(mocked)
+    assert exporter.poller.refresh_topology()
+    assert exporter.poller.topology.rated_watts == {"HPS-A": 500.0, "PCS-C": 250000.0}
+    exporter.poller.poll_all_once()
+    parsed = scrape(exporter)
+    assert value(parsed, "atess_plant_capacity_watts", plant_id="P3") == 30000
+    assert not series(parsed, "atess_pv_power_watts", sn="HPS-A"), "2.5 kW is over 3x a 0.5 kW rating"
+    assert value(parsed, "atess_device_implausible_fields", sn="HPS-A") == 1
+    assert value(parsed, "atess_pv_power_watts", sn="HPS-B") == 2500

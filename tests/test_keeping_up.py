@@ -10,17 +10,7 @@ import time
 
 from atess_exporter.app import Exporter
 from atess_exporter.simulator.fleet import FleetAccount
-from conftest import make_config, parse_exposition, value
-
-
-def until(condition, timeout):
-    """Wait for `condition()` (a state the test needs, not a guess at timing), up to `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+from support import make_config, parse_exposition, value, wait_for
 
 
 def fleet_config(fake, interval, **poll):
@@ -35,10 +25,10 @@ def test_the_poller_grows_its_workers_to_poll_every_device_within_one_interval()
         started = time.monotonic()
         exporter.start()
         try:
-            assert until(lambda: fake.stats()["devices_called"] == 200, 3 * interval)
+            wait_for(lambda: fake.stats()["devices_called"] == 200, "every device called", 3 * interval)
             first = [times[0] for times in fake.device_calls.values()]
             assert max(first) - started <= interval, "every device polled within one interval of start-up"
-            assert until(lambda: time.monotonic() - started > 2.5 * interval, 4 * interval)
+            wait_for(lambda: time.monotonic() - started > 2.5 * interval, "two and a half intervals", 4 * interval)
             exporter.poller.scheduler.publish()
             parsed = parse_exposition(exporter.exposition().decode())
         finally:
@@ -59,7 +49,7 @@ def test_a_ceiling_too_low_says_how_many_devices_fall_behind(caplog):
         exporter = Exporter(fleet_config(fake, interval, max_concurrency=2))   # fits ~80 of 200
         exporter.start()
         try:
-            assert until(lambda: exporter.poller.scheduler.overdue() > 0, 3 * interval), "devices wait over an interval"
+            wait_for(lambda: exporter.poller.scheduler.overdue() > 0, "devices waiting over an interval", 3 * interval)
             exporter.poller.scheduler.publish()
             parsed = parse_exposition(exporter.exposition().decode())
         finally:

@@ -6,13 +6,11 @@ to the millisecond. The interval is scaled down to seconds.
 """
 
 import json
-import time
 
 from atess_exporter.app import Exporter
 from atess_exporter.live import lastcalls
 from atess_exporter.simulator.fleet import FleetAccount
-from conftest import make_config, parse_exposition, series
-from test_keeping_up import until
+from support import make_config, parse_exposition, series, wait_for
 
 INTERVAL = 5.0
 
@@ -29,7 +27,7 @@ def test_a_restarted_exporter_is_never_refused_and_reports_no_device_down_while_
         first = Exporter(config(fake, state))
         first.start()
         try:
-            assert until(lambda: fake.stats()["devices_called"] == 1000, 3 * INTERVAL)
+            wait_for(lambda: fake.stats()["devices_called"] == 1000, "every device called", 3 * INTERVAL)
         finally:
             first.stop()   # saves the state file: counters and each device's last call
         assert len(json.loads(state.read_text())[lastcalls.SECTION]) == 1000
@@ -40,7 +38,7 @@ def test_a_restarted_exporter_is_never_refused_and_reports_no_device_down_while_
             parsed = parse_exposition(second.exposition().decode())
             assert not [v for v in series(parsed, "atess_device_up").values() if v == 0], \
                 "a device waiting for its first poll is pending, not down"
-            assert until(lambda: sum(d.up for d in second.cache.snapshot()) == 1000, 3 * INTERVAL)
+            wait_for(lambda: sum(d.up for d in second.cache.snapshot()) == 1000, "every device up again", 3 * INTERVAL)
             second.poller.scheduler.publish()
             parsed = parse_exposition(second.exposition().decode())
         finally:

@@ -16,11 +16,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from atess_exporter.simulator.fleet import FleetAccount
-from test_prometheus_integration import PROM_DIR, ROOT, free_port, http_get, query, wait_for
-from tools import require_tool, stop_process
+from support import free_port, require_tool, stop_process, wait_for
+from test_prometheus_integration import PROM_DIR, ROOT, http_get, query
 
 SHARDS = 3
 
@@ -36,6 +37,7 @@ def rules_with_short_for(work: Path) -> list[Path]:
     return [PROM_DIR / "recording.yml", path]
 
 
+@pytest.mark.prometheus
 def test_three_shards_export_every_device_once_and_a_missing_shard_fires(tmp_path):
     prometheus_binary = require_tool("prometheus")
     with FleetAccount(plants=30, devices_per_datalog=10, enforce_interval=300) as fake:   # 300 devices
@@ -67,14 +69,14 @@ def test_three_shards_export_every_device_once_and_a_missing_shard_fires(tmp_pat
                 cwd=tmp_path, stdout=prom_log, stderr=subprocess.STDOUT)
             base = f"http://127.0.0.1:{prom_port}"
             try:
-                wait_for("prometheus ready", lambda: http_get(f"{base}/-/ready") is not None, procs=[prom])
+                wait_for(lambda: http_get(f"{base}/-/ready") is not None, "prometheus ready", procs=[prom])
 
                 def scalar(expr: str) -> float:
                     res = query(base, expr)
                     return float(res[0]["value"][1]) if res else 0.0
 
-                wait_for("every device polled and scraped", lambda: scalar(
-                    'count(atess_device_up == 1)') == 300, deadline_seconds=90, procs=[prom, *exporters])
+                wait_for(lambda: scalar('count(atess_device_up == 1)') == 300, "every device polled and scraped",
+                         90, procs=[prom, *exporters])
                 assert query(base, "count by (sn) (atess_device_info) > 1") == [], "no device in two shards"
                 assert scalar("count(atess_device_info)") == 300
                 assert scalar("count(count by (instance) (atess_device_info))") == SHARDS, "every shard has devices"
@@ -87,12 +89,12 @@ def test_three_shards_export_every_device_once_and_a_missing_shard_fires(tmp_pat
                 assert fake.refused == 0
                 # quiet while all three report (a scrape that timed out on a loaded machine may have
                 # made it pending for a moment)
-                wait_for("AtessShardMissing quiet with every shard up",
-                         lambda: query(base, 'ALERTS{alertname="AtessShardMissing"}') == [], procs=[prom])
+                wait_for(lambda: query(base, 'ALERTS{alertname="AtessShardMissing"}') == [],
+                         "AtessShardMissing quiet with every shard up", procs=[prom])
 
                 stop_process(exporters[2])
-                wait_for("AtessShardMissing firing", lambda: query(
-                    base, 'ALERTS{alertname="AtessShardMissing", alertstate="firing"}'), procs=[prom])
+                wait_for(lambda: query(base, 'ALERTS{alertname="AtessShardMissing", alertstate="firing"}'),
+                         "AtessShardMissing firing", procs=[prom])
             finally:
                 stop_process(prom)
                 prom_log.close()

@@ -255,27 +255,28 @@ class _Walk:
 
     def take(self, job: _List, rows: list, families: list[str]) -> None:
         """Adopt the rows one list answered; new plants and dataloggers become lists to read."""
+        plant, datalog = job.plant, job.datalog
         for row in rows:
             if not isinstance(row, dict):
                 continue
-            if job.kind == "plant":
-                plant = plant_of(row)
-                if plant is not None and plant.plant_id not in self.plants:
-                    self.plants[plant.plant_id] = plant
-                    self.todo.append(_List("datalog", {LIST_KEY["datalog"]: plant.plant_id}, plant))
-            elif job.kind == "datalog":
-                datalog = datalog_of_row(row, job.plant.plant_id)
-                if datalog is None:
+            if plant is None:   # the plant list
+                found = plant_of(row)
+                if found is not None and found.plant_id not in self.plants:
+                    self.plants[found.plant_id] = found
+                    self.todo.append(_List("datalog", {LIST_KEY["datalog"]: found.plant_id}, found))
+            elif datalog is None:   # a plant's datalogger list
+                logger = datalog_of_row(row, plant.plant_id)
+                if logger is None:
                     self.skipped += 1
-                elif datalog.sn not in self.datalogs:
-                    self.datalogs[datalog.sn] = datalog
-                    self.todo.extend(_List(f, {LIST_KEY[f]: datalog.sn}, job.plant, datalog) for f in families)
-            else:
-                device = device_of(row, job.kind, job.plant)
+                elif logger.sn not in self.datalogs:
+                    self.datalogs[logger.sn] = logger
+                    self.todo.extend(_List(f, {LIST_KEY[f]: logger.sn}, plant, logger) for f in families)
+            else:   # a datalogger's device list of one family
+                device = device_of(row, job.kind, plant)
                 if device is None:
                     self.skipped += 1
                 elif device.sn not in self.devices:
-                    self._device(device, job.datalog, row)
+                    self._device(device, datalog, row)
 
     def _device(self, device: DeviceConfig, datalog: Datalog, row: dict) -> None:
         sn = device.sn

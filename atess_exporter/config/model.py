@@ -56,6 +56,8 @@ class Credentials:
             if re.match(r"^(Basic|Bearer)\s", raw):
                 return Secret(raw)
             return Secret(f"{self.scheme} {raw}" if self.scheme else raw)
+        if self.app_id is None or self.app_key is None:   # the config's reader refuses this
+            raise ValueError("atess: a token, or app_id and app_key, are required")
         pair = f"{self.app_id.reveal()}:{self.app_key.reveal()}".encode()
         return Secret(f"{self.scheme} {base64.b64encode(pair).decode()}")
 

@@ -121,6 +121,9 @@ class Scheduler:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self) -> None:
+        pool = self._pool
+        if pool is None:   # start() makes the pool before the thread
+            return
         while not self.stop_event.is_set():
             self._publish_if_due()
             with self._cond:
@@ -137,7 +140,7 @@ class Scheduler:
             if kind != "discovery" and not self.capacity.acquire(self.stop_event):
                 return
             try:
-                self._pool.submit(self._job, kind, sn, due)
+                pool.submit(self._job, kind, sn, due)
             except RuntimeError:  # the pool is shutting down
                 return
 

@@ -61,7 +61,7 @@ class FleetAccount:
             for d in range(datalogs_per_plant):
                 dl = f"DL{plant['plantId'][2:]}{d:02d}"
                 rows.append({"dataLogSn": dl, "plantId": plant["plantId"], "status": 1})
-                for i in range(devices_per_datalog):
+                for _ in range(devices_per_datalog):
                     family = families[n % len(families)]
                     sn = f"FX{n:07d}"
                     n += 1
@@ -173,7 +173,7 @@ class FleetAccount:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
                 if url.path == "/_stats":  # the benchmark's view of the calls, not an API path
