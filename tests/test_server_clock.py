@@ -273,3 +273,20 @@ def test_a_normal_start_on_a_utc8_platform_warns_of_nothing(caplog):
     with Simulator(fleet(5), token=TOKEN, clock=clock, clock_utc_offset_hours=8) as sim:
         run_first_poll(sim, clock)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_large_fleet_decides_before_its_first_round_ends():
+    """Ten agreeing devices decide: the rest of a big first round is placed right as it comes."""
+    clock = Clock(NOW)
+    devices = fleet(14)
+    with Simulator(devices, token=TOKEN, clock=clock, clock_utc_offset_hours=8) as sim:
+        cfg = make_config(sim.base_url, devices=devices)
+        poller = Poller(cfg, AtessClient(cfg.api), Cache(), load_catalog(), clock=clock)
+        configured = list(poller.devices.values())
+        for device in configured[:9]:
+            poller.poll_device(device)
+        assert poller.server_clock.decision.offset is None
+        poller.poll_device(configured[9])
+        assert poller.server_clock.decision.offset == 28800
+        late = poller.poll_device(configured[10])
+    assert abs(late.data_time - slot_start_utc(devices[10], NOW)) <= 900

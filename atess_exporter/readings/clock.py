@@ -138,6 +138,11 @@ class ServerClock:
             self._votes[sn] = vote
             self._counts[vote] += 1
 
+    @property
+    def voting(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())
+
     def decide(self) -> bool:
         """Weigh the votes; True when the offset in use changed. Logs a first
         decision and every change once, and a split vote once per episode."""
