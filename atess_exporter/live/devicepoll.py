@@ -12,7 +12,7 @@ import logging
 import random
 import threading
 from dataclasses import replace
-from typing import Callable
+from typing import Any, Callable
 
 from atess_exporter.api.client import AtessClient, AtessError, AuthError, RateLimitError
 from atess_exporter.api.retry import RetryPolicy
@@ -143,7 +143,7 @@ class DevicePoll:
         return self.retry.call(lambda: client.latest(path, sn), self.stop.wait, {"sn": sn})
 
     def _failed(self, sn: str, exc: AtessError, now: float) -> None:
-        fields = {"sn": sn, "outcome": exc.outcome, "error": str(exc)}
+        fields: dict[str, Any] = {"sn": sn, "outcome": exc.outcome, "error": str(exc)}
         if isinstance(exc, AuthError):
             pause = self.auth.failed(now)
             log.error("API refused the credentials; pausing all polls",

@@ -28,7 +28,7 @@ def read_device_settings(data: dict) -> DeviceSettings:
             continue
         number = parse_number(raw)
         metric = setting_metric_name(str(name)) if number is not None else None
-        if metric:
+        if metric and number is not None:
             numbers[metric] = (str(name), number)
         elif isinstance(raw, str) and raw.strip() and len(raw) <= MAX_TEXT:
             texts[str(name)] = raw.strip()
