@@ -68,6 +68,8 @@ class DevicePoll:
         try:
             payload = self._fetch(client, path, device.sn)
         except AtessError as exc:
+            if self.stop.is_set():  # a call cut short by the exporter stopping says nothing of the device
+                return previous
             retyped = self._retype(client, device, exc)
             if retyped is None:
                 self._failed(device.sn, exc, now)

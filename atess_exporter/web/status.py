@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, quote, urlencode
 
 from atess_exporter.catalog import Catalog
 from atess_exporter.config import PollConfig
-from atess_exporter.live.store import Cache, DeviceSnapshot, Trouble
+from atess_exporter.live.store import Cache, DeviceSnapshot, PollStats, Trouble
 from atess_exporter.outside.text import Redactor, html_text
 from atess_exporter.web.states import PROBLEMS, STATES, Verdict, age_words, offline_datalogs, split_error, verdict
 from atess_exporter.web import devicepage
@@ -86,13 +86,28 @@ class StatusPages:
             kept = (f"The {len(devices)} devices found before are still polled." if devices
                     else "No device is known yet, so nothing is polled.")
             out.append(self._banner("Discovery fails", failing, now, kept))
-        delay = self.store.poll_delay
-        if delay is not None and delay > self.poll.interval_seconds:
-            out.append(f'<div class="banner"><strong>Polling is behind schedule:</strong> polls start '
-                       f"{age_words(delay)} late, every device is due every {age_words(self.poll.interval_seconds)}. "
-                       "Raise <code>poll.concurrency</code>, or split the devices over replicas "
+        behind = self._behind(self.store.poll_stats)
+        if behind:
+            out.append(f'<div class="banner"><strong>Polling is behind schedule:</strong> {"; ".join(behind)}. '
+                       "Raise <code>poll.max_concurrency</code>, or split the devices over replicas "
                        "(<code>--shard</code>).</div>")
         return out
+
+    def _behind(self, stats: PollStats | None) -> list[str]:
+        """What the schedule measured that says polling does not keep up (live/schedule.py), in words."""
+        if stats is None:
+            return []
+        interval = self.poll.interval_seconds
+        said = []
+        if stats.overdue:
+            said.append(f"{stats.overdue} devices are more than one interval ({age_words(interval)}) late")
+        if stats.sweep_seconds is not None and stats.sweep_seconds > interval * 1.5:
+            said.append(f"the last sweep of every device took {age_words(stats.sweep_seconds)}")
+        if stats.behind:
+            per = f" at {stats.latency_seconds:.1f} s a poll" if stats.latency_seconds is not None else ""
+            said.append(f"{stats.behind} devices do not fit into one interval{per} "
+                        f"with {stats.concurrency} polls at once")
+        return said
 
     def _banner(self, title: str, trouble: Trouble, now: float, advice: str) -> str:
         """The API's own words, quoted, without the advice the client appends (the banner gives its own)."""
