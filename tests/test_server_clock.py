@@ -290,3 +290,22 @@ def test_a_large_fleet_decides_before_its_first_round_ends():
         assert poller.server_clock.decision.offset == 28800
         late = poller.poll_device(configured[10])
     assert abs(late.data_time - slot_start_utc(devices[10], NOW)) <= 900
+
+
+def test_probe_says_when_the_clock_rests_on_one_device_or_none(tmp_path):
+    import io
+    from datetime import date
+
+    from atess_exporter.probe.command import main
+
+    devices = [SimDevice(sn="HPS150A2312000147", model="HPS150")]
+    with Simulator(devices, token=TOKEN, clock_utc_offset_hours=-5) as sim:
+        out = io.StringIO()
+        main(["--config.file", write_config(tmp_path, sim, devices)], out=out, err=io.StringIO(),
+             today=lambda: date(2025, 6, 3))
+        assert "API servers' clock: UTC-05:00 from 1 device's latest reading (it rests on that device)" in out.getvalue()
+        sim.set_fault(devices[0].sn, "fields", fields={"time": "2001-01-01 00:00:00"})
+        out = io.StringIO()
+        main(["--config.file", write_config(tmp_path, sim, devices)], out=out, err=io.StringIO(),
+             today=lambda: date(2025, 6, 3))
+    assert "API servers' clock: not measured (no fresh latest reading); the exporter reads times as UTC" in out.getvalue()
