@@ -62,6 +62,8 @@ class DevicePoll:
         try:
             payload = self._fetch(client, path, device.sn)
         except AtessError as exc:
+            if self.stop.is_set():  # a call cut short by the exporter stopping says nothing of the device
+                return previous
             self._failed(device.sn, exc, now)
             error = str(exc)
             return self._write(device.sn, lambda current: (current or previous).failed(now, error))
