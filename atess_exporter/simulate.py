@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from atess_exporter.simulator import SimDevice, demo_devices, fleet
+from atess_exporter.simulator import SimDevice, demo_devices, fleet_of
 from atess_exporter.simulator.__main__ import add_server_options, parse_server_options
 from atess_exporter.simulator.device import MAX_FLEET
 
@@ -55,7 +55,7 @@ def _devices(args: argparse.Namespace, data: dict[str, Any]) -> list[SimDevice]:
         generated = [] if listed else demo_devices()
     else:
         n = args.devices if args.devices is not None else 8
-        generated = fleet(n, args.plants if args.plants is not None else max(1, n // 5))
+        generated = fleet_of(n, args.plants if args.plants is not None else max(1, n // 5))
     taken = {d.sn for d in listed}
     return listed + [d for d in generated if d.sn not in taken]
 

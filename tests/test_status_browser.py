@@ -183,14 +183,14 @@ def test_ten_thousand_devices_are_paged_under_a_megabyte_and_still_fit_a_phone(c
     from atess_exporter.catalog import load_catalog
     from atess_exporter.config import PollConfig
     from atess_exporter.live.store import Cache, DeviceSnapshot
-    from atess_exporter.simulator import fleet
+    from atess_exporter.simulator import fleet_of
     from atess_exporter.web.server import MetricsServer
     from atess_exporter.web.status import PAGE_SIZE, StatusPages
     from prometheus_client import CollectorRegistry
 
     now = time.time()
     store = Cache()
-    for i, d in enumerate(fleet(10_000, 2_000)):
+    for i, d in enumerate(fleet_of(10_000, 2_000)):
         store.put(DeviceSnapshot(sn=d.sn, device_type=d.family, model=d.model, up=i % 97 != 0, last_attempt=now - 30,
                                  last_success=now - 30, data_time=now - 60 - (i % 5) * 900,
                                  error="/api/v1/hps/data-last: HTTP 502" if i % 97 == 0 else None,

@@ -72,7 +72,7 @@ FLEET_MODELS = (("hps_central", "HPS150"), ("hps_string", "HPS30TL"), ("hps_cent
 MAX_FLEET = 100_000
 
 
-def fleet(devices: int, plants: int, tz_offset_hours: float = 1.0) -> list[SimDevice]:
+def fleet_of(devices: int, plants: int, tz_offset_hours: float = 1.0) -> list[SimDevice]:
     """`devices` devices spread evenly over `plants` plants (PL2001...), one datalogger each."""
     if not 1 <= plants <= devices <= MAX_FLEET:
         raise ValueError(f"need 1 <= plants ({plants}) <= devices ({devices}) <= {MAX_FLEET}")
