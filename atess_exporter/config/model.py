@@ -137,6 +137,7 @@ class Config:
     endpoints: dict[str, dict[str, str]] = field(default_factory=dict)
     source: str = "config.yaml"
     state_file: str | None = None          # lifetime counters' last good values; None: not kept
+    state_file_max_bytes: int = 64 * 1024 * 1024   # a larger state file is not read
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     settings: SettingsConfig = field(default_factory=SettingsConfig)
     shard: tuple[int, int] = (0, 1)        # (index, count): this replica polls its share of the SNs

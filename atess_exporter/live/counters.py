@@ -8,30 +8,47 @@ every STATE_SAVE_SECONDS and on stop.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 from atess_exporter.catalog import Catalog
 from atess_exporter.catalog.models import rated_power_watts
-from atess_exporter.live.state import load_state, save_state
+from atess_exporter.catalog.models import valid_sn
+from atess_exporter.live.state import MAX_STATE_BYTES, load_state, save_state, section
 from atess_exporter.readings.counterguard import CounterGuard
 from atess_exporter.readings.payload import Samples
+
+log = logging.getLogger(__name__)
 
 STATE_SAVE_SECONDS = 60.0
 
 
 class CounterState:
-    def __init__(self, catalog: Catalog, confirm_polls: int, state_file: str | None):
+    def __init__(self, catalog: Catalog, confirm_polls: int, state_file: str | None,
+                 max_bytes: int = MAX_STATE_BYTES):
         self.catalog = catalog
         self.confirm_polls = confirm_polls
         self.state_file = state_file
         self.guards: dict[str, CounterGuard] = {}
         self._lock = threading.Lock()
         self._saved = time.monotonic()
-        counters = load_state(state_file).get("counters", {})
-        for sn, rows in counters.items():  # discovered devices are not known yet: keep all
-            guard = self.guards[sn] = CounterGuard(confirm_polls)
-            guard.load(rows)
+        now = time.time()
+        rows_dropped = 0
+
+        def entry(sn: str, rows: object) -> CounterGuard:
+            nonlocal rows_dropped
+            if not valid_sn(sn):
+                raise ValueError("not a serial number")
+            guard = CounterGuard(confirm_polls)
+            rows_dropped += guard.load(rows, now)
+            return guard
+
+        # Discovered devices are not known yet: keep every valid one.
+        self.guards.update(section(load_state(state_file, max_bytes), "counters", entry, state_file))
+        if rows_dropped:
+            log.warning("state file counter rows damaged, dropped (those counters start fresh)",
+                        extra={"fields": {"path": state_file, "dropped": rows_dropped}})
 
     def guard_for(self, sn: str, model: str) -> CounterGuard:
         guard = self.guards.setdefault(sn, CounterGuard(self.confirm_polls))

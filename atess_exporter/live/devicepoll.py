@@ -44,7 +44,7 @@ class DevicePoll:
         """One latest-data poll for one device; the store gets the result either way."""
         now = clock()
         previous = self.store.get(device.sn) or DeviceSnapshot(device.sn, device.type, device.model or "unknown")
-        if self.auth.blocked(now):
+        if self.auth.blocked():
             return self._write(device.sn, lambda current: (current or previous).failed(
                 now, "not polled: the API refused the credentials; backing off"))
         path = self.config.endpoint(device.type, "latest")
@@ -87,13 +87,13 @@ class DevicePoll:
 
     def settings(self, client: AtessClient, device: DeviceConfig, clock: Callable[[], float]) -> None:
         """Read-only: GET the device's settings. Nothing here ever writes to the API."""
-        if self.auth.blocked(clock()):
+        if self.auth.blocked():
             return
         try:
             data = client.get(self.config.endpoint(device.type, "settings"), {"deviceSn": device.sn}, expect=dict)
         except AtessError as exc:
             if isinstance(exc, AuthError):
-                self.auth.failed(clock())
+                self.auth.failed()
             log.warning("settings read failed", extra={"fields": {"sn": device.sn, "outcome": exc.outcome, "error": str(exc)}})
             return
         self.store.put_settings(device.sn, split_settings(data))
@@ -141,7 +141,7 @@ class DevicePoll:
     def _failed(self, sn: str, exc: AtessError, now: float) -> None:
         fields = {"sn": sn, "outcome": exc.outcome, "error": str(exc)}
         if isinstance(exc, AuthError):
-            pause = self.auth.failed(now)
+            pause = self.auth.failed()
             log.error("API refused the credentials; pausing all polls",
                       extra={"fields": {**fields, "pause_seconds": round(pause)}})
             return

@@ -34,14 +34,14 @@ class Fleet:
             store.put(DeviceSnapshot(sn=device.sn, device_type=device.type, model=device.model or "unknown",
                                      info=device.info()))
 
-    def read_account(self, client: AtessClient, auth: AuthGate, now: float) -> Topology | None:
+    def read_account(self, client: AtessClient, auth: AuthGate) -> Topology | None:
         """List the account and publish its topology; None (and the topology kept) on failure."""
         families = list(self.config.discovery.families or self.catalog.families)
         try:
             topology = discover(client, self.config, families)
         except AtessError as exc:
             if isinstance(exc, AuthError):
-                auth.failed(now)
+                auth.failed()
             log.warning("discovery failed; keeping the known devices",
                         extra={"fields": {"outcome": exc.outcome, "error": str(exc)}})
             return None

@@ -43,7 +43,8 @@ class Poller:
         self._stop = threading.Event()
         self.discovered = threading.Event()  # set once the first discovery has run (or failed)
         self.auth = AuthGate(config.poll.auth_backoff_seconds or config.poll.interval_seconds, cache)
-        self.counters = CounterState(catalog, config.poll.counter_reset_confirm_polls, config.state_file)
+        self.counters = CounterState(catalog, config.poll.counter_reset_confirm_polls, config.state_file,
+                                     config.state_file_max_bytes)
         self.fleet = Fleet(config, catalog, cache)
         self.device_poll = DevicePoll(config, catalog, cache, self.auth, self.counters,
                                       lambda sn: sn in self.fleet.devices, self._stop, rng or random.Random())
@@ -74,7 +75,7 @@ class Poller:
 
     def refresh_topology(self) -> bool:
         """List the account and adopt its devices; on failure keep the devices we have."""
-        topology = self.fleet.read_account(self.client, self.auth, self.clock())
+        topology = self.fleet.read_account(self.client, self.auth)
         if topology is None:
             return False
         added, removed = self.apply_devices(select_devices(self.config, topology))
