@@ -59,6 +59,7 @@ class Topology:
     datalog_of: dict[str, str] = field(default_factory=dict)  # sn -> datalogger SN
     lost: dict[str, bool] = field(default_factory=dict)      # sn -> the list's `lost` flag
     skipped: int = 0                                         # rows refused (bad SN, no SN)
+    dropped: int = 0                                         # rows over discovery.max_devices, not adopted
 
 
 def pick(row: dict, *names: str, default: Any = "") -> Any:
@@ -140,12 +141,18 @@ def discover(client: AtessClient, config: Config, families: list[str]) -> Topolo
 
     plants, datalogs, devices = [], [], []
     firmware, datalog_of, lost = {}, {}, {}
-    skipped = 0
+    skipped = dropped = 0
+    cap = config.discovery.max_devices
     seen_devices: set[str] = set()
+    seen_plants: set[str] = set()
     for row in listing("plant", {}):
         plant_id = label_text(pick(row, "plantId", "id"))
-        if not plant_id or any(p.plant_id == plant_id for p in plants):
+        if not plant_id or plant_id in seen_plants:
             continue
+        if len(plants) >= cap:
+            dropped += 1
+            continue
+        seen_plants.add(plant_id)
         plant = Plant(plant_id=plant_id, name=label_text(pick(row, "plantName", "name")),
                       capacity_kw=_bounded(pick(row, "capacity", "installedCapacity", default=None)),
                       country=label_text(pick(row, "country")), city=label_text(pick(row, "city")),
@@ -155,6 +162,9 @@ def discover(client: AtessClient, config: Config, families: list[str]) -> Topolo
             dl_sn = str(pick(drow, "dataLogSn", "datalogSn", "sn"))
             if not valid_sn(dl_sn):
                 skipped += 1
+                continue
+            if len(datalogs) >= cap:
+                dropped += 1
                 continue
             status = pick(drow, "status", "online", default=None)
             datalogs.append(Datalog(sn=dl_sn, plant_id=plant_id, model=label_text(pick(drow, "model", "datalogType")),
@@ -167,6 +177,9 @@ def discover(client: AtessClient, config: Config, families: list[str]) -> Topolo
                         continue
                     if sn in seen_devices:
                         continue
+                    if len(devices) >= cap:
+                        dropped += 1
+                        continue
                     seen_devices.add(sn)
                     devices.append(DeviceConfig(sn=sn, type=family,
                                                 model=label_text(pick(rowd, "deviceModel", "model", "deviceType")),
@@ -178,7 +191,7 @@ def discover(client: AtessClient, config: Config, families: list[str]) -> Topolo
     if skipped:
         log.warning("discovery skipped list rows without a usable serial number",
                     extra={"fields": {"rows": skipped}})
-    return Topology(tuple(plants), tuple(datalogs), tuple(devices), firmware, datalog_of, lost, skipped)
+    return Topology(tuple(plants), tuple(datalogs), tuple(devices), firmware, datalog_of, lost, skipped, dropped)
 
 
 def select_devices(config: Config, topology: Topology | None) -> dict[str, DeviceConfig]:

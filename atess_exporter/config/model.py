@@ -113,6 +113,7 @@ class DiscoveryConfig:
     exclude_plants: frozenset[str] = frozenset()
     max_pages: int = 50                   # pages per list and refresh: a list that never ends stops here
     max_calls: int = 2000                 # list calls per refresh
+    max_devices: int = 5000               # devices (and plants, dataloggers) adopted; the rest dropped and counted
 
     def wants(self, sn: str, plant_id: str = "", plant_name: str = "") -> bool:
         plants = {plant_id, plant_name} - {""}
@@ -127,6 +128,7 @@ class DiscoveryConfig:
 class SettingsConfig:
     enabled: bool = False
     refresh_seconds: float = 3600.0
+    max_keys: int = 500                   # settings kept per device; the rest dropped and counted
 
 
 @dataclass(frozen=True)

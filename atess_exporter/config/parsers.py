@@ -106,6 +106,7 @@ def read_discovery(section: Section, families: set[str], default_enabled: bool =
         page_size=section.number("page_size", 100, 1, integer=True, maximum=1000),
         max_pages=section.number("max_pages", 50, 1, integer=True, maximum=10000),
         max_calls=section.number("max_calls", 2000, 1, integer=True, maximum=1000000),
+        max_devices=section.number("max_devices", 5000, 1, integer=True, maximum=1000000),
         families=chosen,
         include_sns=include[0], include_plants=include[1],
         exclude_sns=exclude[0], exclude_plants=exclude[1],
@@ -119,6 +120,7 @@ def read_settings(section: Section) -> SettingsConfig:
         enabled=section.bool("enabled", False),
         refresh_seconds=section.number("refresh_seconds", 3600.0, 3600, maximum=7 * 86400,
                                        hint="settings are read at most hourly"),
+        max_keys=section.number("max_keys", 500, 1, integer=True, maximum=100000),
     )
     section.done()
     return settings

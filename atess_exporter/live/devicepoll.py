@@ -96,7 +96,13 @@ class DevicePoll:
                 self.auth.failed()
             log.warning("settings read failed", extra={"fields": {"sn": device.sn, "outcome": exc.outcome, "error": str(exc)}})
             return
-        self.store.put_settings(device.sn, split_settings(data))
+        settings = split_settings(data, self.config.settings.max_keys)
+        if self.store.count_dropped("settings.max_keys", settings.dropped):
+            log.warning("a settings answer has more keys than settings.max_keys; the rest are dropped "
+                        "(atess_exporter_input_dropped_total); raise settings.max_keys if they are real",
+                        extra={"fields": {"sn": device.sn, "keys": len(settings.numbers) + len(settings.texts) + settings.dropped,
+                                          "max_keys": self.config.settings.max_keys}})
+        self.store.put_settings(device.sn, settings)
 
     def _report(self, device: DeviceConfig, model: str, reading: Reading) -> None:
         """One debug line per withheld value; one warning per device when its powers look like W."""

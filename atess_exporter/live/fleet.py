@@ -46,6 +46,11 @@ class Fleet:
                         extra={"fields": {"outcome": exc.outcome, "error": str(exc)}})
             return None
         auth.succeeded()
+        if self.store.count_dropped("discovery.max_devices", topology.dropped):
+            log.warning("the account lists more devices, plants or dataloggers than discovery.max_devices; "
+                        "the rest are not polled (atess_exporter_input_dropped_total); raise discovery.max_devices "
+                        "if the account is really this large",
+                        extra={"fields": {"dropped": topology.dropped, "max_devices": self.config.discovery.max_devices}})
         self.store.topology = topology
         return topology
 

@@ -1,0 +1,78 @@
+"""Everything that grows with what the cloud sends has a cap (issue 19): a counter of what
+was dropped, and one warning naming the setting to raise."""
+
+import logging
+import random
+
+from prometheus_client import CollectorRegistry
+
+from atess_exporter.catalog import load_catalog
+from atess_exporter.config import parse_config  # noqa: F401  (the settings below go through it)
+from atess_exporter.exposition.collectors import ReadingsCollector
+from atess_exporter.exposition.render import Renderer
+from atess_exporter.live.store import Cache, DeviceSnapshot
+from conftest import make_config, value
+from test_discovery import account, discovering, mocked, scrape  # noqa: F401  (fixture)
+
+
+SHAPES_CAP = 1024       # render.MAX_SHAPES, as documented
+
+
+def warnings_naming(caplog, setting):
+    return [r for r in caplog.records if r.levelno == logging.WARNING and setting in r.getMessage()]
+
+
+def test_a_device_list_of_100000_rows_adopts_at_most_max_devices(mocked, caplog):
+    caplog.set_level(logging.WARNING)
+    mocked.devices += [{"family": "hps_central", "deviceSn": f"FLOOD{i:06d}", "deviceModel": "HPS150",
+                        "dataLogSn": "DL1"} for i in range(100_000)]
+    exporter = discovering(mocked, discovery={"max_devices": 50})
+    assert exporter.poller.refresh_topology()
+    assert len(exporter.poller.devices) == 50
+    parsed = scrape(exporter)
+    assert value(parsed, "atess_exporter_input_dropped_total", limit="discovery.max_devices") == 100_004 - 50
+    assert len(warnings_naming(caplog, "discovery.max_devices")) == 1
+    assert exporter.poller.refresh_topology()                   # the next refresh: counted, not warned again
+    assert len(warnings_naming(caplog, "discovery.max_devices")) == 1
+
+
+def test_the_default_device_cap_holds_without_any_setting(mocked):
+    mocked.devices += [{"family": "hps_central", "deviceSn": f"FLOOD{i:06d}", "deviceModel": "HPS150",
+                        "dataLogSn": "DL1"} for i in range(100_000)]
+    exporter = discovering(mocked, discovery={"page_size": 1000})
+    assert exporter.poller.refresh_topology()
+    assert len(exporter.poller.devices) == 5000
+
+
+def test_a_settings_answer_of_100000_keys_keeps_max_keys(mocked, caplog):
+    caplog.set_level(logging.WARNING)
+    mocked.settings = {"HPS-A": {f"flood{i:06d}": i for i in range(100_000)}}
+    exporter = discovering(mocked, settings={"enabled": True})      # the default cap: 500
+    exporter.poller.refresh_topology()
+    exporter.poller.poll_settings(exporter.poller.devices["HPS-A"])
+    parsed = scrape(exporter)
+    settings_series = [k for k in parsed if k[0].startswith("atess_setting_")]
+    assert len(settings_series) == 500
+    assert value(parsed, "atess_exporter_input_dropped_total", limit="settings.max_keys") == 100_000 - 500
+    assert len(warnings_naming(caplog, "settings.max_keys")) == 1
+
+
+def test_the_renderers_shapes_stay_bounded_when_field_sets_vary():
+    catalog = load_catalog()
+    gauges = sorted(n for n, m in catalog.metrics.items() if m.type == "gauge" and not m.labels)[:24]
+    assert len(gauges) == 24
+    cache = Cache()
+    config = make_config("http://127.0.0.1:9", devices=[{"sn": "A", "type": "hps_central"}])
+    registry = CollectorRegistry()
+    collector = ReadingsCollector(cache, catalog, config.poll, clock=lambda: 1.0)
+    registry.register(collector)
+    renderer = Renderer(registry)
+    rng = random.Random(7)
+    for i in range(SHAPES_CAP + 500):
+        names = rng.sample(gauges, 12)
+        cache.put(DeviceSnapshot("A", "hps_central", "HPS150", up=True, last_attempt=1.0, last_success=1.0,
+                                 samples={n: (((), float(i)),) for n in names}, changed_at=1.0))
+        body = renderer.render().body
+        assert f"{names[0]}{{model=\"HPS150\",sn=\"A\"}} {float(i)}".encode() in body
+    state = next(iter(renderer._states.values())).devices[id(collector)]
+    assert len(state._shapes) <= SHAPES_CAP
