@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 from zoneinfo import ZoneInfo
 
 # The vendor doc: "The frequency of acquisition is once every 5 minutes".
@@ -13,15 +14,34 @@ MIN_INTERVAL_SECONDS = 300
 
 
 class Secret:
-    """A credential that never prints itself: repr/str/format give a placeholder."""
+    """A credential that never prints itself: repr/str/format give a placeholder.
 
-    __slots__ = ("_value",)
+    One read from a `*_file` keeps its file, and ``reload()`` reads it again
+    when it changed (Kubernetes and systemd rotate mounted secrets in place)."""
 
-    def __init__(self, value: str):
+    __slots__ = ("_value", "_source", "_seen")
+
+    def __init__(self, value: str, source: Callable[[], tuple[object, str]] | None = None, seen: object = None):
         self._value = value
+        self._source = source      # () -> (the file's identity, its value); raises on a bad file
+        self._seen = seen          # the identity (inode, size, mtime) of what _value was read from
 
     def reveal(self) -> str:
         return self._value
+
+    def reload(self) -> bool:
+        """Read the file again if it changed; True when the value did. A file that cannot be
+        read, or holds no usable value, keeps the old value (ConfigError says why, never what)."""
+        if self._source is None:
+            return False
+        seen, value = self._source()
+        if seen == self._seen:
+            return False
+        self._seen = seen
+        if value == self._value:
+            return False
+        self._value = value
+        return True
 
     def __repr__(self) -> str:
         return "Secret('<redacted>')"
@@ -52,6 +72,21 @@ class Credentials:
             return Secret(f"{self.scheme} {raw}" if self.scheme else raw)
         pair = f"{self.app_id.reveal()}:{self.app_key.reveal()}".encode()
         return Secret(f"{self.scheme} {base64.b64encode(pair).decode()}")
+
+    def reload(self) -> bool:
+        """Re-read the `*_file` credentials that changed; True when one did. Each is read
+        even when an earlier one failed; the first failure is raised after."""
+        changed, failure = False, None
+        for secret in (self.token, self.app_id, self.app_key):
+            if secret is None:
+                continue
+            try:
+                changed = secret.reload() or changed
+            except Exception as exc:    # ConfigError: names the key and file, never the value
+                failure = failure or exc
+        if failure is not None and not changed:
+            raise failure
+        return changed
 
     def values(self) -> list[str]:
         """Every secret string, for log redaction."""

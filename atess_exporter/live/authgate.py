@@ -48,6 +48,15 @@ class AuthGate:
             self._until = now + pause
             return pause
 
+    def refused(self, client: object) -> float | None:
+        """A refusal: first re-read rotated `*_file` credentials (the refusal may be the old
+        token's); when they changed, no pause (None), the next call tries the new ones;
+        else the pause, as failed()."""
+        reload = getattr(client, "reload_credentials", None)
+        if reload is not None and reload(force=True):
+            return None
+        return self.failed()
+
     def succeeded(self) -> None:
         with self._lock:
             self.store.auth_ok, self._failures, self._until = True, 0, 0.0

@@ -51,7 +51,7 @@ class DevicePoll:
         try:
             payload = self._fetch(client, path, device.sn)
         except AtessError as exc:
-            self._failed(device.sn, exc, now)
+            self._failed(client, device.sn, exc)
             error = str(exc)
             return self._write(device.sn, lambda current: (current or previous).failed(now, error))
         else:
@@ -93,7 +93,7 @@ class DevicePoll:
             data = client.get(self.config.endpoint(device.type, "settings"), {"deviceSn": device.sn}, expect=dict)
         except AtessError as exc:
             if isinstance(exc, AuthError):
-                self.auth.failed()
+                self.auth.refused(client)
             log.warning("settings read failed", extra={"fields": {"sn": device.sn, "outcome": exc.outcome, "error": str(exc)}})
             return
         settings = split_settings(data, self.config.settings.max_keys)
@@ -144,10 +144,14 @@ class DevicePoll:
                     raise
         raise AssertionError("unreachable")
 
-    def _failed(self, sn: str, exc: AtessError, now: float) -> None:
+    def _failed(self, client: AtessClient, sn: str, exc: AtessError) -> None:
         fields = {"sn": sn, "outcome": exc.outcome, "error": str(exc)}
         if isinstance(exc, AuthError):
-            pause = self.auth.failed()
+            pause = self.auth.refused(client)
+            if pause is None:
+                log.warning("API refused the credentials; a credential file has changed since, retrying with it",
+                            extra={"fields": fields})
+                return
             log.error("API refused the credentials; pausing all polls",
                       extra={"fields": {**fields, "pause_seconds": round(pause)}})
             return

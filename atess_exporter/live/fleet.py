@@ -41,7 +41,7 @@ class Fleet:
             topology = discover(client, self.config, families)
         except AtessError as exc:
             if isinstance(exc, AuthError):
-                auth.failed()
+                auth.refused(client)
             log.warning("discovery failed; keeping the known devices",
                         extra={"fields": {"outcome": exc.outcome, "error": str(exc)}})
             return None

@@ -125,6 +125,18 @@ def secret_spellings(secret: str) -> set[str]:
     return {s for s in out if len(s) >= 4}
 
 
+_rotated: set[str] = set()     # credentials read from a rotated *_file after start-up
+_rotated_version = 0
+
+
+def remember_secrets(secrets: Iterable[str]) -> None:
+    """Credentials that appeared after start-up (a rotated *_file): every Redactor masks
+    them from now on, the log filter's and the landing page's included."""
+    global _rotated_version
+    _rotated.update(v for s in secrets if s for v in secret_spellings(s))
+    _rotated_version += 1
+
+
 class Redactor:
     """Masks the configured credentials in a text, in every spelling of
     secret_spellings. Secrets shorter than 4 characters are not masked (they
@@ -132,9 +144,14 @@ class Redactor:
     secret inside another leaves nothing behind."""
 
     def __init__(self, secrets: Iterable[str]):
-        self.secrets = sorted({v for s in secrets if s for v in secret_spellings(s)}, key=len, reverse=True)
+        self._own = {v for s in secrets if s for v in secret_spellings(s)}
+        self._version = -1
+        self.secrets: list[str] = []
 
     def scrub(self, text: str) -> str:
+        if self._version != _rotated_version:      # a credential was rotated since: mask it too
+            self._version = _rotated_version
+            self.secrets = sorted(self._own | _rotated, key=len, reverse=True)
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
