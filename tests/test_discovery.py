@@ -327,3 +327,4 @@ def test_a_device_the_list_calls_lost_is_offline(mocked):
     parsed = scrape(exporter)
     assert value(parsed, "atess_device_online", sn="HPS-A") == 0
     assert value(parsed, "atess_device_online", sn="HPS-B") == 1
+    assert value(parsed, "atess_device_lost", sn="HPS-A") == 1

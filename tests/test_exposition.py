@@ -42,6 +42,8 @@ atess_device_up{model="HPS150",sn="YKD0F1022A"} 1.0
 # HELP atess_device_online 1 when the device's latest reading (vendor field time) is at most 900s old and the cloud does not flag it lost, else 0 (without a usable time: the lost flag, else whether the payload changed within 900s)
 # TYPE atess_device_online gauge
 atess_device_online{model="HPS150",sn="YKD0F1022A"} 1.0
+# HELP atess_device_lost 1 while the cloud flags the device lost (its lost flag, in the latest data or the device list), 0 while it says it is not; absent when the cloud never sent the flag
+# TYPE atess_device_lost gauge
 # HELP atess_device_last_poll_timestamp_seconds Unix time of the last poll attempt
 # TYPE atess_device_last_poll_timestamp_seconds gauge
 atess_device_last_poll_timestamp_seconds{model="HPS150",sn="YKD0F1022A"} 1.76726166e+09

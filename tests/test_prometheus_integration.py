@@ -36,6 +36,7 @@ DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
 VARIABLES = {
     "plant": ".*",
     "sn": ".*",
+    "top": "10",               # the fleet dashboard's ranking size (topk/bottomk)
     "__rate_interval": "1m",   # >= 4 scrapes at the test's 1 s scrape interval
     "__interval": "15s",
     "__range": "5m",           # covers every sample of this short-lived Prometheus
@@ -54,10 +55,13 @@ ALLOWED_EMPTY_PATTERNS = {
     r":local_day\{[^}]*\}\[1d\] offset -1d30m\)": "per-day bars: no local midnight passes while the demo runs "
                                          "(test_daily_energy_follows_the_plants_local_midnight crosses one)",
     r"self_(consumption|sufficiency)_ratio:today": "empty from local midnight to the day's first PV (load) reading",
+    r":last_local_day\{": "yield of the last complete local day: none completes while the demo runs",
+    r"\(atess_device_online == 0\)": "plants ranked by devices not online: every demo device is online",
     r"\[1d:1m\] offset -1d30m\)": "device per-day bars: as above, no local midnight passes while the demo runs",
 }
 ALLOWED_EMPTY_RECORDS = {
     r":local_day$": "recorded only when a local day ends",
+    r":last_local_day$": "a plant's last complete local day: none completes while the demo runs",
     r"self_(consumption|sufficiency)_ratio:today$": "empty from local midnight to the day's first PV (load) reading",
 }
 # Alert rules: a healthy fleet must not trigger any of them (asserted below).
@@ -67,6 +71,10 @@ ALLOWED_EMPTY_ALERTS = {
     "AtessApiAuthFailing": "the simulator accepts the demo token",
     "AtessDeviceDown": "every demo device answers",
     "AtessDeviceOffline": "demo data is fresh (online 1)",
+    "AtessDeviceLost": "the cloud flags no demo device lost",
+    "AtessInverterFault": "demo devices run on grid",
+    "AtessInverterPermanentFault": "demo devices run on grid",
+    "AtessPlantLowYield": "no local day completes while the demo runs",
     "AtessBatterySocLow": "demo SOC stays at or above 20 %",
     "AtessBatteryCellVoltageSpread": "demo cell spread is a few mV",
     "AtessBatteryOverTemperature": "demo batteries run at 20-35 °C",

@@ -84,6 +84,14 @@ def test_lost_true_makes_the_device_offline():
     assert value(parsed, "atess_device_online", sn="A") == 0
     assert value(parsed, "atess_device_online", sn="B") == 1
     assert value(parsed, "atess_device_up", sn="A") == 1, "the API answered: up, but the device is lost"
+    # its own series, fresh reading or not: AtessDeviceLost alerts on it without a day of history
+    assert value(parsed, "atess_device_lost", sn="A") == 1
+    assert value(parsed, "atess_device_lost", sn="B") == 0
+
+
+def test_no_lost_flag_means_no_lost_series():
+    parsed = scrape([central("A", "HPS50")], {"A": {"ppv": 1.0, "time": STAMP}})
+    assert not series(parsed, "atess_device_lost", sn="A")
 
 
 @pytest.mark.parametrize("stamp", ["string", "", "2024-13-45 99:00:00", "3024-01-01 00:00:00", None])

@@ -115,7 +115,7 @@ def test_promtool_check_config_resolves_rule_files():
     promtool = require_tool("promtool")
     res = run(promtool, "check", "config", PROM / "prometheus.yml")
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "2 rule files found" in res.stdout and "11 rules found" in res.stdout, res.stdout
+    assert "2 rule files found" in res.stdout and "15 rules found" in res.stdout, res.stdout
 
 
 def test_prometheus_example_scrapes_job_atess():
@@ -194,7 +194,20 @@ def test_dashboard_units_and_queries():
     for title in ("Self-consumption and self-sufficiency today", "Self-consumption and self-sufficiency per day"):
         assert panels[title]["fieldConfig"]["defaults"]["unit"] == "percentunit", title
     assert 'ALERTS{alertname=~\\"Atess.*\\"}' in text
+    # sites are ranked (weakest first), not drawn one line each; yield per kWp is shown
+    per_plant_lines = [t["expr"] for p in walk_panels(fleet["panels"]) if p["type"] == "timeseries" and "Energy" not in p["title"]
+                       and "Self" not in p["title"] for t in p["targets"] if "{{plant_name}}" in t.get("legendFormat", "")
+                       and not re.search(r"\b(bottomk|topk)\(\$top,", t["expr"])]
+    assert not per_plant_lines, per_plant_lines
+    ranked = [t["expr"] for p in walk_panels(fleet["panels"]) for t in p.get("targets", []) if re.search(r"\b(bottomk|topk)\(\$top,", t["expr"])]
+    assert len(ranked) >= 4 and any("pv_specific_yield_seconds" in e and "/ 3600" in e for e in ranked), ranked
+    # a device listed without a plant gets a name in every plant legend, never an empty one
+    for p in walk_panels(fleet["panels"]):
+        for t in p.get("targets", []):
+            if "{{plant_name}}" in t.get("legendFormat", ""):
+                assert '"plant_name", "(no plant)", "plant_name", ""' in t["expr"], (p["title"], t["expr"])
     soc = [p for p in walk_panels(fleet["panels"]) if "atess_battery_soc_ratio" in json.dumps(p.get("targets"))]
+    assert len(soc) == 2 and all("bottomk($top, atess_battery_soc_ratio" in p["targets"][0]["expr"] for p in soc)
     assert soc and all(p["fieldConfig"]["defaults"]["unit"] == "percentunit" for p in soc)
 
     detail = json.loads((ROOT / "dashboards" / "device-detail.json").read_text())
@@ -342,3 +355,27 @@ def test_kubernetes_manifests_parse():
     endpoint = kinds["ServiceMonitor"]["spec"]["endpoints"][0]
     assert endpoint["port"] == svc_port["name"]
     assert kinds["ServiceMonitor"]["spec"]["selector"]["matchLabels"].items() <= kinds["Service"]["metadata"]["labels"].items()
+
+
+def test_site_dashboard_shows_the_power_flow_now_and_energy_by_calendar_period():
+    site = json.loads((ROOT / "dashboards" / "site-overview.json").read_text())
+    panels = {p["title"]: p for p in walk_panels(site["panels"])}
+    flow = " ".join(t["expr"] for t in panels["Power flow now: sources and sinks"]["targets"])
+    for rule in ("pv_power_watts", "battery_power_watts", "grid_import_power_watts", "grid_export_power_watts", "load_power_watts"):
+        assert f"atess_plant:{rule}:sum" in flow, rule
+    assert all(t["instant"] for t in panels["Power flow now: sources and sinks"]["targets"])
+    # sinks drawn below the axis
+    sinks = {o["matcher"]["options"] for o in panels["Power flow"]["fieldConfig"]["overrides"]
+             if {"id": "custom.transform", "value": "negative-Y"} in o["properties"]}
+    assert sinks == {"loads", "battery charge", "grid export"}
+    # calendar month and year so far: Grafana's relative time, increase() of the lifetime counters over it
+    assert panels["This month"]["timeFrom"] == "now/M" and panels["This year"]["timeFrom"] == "now/y"
+    for title in ("This month", "This year"):
+        assert all("[$__range]" in t["expr"] and "/ 3.6e6" in t["expr"] for t in panels[title]["targets"])
+        assert panels[title]["fieldConfig"]["defaults"]["unit"] == "kwatth"
+    assert all(":local_day{" in t["expr"] for t in panels["Energy per day"]["targets"])
+    assert "pv_specific_yield_seconds" in json.dumps(panels["Yield per kWp"]["targets"])
+    # every series of the site is filtered by the plant variable
+    for p in walk_panels(site["panels"]):
+        for t in p.get("targets", []):
+            assert '$plant"' in t["expr"], (p["title"], t["expr"])

@@ -75,6 +75,7 @@ class DeviceStatusCollector(PerDeviceCollector):
     atess_device_info{sn,model,device_type,plant_id,plant_name,datalog_sn,firmware} 1
     atess_device_up{sn,model}      1 when the last poll succeeded
     atess_device_online{sn,model}  1 when the device's data is fresher than stale_after_seconds
+    atess_device_lost{sn,model}    1 while the cloud flags the device lost, 0 when it says not (absent: never said)
     atess_device_last_poll_timestamp_seconds{sn,model}
     atess_device_last_poll_success_timestamp_seconds{sn,model}
     atess_device_data_timestamp_seconds{sn,model}   the reading's own time
@@ -87,7 +88,7 @@ class DeviceStatusCollector(PerDeviceCollector):
     (render.py and every exposition format follow).
     """
 
-    SKELETON = ("info", "up", "online", "attempt", "success", "data", "unusable", "implausible", "glitches")
+    SKELETON = ("info", "up", "online", "lost", "attempt", "success", "data", "unusable", "implausible", "glitches")
 
     def __init__(self, cache: Cache, poll: PollConfig, clock: Callable[[], float] = time.time):
         self.cache = cache
@@ -100,6 +101,9 @@ class DeviceStatusCollector(PerDeviceCollector):
             "info": InfoMetricFamily("atess_device", "Device identity: SN, model, device family, plant, datalogger and firmware where known (join on sn)", labels=INFO_LABELS),
             "up": GaugeMetricFamily("atess_device_up", "1 when the last poll of the device's latest data succeeded, else 0", labels=BASE_LABELS),
             "online": GaugeMetricFamily("atess_device_online", f"1 when the device's latest reading (vendor field time) is at most {stale}s old and the cloud does not flag it lost, else 0 (without a usable time: the lost flag, else whether the payload changed within {stale}s)", labels=BASE_LABELS),
+            # Its own series, apart from online: a lost device's last reading may still be
+            # fresh, and an alert on it needs no history (AtessDeviceLost).
+            "lost": GaugeMetricFamily("atess_device_lost", "1 while the cloud flags the device lost (its lost flag, in the latest data or the device list), 0 while it says it is not; absent when the cloud never sent the flag", labels=BASE_LABELS),
             "attempt": GaugeMetricFamily("atess_device_last_poll_timestamp_seconds", "Unix time of the last poll attempt", labels=BASE_LABELS, unit="seconds"),
             "success": GaugeMetricFamily("atess_device_last_poll_success_timestamp_seconds", "Unix time of the last successful poll", labels=BASE_LABELS, unit="seconds"),
             "data": GaugeMetricFamily("atess_device_data_timestamp_seconds", "Unix time of the device's latest reading (vendor field time, plant-local time zone as configured)", labels=BASE_LABELS, unit="seconds"),
@@ -117,6 +121,8 @@ class DeviceStatusCollector(PerDeviceCollector):
         fams["info"].add_metric((dev.sn, dev.model, dev.device_type) + tuple(dev.info.get(k, "") for k in INFO_LABELS[3:]), {})
         fams["up"].add_metric(ids, 1.0 if dev.up else 0.0)
         fams["online"].add_metric(ids, 1.0 if is_online(dev, now, window, self.poll.stale_after_seconds) else 0.0)
+        if dev.lost is not None:
+            fams["lost"].add_metric(ids, 1.0 if dev.lost else 0.0)
         for key, value in (("attempt", dev.last_attempt), ("success", dev.last_success), ("data", dev.data_time)):
             if value is not None:
                 fams[key].add_metric(ids, value)
