@@ -23,6 +23,8 @@ import tempfile
 import time
 from typing import Any, Callable
 
+from atess_exporter.outside.text import parse_json
+
 log = logging.getLogger(__name__)
 
 VERSION = 1
@@ -82,38 +84,13 @@ def _read_bounded(path: str, max_bytes: int) -> bytes:
         os.close(fd)
 
 
-def _depth_ok(text: str) -> bool:
-    """No bracket nesting deeper than MAX_DEPTH (outside strings), checked before parsing."""
-    depth, in_string, escaped = 0, False, False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                return False
-        elif ch in "]}":
-            depth -= 1
-    return True
-
-
 def load_state(path: str | None, max_bytes: int = MAX_STATE_BYTES) -> dict[str, Any]:
     remove_leftovers(path)
     if not path or not os.path.lexists(path):
         return {}
     try:
-        text = _read_bounded(path, max_bytes).decode("utf-8")
-        if not _depth_ok(text):
-            raise ValueError(f"nested more than {MAX_DEPTH} deep")
-        data = json.loads(text)
-    except (OSError, ValueError, RecursionError) as exc:
+        data = parse_json(_read_bounded(path, max_bytes).decode("utf-8"), MAX_DEPTH)
+    except (OSError, ValueError) as exc:         # JsonRejected is a ValueError
         log.warning("state file unreadable, starting without it", extra={"fields": {"path": path, "error": str(exc)}})
         return {}
     if not isinstance(data, dict) or data.get("version") != VERSION:

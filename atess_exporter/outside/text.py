@@ -24,8 +24,13 @@ MAX_QUOTED = 512
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# C0/C1 controls, DEL, and the line/paragraph separators some terminals and log shippers break on.
-CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# C0/C1 controls, DEL, the line/paragraph separators some terminals and log shippers break on,
+# and the invisible format characters that reorder or hide text (bidi embeddings, overrides
+# and isolates, the Arabic letter mark, zero-width spaces and joiners, word joiner and
+# invisible operators, BOM, soft hyphen, tag characters): with them a plant name in a label
+# or on the landing page can be made to read backwards or to look like another.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
+                     "\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]")
 
 
 class JsonRejected(ValueError):

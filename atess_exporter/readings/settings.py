@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from atess_exporter.catalog import RESERVED_SUFFIXES, generated_name, parse_number
+from atess_exporter.catalog.models import label_text
 
 MAX_TEXT = 64  # a longer string is not a setting worth a label
 
@@ -33,8 +34,8 @@ def split_settings(data: dict, max_keys: int = 500) -> Settings:
         metric = setting_metric_name(str(name)) if number is not None else None
         if metric:
             numbers[metric] = (str(name), number)
-        elif isinstance(raw, str) and raw.strip() and len(raw) <= MAX_TEXT:
-            texts[str(name)] = raw.strip()
+        elif isinstance(raw, str) and label_text(raw) and len(raw) <= MAX_TEXT:
+            texts[str(name)] = label_text(raw)
     return Settings(numbers, texts, dropped)
 
 
