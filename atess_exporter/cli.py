@@ -215,7 +215,7 @@ def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
         return 0
     setup_logging(_level(args.log_level), args.log_format, secrets=config.api.credentials.values())
     from atess_exporter.app import Exporter
-    from atess_exporter.web.landing import DeviceStatus
+    from atess_exporter.web.landing import DeviceTable
     from atess_exporter.web.server import MetricsServer
 
     exporter = Exporter(config)
@@ -228,7 +228,7 @@ def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
             server = MetricsServer(exporter.registry, args.listen_address, args.telemetry_path,
                                    web_config_file=args.web_config_file, max_connections=args.max_connections,
                                    max_auth_checks=args.max_auth_checks,
-                                   landing_extra=DeviceStatus(exporter.cache, config.poll, config.api.credentials.values(), args.demo))
+                                   landing_extra=DeviceTable(exporter.cache, config.poll, config.api.credentials.values(), args.demo))
         except (OSError, ValueError) as exc:
             from atess_exporter.web.webconfig import WebConfigError
 

@@ -36,7 +36,6 @@ import ssl
 import sys
 from typing import Mapping
 
-import yaml
 
 MAX_CMDLINE_BYTES = 64 * 1024
 MAX_BODY_BYTES = 4096
@@ -147,23 +146,6 @@ class Unhealthy(Exception):
     pass
 
 
-def _pinned_certificate(web_config_file: str) -> bytes:
-    """DER of the server certificate in the web config (cert_file or inline cert); the file is already valid."""
-    with open(web_config_file, "rb") as fh:
-        tls = (yaml.safe_load(fh) or {}).get("tls_server_config") or {}
-    if tls.get("cert_file"):
-        path = tls["cert_file"]
-        if not os.path.isabs(path):
-            path = os.path.join(os.path.dirname(os.path.abspath(web_config_file)), path)
-        with open(path, encoding="ascii", errors="replace") as fh:
-            pem = fh.read()
-    else:
-        pem = tls["cert"]
-    end = "-----END CERTIFICATE-----"
-    first = pem[pem.index("-----BEGIN CERTIFICATE-----"):pem.index(end) + len(end)]
-    return ssl.PEM_cert_to_DER_cert(first)
-
-
 def _credentials(environ: Mapping[str, str]) -> tuple[str, str] | None:
     user = environ.get("ATESS_HEALTHCHECK_USERNAME")
     if not user:
@@ -195,12 +177,13 @@ def check(listen_address: str, web_config_file: str | None, timeout: float,
     host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     tls = False
     users = False
+    pinned: bytes | None = None
     if web_config_file:
         try:
             web = load_web_config(web_config_file)
         except WebConfigError as exc:
             raise Unhealthy(f"web config error: {exc}") from None
-        tls, users = web.tls, bool(web.users)
+        tls, users, pinned = web.tls, bool(web.users), web.certificate
     credentials = _credentials(environ) if users else None
     scheme = "https" if tls else "http"
     url = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}/healthz"
@@ -216,7 +199,7 @@ def check(listen_address: str, web_config_file: str | None, timeout: float,
         conn.connect()
         if tls:
             presented = conn.sock.getpeercert(binary_form=True)
-            if presented != _pinned_certificate(web_config_file):
+            if presented != pinned:
                 raise Unhealthy(f"{url}: the server's certificate is not the one in {web_config_file}")
         headers = {"Connection": "close"}
         if credentials is not None:

@@ -607,3 +607,14 @@ def test_history_stops_on_a_page_that_repeats(sim2, tmp_path):
     rc, err = run(write_config(tmp_path, sim2), out, "--quiet", "--sn", DEV_A.sn, "--page-size", "100", end=DAY1)
     assert rc == 0, err
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("fault,calls", [("http_500", 3), ("http_429", 1), ("html", 1)])
+def test_backfill_retries_what_live_polling_retries(sim2, tmp_path, fault, calls):
+    """One retry policy: no answer or a 5xx is retried (here --retries 2); a rate-limit
+    answer or a broken answer is not (tests/test_faults.py: the same calls for live
+    polls); the device stops and a second run resumes it."""
+    sim2.set_fault(DEV_A.sn, fault)
+    rc, err = run(write_config(tmp_path, sim2, devices=(DEV_A,)), tmp_path / "out.om", "--retries", "2")
+    assert rc == 1 and f"FAILED: {DEV_A.sn} from 2024-03-01" in err
+    assert sim2.calls[(PATH, DEV_A.sn)] == calls

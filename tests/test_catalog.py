@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from atess_exporter.exposition import collectors as collector_module
 from atess_exporter.live.store import Cache, DeviceSnapshot
-from atess_exporter.catalog import NOT_MEASUREMENTS, RESERVED_SUFFIXES, UNIT_SCALE, load_catalog, snake_case
+from atess_exporter.catalog import NOT_MEASUREMENTS, UNIT_SCALE, load_catalog
+from atess_exporter.catalog.naming import RESERVED_SUFFIXES, snake_case
 from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS, OPERATIONS
 from atess_exporter.readings.payload import payload_samples, read_payload
 from atess_exporter.simulator import SimDevice, demo_devices

@@ -10,7 +10,7 @@ from atess_exporter.readings.counterguard import CounterGuard
 from atess_exporter.live.poller import Poller
 from atess_exporter.simulator import Simulator
 from conftest import TOKEN, FakeClient, make_config
-from test_backfill import DEV_A, _override_rows, run, samples_of, series, utc, write_config
+from test_backfill import DEV_A, PATH, _override_rows, run, samples_of, series, utc, write_config
 
 KWH = 3.6e6
 PV = "atess_pv_energy_joules_total"
@@ -185,3 +185,41 @@ def test_a_restored_counter_the_catalog_no_longer_has_is_not_exported(tmp_path):
     snap = p.poll_device(p.devices["A"])
     assert "atess_renamed_energy_joules_total" not in snap.samples
     assert snap.samples[PV] == (((), 100 * KWH),)
+
+
+def test_backfill_keeps_the_last_good_total_where_a_row_lacks_it(tmp_path):
+    """'No reading' is one rule for both sides: a history row without the field writes the
+    last good value at the row's time, as a row reading 0 does and as the live poller keeps
+    exposing it."""
+    with Simulator([DEV_A], token=TOKEN) as sim:
+        inner = sim.routes[PATH]
+
+        def handle(s, req):
+            reply = inner(s, req)
+            for row in reply.envelope["data"]["datas"] if reply.envelope and reply.envelope["data"] else ():
+                if row["time"] == "2024-03-02 12:00:00":
+                    row.pop("epvTotal")
+            return reply
+
+        sim.routes[PATH] = handle
+        out = tmp_path / "out.om"
+        rc, err = run(write_config(tmp_path, sim, devices=(DEV_A,)), out)
+    assert rc == 0, err
+    s = series(samples_of(out), PV, DEV_A.sn, DEV_A.model)
+    assert s[utc(date(2024, 3, 2), 12, 0, 1.0)] == s[utc(date(2024, 3, 2), 11, 55, 1.0)]
+
+
+def test_live_and_backfill_save_the_guard_alike(tmp_path):
+    """One serialisation: what either side saves, the other restores to the same judgments."""
+    guard = CounterGuard(confirm_polls=3)
+    guard.check((PV, ()), 100.0, at=0.0)
+    guard.check((PV, ()), 0.0, at=300.0)            # a glitch, counted
+    state = json.loads(json.dumps(guard.state()))
+    restored = CounterGuard.restore(state, 3)
+    assert restored.glitches == guard.glitches == 1
+    assert restored.check((PV, ()), 90.0, at=600.0) == guard.check((PV, ()), 90.0, at=600.0) == 100.0
+    p = poller(["100"], state_file=str(tmp_path / "state.json"))
+    p.poll_device(p.devices["A"])
+    p.save_state()
+    saved = json.loads((tmp_path / "state.json").read_text())["counters"]["A"]
+    assert CounterGuard.restore(saved, 3).last((PV, ())) == 100 * KWH

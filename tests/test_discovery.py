@@ -219,9 +219,9 @@ def test_simulator_pages_and_refuses_writes(sim):
 
 
 def test_setting_names_follow_the_catalogs_promtool_safe_rules():
-    from atess_exporter.readings.settings import split_settings
+    from atess_exporter.readings.devicesettings import read_device_settings
 
-    numbers = split_settings({"chargeTimeMinutes": 30, "maxCount": "4", "exportLimit": "50"}).numbers
+    numbers = read_device_settings({"chargeTimeMinutes": 30, "maxCount": "4", "exportLimit": "50"}).numbers
     assert numbers == {"atess_setting_charge_timeminutes": ("chargeTimeMinutes", 30.0),
                        "atess_setting_max_count_value": ("maxCount", 4.0),
                        "atess_setting_export_limit": ("exportLimit", 50.0)}
@@ -278,13 +278,27 @@ def test_a_list_ignoring_pageno_is_read_once_not_forever():
 
 
 def test_a_list_that_never_ends_stops_at_the_page_cap():
+    """The cap ends the calls, and the list fails: a list read in part is not the list."""
     from atess_exporter.account.discovery import pages
+    from atess_exporter.api.client import MalformedResponseError
 
     client, calls, reply = _client_for(lambda path, query: {"datas": [{"plantId": query["pageNo"]}] * 2})
-    with responses.RequestsMock() as mock:
+    got = []
+    with responses.RequestsMock() as mock, pytest.raises(MalformedResponseError, match="within 7 pages"):
         mock.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=reply)
-        got = list(pages(client, "/api/v1/plant/list", {}, 2, max_pages=7))
+        got.extend(pages(client, "/api/v1/plant/list", {}, 2, max_pages=7))
     assert len(calls) == 7 and len(got) == 14
+
+
+def test_a_list_past_the_page_cap_keeps_the_devices(mocked):
+    """discovery.max_pages reached: the refresh fails (as over the call budget) instead of
+    taking the pages read for the whole account and dropping the devices beyond them."""
+    exporter = discovering(mocked, discovery={"max_pages": 2})   # 3 plants, 2 a page: 2 pages
+    assert exporter.poller.refresh_topology()
+    before = sorted(exporter.poller.devices)
+    mocked.plants += [{"plantId": f"P{i}", "plantName": f"Plant {i}"} for i in (4, 5)]   # now 3 pages
+    assert not exporter.poller.refresh_topology()
+    assert sorted(exporter.poller.devices) == before == ["HPS-A", "HPS-B", "PCS-C", "TL-D"]
 
 
 def test_an_empty_list_is_no_devices_not_an_error(mocked):

@@ -1,7 +1,7 @@
 """Bidi and invisible format characters never reach a label or the landing page (issue 19):
 a plant name with U+202E could read backwards in Grafana and on the page."""
 
-from atess_exporter.web.landing import DeviceStatus, render
+from atess_exporter.web.landing import DeviceTable, render
 from conftest import parse_exposition
 from test_discovery import account, discovering, mocked, scrape  # noqa: F401  (fixture)
 
@@ -22,7 +22,7 @@ def test_format_characters_are_stripped_from_labels_and_the_landing_page(mocked)
     exporter.poller.refresh_topology()
     exporter.poller.poll_settings(exporter.poller.devices["HPS-A"])
     text = exporter.exposition().decode()
-    page = render("/metrics", DeviceStatus(exporter.cache, exporter.config.poll)).decode()
+    page = render("/metrics", DeviceTable(exporter.cache, exporter.config.poll)).decode()
     for where in (text, page):
         assert not [ch for ch in INVISIBLE if ch in where]
     assert 'plant_name="Harbour Depot"' in text and 'city="leiK"' in text and 'value="Load First"' in text

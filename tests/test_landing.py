@@ -13,7 +13,7 @@ from atess_exporter.app import Exporter
 from atess_exporter.live.store import Cache, DeviceSnapshot
 from atess_exporter.cli import demo_config
 from atess_exporter.config import PollConfig
-from atess_exporter.web.landing import DeviceStatus
+from atess_exporter.web.landing import DeviceTable
 from atess_exporter.web.server import MetricsServer
 from atess_exporter.simulator import Simulator, demo_devices
 
@@ -21,7 +21,7 @@ SECRET = "tok-5ecret-value-123"
 NOW = 1_750_000_000.0
 
 
-def get_page(status: DeviceStatus, telemetry_path: str = "/metrics") -> str:
+def get_page(status: DeviceTable, telemetry_path: str = "/metrics") -> str:
     server = MetricsServer(CollectorRegistry(), "127.0.0.1:0", telemetry_path, landing_extra=status)
     server.start()
     try:
@@ -45,7 +45,7 @@ def hostile_cache() -> Cache:
 
 
 def test_hostile_sn_model_plant_and_error_are_escaped_and_secrets_scrubbed():
-    page = get_page(DeviceStatus(hostile_cache(), PollConfig(), secrets=[SECRET], clock=lambda: NOW))
+    page = get_page(DeviceTable(hostile_cache(), PollConfig(), secrets=[SECRET], clock=lambda: NOW))
     for raw in ("<script>", "<img ", "<iframe", "<b>upstream"):
         assert raw not in page, raw
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -58,7 +58,7 @@ def test_hostile_sn_model_plant_and_error_are_escaped_and_secrets_scrubbed():
 
 
 def test_each_device_shows_status_last_poll_data_age_and_error():
-    page = get_page(DeviceStatus(hostile_cache(), PollConfig(stale_after_seconds=900), clock=lambda: NOW))
+    page = get_page(DeviceTable(hostile_cache(), PollConfig(stale_after_seconds=900), clock=lambda: NOW))
     rows = {re.sub("<[^>]+>", "|", r).split("|")[2]: r for r in re.findall(r"<tr><td>.*?</tr>", page)}
     good = rows["GOOD1"]
     assert "PCS100" in good and "PL1" in good and ">up<" in good and ">online<" in good
@@ -69,7 +69,7 @@ def test_each_device_shows_status_last_poll_data_age_and_error():
 
 
 def test_links_and_an_escaped_telemetry_path():
-    page = get_page(DeviceStatus(Cache(), PollConfig()), telemetry_path='/m"x')
+    page = get_page(DeviceTable(Cache(), PollConfig()), telemetry_path='/m"x')
     assert '<a href="/m&quot;x">Metrics</a>' in page and '<a href="/healthz">Health</a>' in page
     assert "No device yet" in page
 
@@ -78,8 +78,8 @@ def test_demo_says_so_and_lists_every_simulated_device():
     with Simulator(demo_devices(), token="demo-token") as sim:
         exporter = Exporter(demo_config(sim.base_url))
         exporter.poller.run_once()
-        demo_page = get_page(DeviceStatus(exporter.cache, exporter.config.poll, demo=True))
-        real_page = get_page(DeviceStatus(exporter.cache, exporter.config.poll, demo=False))
+        demo_page = get_page(DeviceTable(exporter.cache, exporter.config.poll, demo=True))
+        real_page = get_page(DeviceTable(exporter.cache, exporter.config.poll, demo=False))
     assert "Demo:" in demo_page and "simulated" in demo_page
     assert "Demo:" not in real_page and "simulated" not in real_page
     for dev in demo_devices():
@@ -93,7 +93,7 @@ def test_row_count_is_bounded():
     cache = Cache()
     for i in range(landing.MAX_ROWS + 3):
         cache.put(DeviceSnapshot(sn=f"SN{i:05d}", device_type="pcs", model="PCS100"))
-    page = get_page(DeviceStatus(cache, PollConfig()))
+    page = get_page(DeviceTable(cache, PollConfig()))
     assert page.count("<tr><td>") == landing.MAX_ROWS and "and 3 more devices" in page
     assert "not polled yet" in page and "never" in page
 

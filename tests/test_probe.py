@@ -14,7 +14,7 @@ import yaml
 
 from atess_exporter.probe import recording
 from atess_exporter.catalog import load_catalog
-from atess_exporter.account.discovery import rows_of
+from atess_exporter.api.paging import rows_of
 from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS
 from atess_exporter.probe.command import main
 from atess_exporter.readings.payload import parse_time, read_payload

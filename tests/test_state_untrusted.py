@@ -25,6 +25,8 @@ def warnings_of(caplog):
     {"version": 1, "counters": {"A": [[{"k": 1}, 5, 0, 0.0]]}},          # an object inside a key
     {"version": 1, "counters": {"A": [[[PV], 5 * KWH, 0, 0.0]]}},        # a one-part key
     {"version": 1, "counters": {"A": [[[PV, [1, 2]], 5 * KWH, "x", 0.0]]}},
+    {"version": 1, "counters": {"A": {"glitches": "many", "tracks": {"x": 1}}}},
+    {"version": 1, "counters": {"A": {"glitches": 2, "tracks": [[[PV], 5 * KWH, 0, 0.0], 7]}}},
     {"version": 1, "counters": {"../../etc": [GOOD_ROW], "A": [GOOD_ROW, [[PV], 1.0]]}},
     "[" * 100_000 + "]" * 100_000,                                       # 100,000-deep nesting
     '{"version": 1, "counters": {"A": ' + "[" * 50_000 + "]" * 50_000 + "}}",
@@ -37,7 +39,7 @@ def test_a_damaged_state_file_never_stops_start_up_or_polling(tmp_path, caplog, 
     assert [v for v, _ in exposed(p, 3)] == [101, 101.2, 101.4]        # every poll works
     assert 1 <= len(warnings_of(caplog)) <= 2                           # said once, per section and rows
     p.save_state()                                                      # nothing bad is saved back
-    rows = json.loads(path.read_text())["counters"]["A"]
+    rows = json.loads(path.read_text())["counters"]["A"]["tracks"]
     assert all(isinstance(r[0], list) and len(r[0]) == 2 for r in rows)
     again = poller(["101.6"], state_file=str(path))
     assert [v for v, _ in exposed(again, 1)] == [101.6]
@@ -108,7 +110,7 @@ def test_a_poll_with_the_clock_30_days_ahead_does_not_freeze_counters(tmp_path):
     assert [v for v, _ in exposed(p, len(offline))] == [100.2] * len(offline)
     assert [v for v, _ in exposed(p, 3)] == [112.2, 113.0, 113.8]     # 12 kWh in 2 h on 10 kW: possible
     p.save_state()
-    saved = json.loads(path.read_text())["counters"]["A"]
+    saved = json.loads(path.read_text())["counters"]["A"]["tracks"]
     assert all(t is None or t <= p.test_clock.now for row in saved for t in row[4:])
 
 

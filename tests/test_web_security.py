@@ -157,7 +157,7 @@ def test_a_client_that_does_not_trust_the_ca_fails(pki, serve):
 
 
 def test_plain_http_to_the_tls_port_fails_cleanly_and_others_are_still_served(pki, serve, caplog):
-    caplog.set_level(logging.DEBUG, logger="atess_exporter.web.server")
+    caplog.set_level(logging.DEBUG, logger="atess_exporter.web")
     server = serve(tls_config(pki))
     # A connection that never sends a byte is waiting on its own thread, not in accept().
     idle = socket.create_connection(("127.0.0.1", server.port))
@@ -276,7 +276,7 @@ def test_malformed_authorization_headers_are_401(serve):
 
 
 def test_basic_auth_without_tls_works_and_warns(serve, caplog):
-    caplog.set_level(logging.INFO, logger="atess_exporter.web.server")
+    caplog.set_level(logging.INFO, logger="atess_exporter.web")
     server = serve({"basic_auth_users": {USER: HASH}})
     assert server.scheme == "http"
     assert fetch(server)[0] == 401
@@ -373,6 +373,11 @@ BAD = {
     "yaml error": ("basic_auth_users: {alice: [\n", "invalid YAML at line"),
     "duplicate key": (f"basic_auth_users:\n  alice: {HASH}\n  alice: {HASH}\n", "duplicate key 'alice'"),
     "not a mapping": ("- just a list\n", "expected a mapping of tls_server_config"),
+    # the config's bounded YAML loader (outside/yamlfile.py) reads this file too
+    "alias bomb": ("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+                   + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 7)),
+                   "aliases expand to"),
+    "too deep": ("x: " + "[" * 100 + "]" * 100 + "\n", "nested too deep"),
 }
 
 

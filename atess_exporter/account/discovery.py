@@ -7,9 +7,10 @@ documents for the BCU list; the plant and datalogger lists are undocumented,
 so both shapes are accepted everywhere: a bare array, or a page object
 `{datas, total, pageNo, pageSize, offset}`.
 
-A list never floods the API: paging stops on `total`, on a short page, on a
-page identical to the previous one, and at `discovery.max_pages` pages; one
-refresh makes at most `discovery.max_calls` calls. Every value taken from a
+A list never floods the API: the paged-list reader (api/paging.py) ends it on
+its rules, and fails it past `discovery.max_pages` pages; one refresh makes at
+most `discovery.max_calls` calls. A list that fails fails the refresh, so a
+half-read account never removes devices. Every value taken from a
 row is checked here, where it enters: SNs follow the config's rules, label
 texts are cut to a sane length, a non-finite capacity is no capacity.
 """
@@ -17,19 +18,17 @@ texts are cut to a sane length, a non-finite capacity is no capacity.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-from atess_exporter.api.client import AtessClient, MalformedResponseError, NoDataError
+from atess_exporter.api.client import AtessClient
+from atess_exporter.api.paging import CallBudget, bounded_number, pages
 from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.catalog.endpoints import LIST_KEY
-from atess_exporter.catalog.models import label_text, valid_sn
+from atess_exporter.outside.text import label_text, valid_sn
 from atess_exporter.config.shard import in_shard
 
 log = logging.getLogger(__name__)
-
-MAX_PAGES = 50       # per list, for callers without a config (discovery.max_pages otherwise)
 
 
 @dataclass(frozen=True)
@@ -44,10 +43,12 @@ class Plant:
 
 @dataclass(frozen=True)
 class Datalog:
+    """A datalogger (the devices' gateway to the cloud) as its plant's list gives it."""
+
     sn: str
     plant_id: str
+    online: bool | None = None   # None: the list does not say
     model: str = ""
-    online: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -70,124 +71,109 @@ def pick(row: dict, *names: str, default: Any = "") -> Any:
     return default
 
 
-def _bounded(value: Any) -> float | None:
-    """A finite number in [0, 1e7] (a plant's kW, a list's total), else None."""
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return number if math.isfinite(number) and 0 <= number <= 1e7 else None
+SKIPPED = None   # what the walk yields for a row without a usable serial number
 
 
-class ListBudget:
-    """Calls one refresh may still make: a misbehaving list cannot flood the API."""
+@dataclass(frozen=True)
+class Listed:
+    """One find of the account walk: a plant, a datalogger on it, or a device on that datalogger."""
 
-    def __init__(self, max_calls: int):
-        self.left = max_calls
-
-    def take(self, path: str) -> None:
-        if self.left <= 0:
-            raise MalformedResponseError(f"{path}: discovery stopped after its call budget; "
-                                         "raise discovery.max_calls if the account is really this large")
-        self.left -= 1
+    plant: Plant
+    datalog: Datalog | None = None
+    device: DeviceConfig | None = None
+    row: dict = field(default_factory=dict)   # the device's list row (firmware, lost)
 
 
-def rows_of(path: str, data: Any) -> tuple[list, float | None]:
-    """(rows, total) from a bare array or a page object."""
-    if isinstance(data, list):
-        return data, None
-    if isinstance(data, dict):
-        rows = data.get("datas", data.get("records", data.get("list")))
-        if isinstance(rows, list):
-            total = _bounded(data.get("total"))
-            return rows, total
-    raise MalformedResponseError(f"{path}: list answer is neither an array nor a page object with datas")
+Listing = Callable[[str, dict[str, Any]], Iterable[dict]]
 
 
-def pages(client: AtessClient, path: str, params: dict[str, Any], page_size: int,
-          budget: ListBudget | None = None, max_pages: int = MAX_PAGES) -> Iterator[dict]:
-    """Every row of a list, over as many pages as it honestly has."""
-    previous: list | None = None
-    seen = 0
-    for page in range(1, max_pages + 1):
-        if budget is not None:
-            budget.take(path)
-        try:
-            data = client.get(path, {**params, "pageNo": page, "pageSize": page_size})
-        except NoDataError:
-            return  # success code, no rows: an empty list
-        rows, total = rows_of(path, data)
-        if rows == previous:
-            return  # the server ignores pageNo: the same page again
-        previous = rows
-        yield from (r for r in rows if isinstance(r, dict))
-        seen += len(rows)
-        if isinstance(data, list) or len(rows) < page_size or (total is not None and seen >= total):
-            return  # a bare array is the whole list
-    log.warning("list endpoint never ended; stopped", extra={"fields": {"path": path, "pages": max_pages}})
+def walk(listing: Listing, families: list[str], *, wanted: Callable[[str], bool] = lambda family: True,
+         max_plants: int | None = None, max_datalogs: int | None = None) -> Iterator[Listed | None]:
+    """The account's plants -> dataloggers -> devices, as `listing(kind, params)` reads
+    each list: the one walk discovery and the probe take. A plant listed twice is
+    walked once, a device listed twice found once; `wanted(family)` skips a family's
+    lists; max_plants/max_datalogs bound the walk (the probe's)."""
+    plant_ids: set[str] = set()
+    datalogs = 0
+    seen_devices: set[str] = set()
+    for row in listing("plant", {}):
+        plant_id = label_text(pick(row, "plantId", "id"))
+        if not plant_id or plant_id in plant_ids:
+            continue
+        if max_plants is not None and len(plant_ids) >= max_plants:
+            break
+        plant_ids.add(plant_id)
+        plant = Plant(plant_id=plant_id, name=label_text(pick(row, "plantName", "name")),
+                      capacity_kw=bounded_number(pick(row, "capacity", "installedCapacity", default=None)),
+                      country=label_text(pick(row, "country")), city=label_text(pick(row, "city")),
+                      timezone=label_text(pick(row, "timezone", "timeZone")))
+        yield Listed(plant)
+        for drow in listing("datalog", {LIST_KEY["datalog"]: plant_id}):
+            dl_sn = str(pick(drow, "dataLogSn", "datalogSn", "sn"))
+            if not valid_sn(dl_sn):
+                yield SKIPPED
+                continue
+            if max_datalogs is not None and datalogs >= max_datalogs:
+                continue
+            datalogs += 1
+            status = pick(drow, "status", "online", default=None)
+            datalog = Datalog(sn=dl_sn, plant_id=plant_id, model=label_text(pick(drow, "model", "datalogType")),
+                              online=None if status is None else str(status).lower() in ("1", "true", "online"))
+            yield Listed(plant, datalog)
+            for family in families:
+                if not wanted(family):
+                    continue
+                for rowd in listing(family, {LIST_KEY[family]: dl_sn}):
+                    sn = pick(rowd, "deviceSn", "sn")
+                    if not valid_sn(sn):
+                        yield SKIPPED
+                        continue
+                    if sn in seen_devices:
+                        continue
+                    seen_devices.add(sn)
+                    device = DeviceConfig(sn=sn, type=family,
+                                          model=label_text(pick(rowd, "deviceModel", "model", "deviceType")),
+                                          plant_id=plant_id, plant_name=plant.name)
+                    yield Listed(plant, datalog, device, rowd)
 
 
 def discover(client: AtessClient, config: Config, families: list[str]) -> Topology:
     """Read the account's plants, dataloggers and devices. Raises AtessError when a list fails,
     so a half-read account never removes devices."""
-    size = config.discovery.page_size
-    max_pages = config.discovery.max_pages
-    budget = ListBudget(config.discovery.max_calls)
+    budget = CallBudget(config.discovery.max_calls, "discovery stopped after its call budget; "
+                                                    "raise discovery.max_calls if the account is really this large")
 
     def listing(kind: str, params: dict[str, Any]) -> Iterator[dict]:
-        return pages(client, config.endpoint(kind, "list"), params, size, budget, max_pages)
+        rows = pages(client, config.endpoint(kind, "list"), params, config.discovery.page_size, budget,
+                     config.discovery.max_pages, cap_hint="; raise discovery.max_pages if the account is really this large")
+        return (row for row in rows if isinstance(row, dict))
 
     plants, datalogs, devices = [], [], []
     firmware, datalog_of, lost = {}, {}, {}
     skipped = dropped = 0
-    cap = config.discovery.max_devices
-    seen_devices: set[str] = set()
-    seen_plants: set[str] = set()
-    for row in listing("plant", {}):
-        plant_id = label_text(pick(row, "plantId", "id"))
-        if not plant_id or plant_id in seen_plants:
-            continue
-        if len(plants) >= cap:
-            dropped += 1
-            continue
-        seen_plants.add(plant_id)
-        plant = Plant(plant_id=plant_id, name=label_text(pick(row, "plantName", "name")),
-                      capacity_kw=_bounded(pick(row, "capacity", "installedCapacity", default=None)),
-                      country=label_text(pick(row, "country")), city=label_text(pick(row, "city")),
-                      timezone=label_text(pick(row, "timezone", "timeZone")))
-        plants.append(plant)
-        for drow in listing("datalog", {LIST_KEY["datalog"]: plant_id}):
-            dl_sn = str(pick(drow, "dataLogSn", "datalogSn", "sn"))
-            if not valid_sn(dl_sn):
-                skipped += 1
+    cap = config.discovery.max_devices      # each of plants, dataloggers and devices: memory bounded
+    for found in walk(listing, families):
+        if found is SKIPPED:
+            skipped += 1
+        elif found.device is not None and found.datalog is not None:
+            if len(devices) >= cap:
+                dropped += 1
                 continue
+            sn = found.device.sn
+            devices.append(found.device)
+            firmware[sn] = label_text(pick(found.row, "firmwareVersion", "version", "softVersion"))
+            datalog_of[sn] = found.datalog.sn
+            if isinstance(found.row.get("lost"), bool):
+                lost[sn] = found.row["lost"]
+        elif found.datalog is not None:
             if len(datalogs) >= cap:
                 dropped += 1
                 continue
-            status = pick(drow, "status", "online", default=None)
-            datalogs.append(Datalog(sn=dl_sn, plant_id=plant_id, model=label_text(pick(drow, "model", "datalogType")),
-                                    online=None if status is None else str(status).lower() in ("1", "true", "online")))
-            for family in families:
-                for rowd in listing(family, {LIST_KEY[family]: dl_sn}):
-                    sn = pick(rowd, "deviceSn", "sn")
-                    if not valid_sn(sn):
-                        skipped += 1
-                        continue
-                    if sn in seen_devices:
-                        continue
-                    if len(devices) >= cap:
-                        dropped += 1
-                        continue
-                    seen_devices.add(sn)
-                    devices.append(DeviceConfig(sn=sn, type=family,
-                                                model=label_text(pick(rowd, "deviceModel", "model", "deviceType")),
-                                                plant_id=plant_id, plant_name=plant.name))
-                    firmware[sn] = label_text(pick(rowd, "firmwareVersion", "version", "softVersion"))
-                    datalog_of[sn] = dl_sn
-                    if isinstance(rowd.get("lost"), bool):
-                        lost[sn] = rowd["lost"]
+            datalogs.append(found.datalog)
+        elif len(plants) >= cap:
+            dropped += 1
+        else:
+            plants.append(found.plant)
     if skipped:
         log.warning("discovery skipped list rows without a usable serial number",
                     extra={"fields": {"rows": skipped}})

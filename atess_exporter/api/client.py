@@ -84,10 +84,6 @@ class MalformedResponseError(AtessError):
         self.outcome = outcome
 
 
-OUTCOMES = ("success", "auth_failed", "rate_limited", "api_error", "no_data", "http_error", "http_5xx",
-            "timeout", "connection_error", "dns_error", "html_response", "invalid_json", "invalid_response",
-            "too_large")
-
 RequestObserver = Callable[[str, str, float], None]
 
 

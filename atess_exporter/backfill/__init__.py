@@ -5,7 +5,7 @@
 
 The rows of the history endpoint (one per 5-minute slot) go through the same
 catalog (`readings.payload_samples`) and the same lifetime-counter guard
-(`counterguard.CounterGuard`) as the live exporter, so the file holds exactly
+(`readings.counterguard.guard_samples`) as the live exporter, so the file holds exactly
 the live exporter's metric names, labels and scaling, each sample stamped with
 the row's own `time` (fallback `recordTime`, the older spelling) read in the device's time zone.
 
@@ -35,23 +35,13 @@ Exit codes: 0 done; 1 configuration error or some windows failed; 2 usage
 error; 130 interrupted (resume by running the same command again).
 """
 
-# The rooms of the package, in the order a run goes through them: cli (arguments,
-# exit codes) -> run (the orchestration) -> fetch (one window's pages, paced by
-# pacing) -> render (rows to sample lines) -> workdir (parts and state, for
-# resuming) -> merge (the final file). The names below are what the rest of the
-# project and the tests import from `atess_exporter.backfill`.
+# The modules, in the order a run goes through them: cli (arguments, exit codes)
+# -> run (the orchestration) -> fetch (one window's pages, paced by pacing) ->
+# render (rows to sample lines) -> workdir (parts and state, for resuming) ->
+# merge (the final file). The package itself offers what the command line and
+# the tests use.
 
-from atess_exporter.backfill.cli import (DEFAULT_PAGE_SIZE, DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF, build_parser, known_devices, main)
-from atess_exporter.backfill.fetch import MAX_PAGES, ROWS_PER_DAY, HistoryFetcher, calls_for_rows, windows
-from atess_exporter.backfill.merge import merge_parts
-from atess_exporter.backfill.pacing import Clock, Pacer, Progress, Sleep
-from atess_exporter.backfill.render import render_window
-from atess_exporter.backfill.run import Backfill, Failure, Result, WindowHook
-from atess_exporter.backfill.workdir import STATE_VERSION, WorkDir, guard_state, restore_guard
+from atess_exporter.backfill.cli import build_parser, known_devices, main
+from atess_exporter.backfill.fetch import calls_for_rows, windows
 
-__all__ = [
-    "Backfill", "Clock", "DEFAULT_PAGE_SIZE", "DEFAULT_RETRIES", "DEFAULT_RETRY_BACKOFF", "Failure",
-    "HistoryFetcher", "MAX_PAGES", "Pacer", "Progress", "ROWS_PER_DAY", "Result", "STATE_VERSION", "Sleep",
-    "WindowHook", "WorkDir", "build_parser", "calls_for_rows", "guard_state", "known_devices", "main",
-    "merge_parts", "render_window", "restore_guard", "windows",
-]
+__all__ = ["build_parser", "calls_for_rows", "known_devices", "main", "windows"]

@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", default=None, type=int, metavar="N",
                    help="devices fetched in parallel (default: poll.concurrency)")
     p.add_argument("--retries", default=DEFAULT_RETRIES, type=_nonneg(int), metavar="N",
-                   help="retries of a call after a transport error, HTTP 5xx or rate limit (default: %(default)s)")
+                   help="retries of a call after a transport error or HTTP 5xx (default: %(default)s); "
+                        "any other failure stops the device: run again to resume")
     p.add_argument("--retry-backoff", dest="retry_backoff", default=DEFAULT_RETRY_BACKOFF, type=_nonneg(float),
                    metavar="SECONDS", help="first retry delay, doubling; never less than --call-interval (default: %(default)g)")
     p.add_argument("--quiet", action="store_true", help="no progress display, only the summary line and warnings")

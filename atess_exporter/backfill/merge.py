@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterable, TextIO
 
 from atess_exporter.catalog import Catalog
-from atess_exporter.backfill.render import escape_help
+from atess_exporter.outside.text import escape_label
 from atess_exporter.backfill.workdir import WorkDir
 
 log = logging.getLogger("atess_exporter.backfill")  # the package's name: log lines read as before the split
@@ -55,7 +55,7 @@ def merge_parts(work: WorkDir, sns: Iterable[str], catalog: Catalog, output: Pat
         for name in sorted(known, key=lambda n: catalog.describe_metric(n).family):
             m = catalog.describe_metric(name)
             help_text = catalog.help_text(name, interval_seconds)
-            out.write(f"# HELP {m.family} {escape_help(help_text)}\n# TYPE {m.family} {m.type}\n")
+            out.write(f"# HELP {m.family} {escape_label(help_text)}\n# TYPE {m.family} {m.type}\n")
             for sn in sns:
                 path = buckets / f"sn-{sn}" / name
                 if not path.exists():

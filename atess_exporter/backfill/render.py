@@ -12,21 +12,15 @@ from prometheus_client.utils import floatToGoString
 
 from atess_exporter.catalog import BASE_LABELS, Catalog, FamilyCatalog
 from atess_exporter.config import DeviceConfig
-from atess_exporter.readings.counterguard import CounterGuard
+from atess_exporter.outside.text import escape_label
+from atess_exporter.readings.counterguard import CounterGuard, guard_samples
 from atess_exporter.readings.payload import payload_samples, row_time
 
 log = logging.getLogger("atess_exporter.backfill")  # the package's name: log lines read as before the split
 
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
-escape_help = _escape_label  # OpenMetrics escapes HELP like label values
-
-
 def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
-    return "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in zip(names, values)) + "}"
+    return "{" + ",".join(f'{k}="{escape_label(v)}"' for k, v in zip(names, values)) + "}"
 
 
 def _timestamp(ts: float) -> str:
@@ -56,16 +50,10 @@ def render_window(catalog: Catalog, device: DeviceConfig, family: FamilyCatalog,
                                                             "dropped": dropped}})
     series: dict[tuple[str, tuple[str, ...]], list[tuple[float, float]]] = {}
     for ts in sorted(by_time):
-        row_samples = payload_samples(family, by_time[ts], device.model)
-        live = guard.live(v for name, entries in row_samples.items()
-                          if catalog.describe_metric(name).type == "counter" for _, v in entries)
+        # the live poller's counter rules, with the row's own time
+        row_samples = guard_samples(guard, catalog, payload_samples(family, by_time[ts], device.model), ts)
         for name, entries in row_samples.items():
-            counter = catalog.describe_metric(name).type == "counter"
             for labels, value in entries:
-                if counter:  # the live poller's rules, with the row's own time
-                    value = guard.check((name, labels), value, at=ts, live=live)
-                    if value is None:
-                        continue
                 series.setdefault((name, labels), []).append((ts, value))
     ids = (device.sn, device.model or "unknown")
     out = []

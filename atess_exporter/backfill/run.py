@@ -15,11 +15,12 @@ from atess_exporter.catalog import Catalog
 from atess_exporter.api.client import AtessClient, AtessError
 from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.catalog.models import rated_power_watts
+from atess_exporter.readings.counterguard import CounterGuard
 from atess_exporter.backfill.fetch import ROWS_PER_DAY, HistoryFetcher, calls_for_rows, windows
 from atess_exporter.backfill.merge import merge_parts
 from atess_exporter.backfill.pacing import Clock, Pacer, Progress, Sleep, Stopped
 from atess_exporter.backfill.render import render_window
-from atess_exporter.backfill.workdir import STATE_VERSION, WorkDir, guard_state, restore_guard
+from atess_exporter.backfill.workdir import STATE_VERSION, WorkDir
 
 log = logging.getLogger("atess_exporter.backfill")  # the package's name: log lines read as before the split
 
@@ -66,7 +67,7 @@ class Backfill:
         self.result = Result(devices=len(devices))
         self._lock = threading.Lock()
         self.fetcher = HistoryFetcher(client, config.history_date_format, page_size=page_size,
-                                      call_interval=call_interval, retries=retries, retry_backoff=retry_backoff)
+                                      retries=retries, retry_backoff=retry_backoff)
 
     # ---- planning
     def total_days(self) -> int:
@@ -129,7 +130,7 @@ class Backfill:
         sn = device.sn
         state = self.work.load_state(sn) or {
             "version": STATE_VERSION, "sn": sn, "next": self.start.isoformat(), "parts": [], "rows": 0, "guard": None}
-        guard = restore_guard(state.get("guard"), self.confirm_polls)
+        guard = CounterGuard.restore(state.get("guard"), self.confirm_polls)
         guard.rated_watts = rated_power_watts(device.model)
         try:
             path = self.config.endpoint(device.type, "history")
@@ -155,7 +156,7 @@ class Backfill:
             name = f"{first.isoformat()}_{last.isoformat()}.om"
             self.work.write_part(sn, name, text)
             state.update(next=(last + timedelta(days=1)).isoformat(), parts=state["parts"] + [name],
-                         rows=int(state.get("rows", 0)) + nrows, guard=guard_state(guard))
+                         rows=int(state.get("rows", 0)) + nrows, guard=guard.state())
             self.work.save_state(sn, state)  # the window counts as done from here on
             with self._lock:
                 self.result.rows += nrows

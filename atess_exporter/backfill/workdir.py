@@ -10,7 +10,6 @@ from datetime import date
 from pathlib import Path
 
 from atess_exporter.config import ConfigError
-from atess_exporter.readings.counterguard import CounterGuard
 
 STATE_VERSION = 1
 
@@ -22,20 +21,6 @@ def _atomic_write(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-
-
-def guard_state(guard: CounterGuard) -> dict:
-    """All of the guard, so that a resumed run judges its next row exactly as an
-    uninterrupted run would have."""
-    return {"glitches": guard.glitches, "tracks": guard.dump()}
-
-
-def restore_guard(state: dict | None, confirm_polls: int) -> CounterGuard:
-    guard = CounterGuard(confirm_polls=confirm_polls)
-    if state:
-        guard.glitches = int(state.get("glitches", 0))
-        guard.load(state.get("tracks", ()))
-    return guard
 
 
 class WorkDir:

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field as dc_field, replace
 from importlib import resources
 from typing import Any, Iterable, Mapping
 
-import yaml
-
-from atess_exporter.catalog.naming import (RESERVED_SUFFIXES, UNCATALOGUED_PREFIX, Uncatalogued, generated_name, snake_case)
+from atess_exporter.outside.yamlfile import load_yaml
+from atess_exporter.catalog.naming import UNCATALOGUED_PREFIX, Uncatalogued
 from atess_exporter.catalog.ranges import Range, default_range, parse_range
 
 # Vendor unit -> factor to the Prometheus base unit.
@@ -371,7 +370,8 @@ def _family(data: dict, metrics: dict[str, MetricDef], uncatalogued: Uncatalogue
 
 
 def _read(name: str) -> Any:
-    return yaml.safe_load(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
+    """A catalog file of the package, through the one bounded YAML loader (a duplicate key is refused)."""
+    return load_yaml(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
 
 
 FAMILY_FILES = ("hps_central", "hps_string", "pcs", "pbd", "bcu", "mbms")  # parents before children

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import re
 
-from atess_exporter.outside.text import CONTROL
-
 # HPS150, HPS100HV, HPS10KTL, HPS7500TLS, PCS250U, PBD350 ...
 _MODEL = re.compile(r"^(HPS|PCS|PBD)\s*-?\s*(\d+(?:\.\d+)?)\s*(K?)\s*(HV|TLS|TL|U)?\b", re.IGNORECASE)
 
@@ -35,30 +33,3 @@ def rated_power_watts(model: str | None) -> float | None:
     if match.group(3) or number < 1000:
         number *= 1000.0
     return number if number > 0 else None
-
-
-def is_hv(model: str | None) -> bool:
-    """HPS100HV/HPS150HV: their central-HPS payload gives some fields other meanings
-    (ppv is PV1 power and ppv1 the total, vpv is PV1 positive voltage...)."""
-    if not model:
-        return False
-    match = _MODEL.match(model.strip())
-    return bool(match and match.group(1).upper() == "HPS" and (match.group(4) or "").upper() == "HV")
-
-
-_SN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-MAX_LABEL_TEXT = 128
-
-
-def valid_sn(text: object) -> bool:
-    """A serial number as the config accepts it: 1-64 letters, digits, . _ -"""
-    return isinstance(text, str) and bool(_SN.match(text))
-
-
-def label_text(value: object) -> str:
-    """An API string fit for a label value: control characters dropped, at most
-    MAX_LABEL_TEXT characters; anything that is not a string or number becomes ""."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        return ""
-    text = CONTROL.sub("", str(value)).strip()
-    return text[:MAX_LABEL_TEXT]

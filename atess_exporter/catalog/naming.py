@@ -132,7 +132,3 @@ class Uncatalogued:
         if not sources:
             return None
         return UncataloguedDef(name=name, help=f"Uncatalogued vendor field {', '.join(sources)}: the raw value as sent, unit unknown")
-
-    def names(self) -> list[str]:
-        with self._lock:
-            return sorted(self._sources)

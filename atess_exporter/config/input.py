@@ -14,6 +14,8 @@ import stat
 import tempfile
 from typing import Any
 
+from atess_exporter.outside.text import CONTROL
+
 
 class ConfigError(Exception):
     """A configuration problem, phrased for the user: key, problem, fix.
@@ -89,11 +91,13 @@ def read_secret_file(path: str, key: str, name: str, with_identity: bool = False
 def check_header_text(value: str, key: str, what: str, secret: bool = False) -> None:
     """A value sent in an HTTP header: no control characters, latin-1 only.
     A secret's text is never quoted, only the position of the problem."""
+    control = CONTROL.search(value)
+    if control is not None:
+        i, ch = control.start(), control.group()
+        shown = "" if secret else f" in {quoted(value)}"
+        raise ConfigError(f"{key}: {what} contains a control character (U+{ord(ch):04X} at position {i + 1}){shown}; "
+                          "remove it (a stray newline or carriage return?)")
     for i, ch in enumerate(value):
-        if ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
-            shown = "" if secret else f" in {quoted(value)}"
-            raise ConfigError(f"{key}: {what} contains a control character (U+{ord(ch):04X} at position {i + 1}){shown}; "
-                              "remove it (a stray newline or carriage return?)")
         if ord(ch) > 0xFF:
             shown = "" if secret else f" in {quoted(value)}"
             raise ConfigError(f"{key}: {what} contains a character HTTP headers cannot carry (position {i + 1}){shown}; "

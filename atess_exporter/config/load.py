@@ -10,6 +10,7 @@ from atess_exporter.config.shard import parse_shard
 from atess_exporter.config.model import MIN_INTERVAL_SECONDS, Config
 from atess_exporter.config.parsers import (read_api, read_catalog_overrides, read_devices, read_discovery, read_endpoints, read_history, read_poll, read_settings)
 from atess_exporter.config.reader import Section
+from atess_exporter.outside.yamlfile import YamlRefused, load_yaml_file
 
 
 def parse_config(data: Any, source: str = "config.yaml", *, min_interval: float = MIN_INTERVAL_SECONDS) -> Config:
@@ -47,16 +48,10 @@ def parse_config(data: Any, source: str = "config.yaml", *, min_interval: float 
 def load_config(path: str, *, writes_state: bool = True, **kwargs: Any) -> Config:
     """Read and validate a YAML file; every problem is a one-line ConfigError naming the file.
     `writes_state`: the caller saves `state_file`, so it must be writable (the backfill does not)."""
-    from atess_exporter.outside.yamlfile import YamlRefused, load_yaml, read_text
-
     try:
-        text = read_text(path)
+        data = load_yaml_file(path)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}); pass --config.file PATH") from None
-    except YamlRefused as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    try:
-        data = load_yaml(text)
     except YamlRefused as exc:
         raise ConfigError(f"{path}: {exc}") from None
     try:

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from atess_exporter.config.input import ConfigError, check_header_text, kind_of, quoted
 from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS, NON_DEVICE_FAMILIES, OPERATIONS
-from atess_exporter.catalog.models import valid_sn
+from atess_exporter.outside.text import valid_sn
 from atess_exporter.config.model import (MIN_INTERVAL_SECONDS, ApiConfig, Credentials, DeviceConfig, DiscoveryConfig, PollConfig, SettingsConfig)
 from atess_exporter.config.reader import Section
 

@@ -186,9 +186,6 @@ class ReadingsCollector(PerDeviceCollector):
         self.clock = clock
         self._shapes: dict[str, tuple[type, str, tuple[str, ...], str]] = {}
 
-    def _family(self, name: str) -> Metric:
-        return self.template(name)
-
     def template(self, name: str) -> Metric:
         # HELP asked anew each time: an uncatalogued field's grows as more families send it.
         cls, family, labels, unit = self._shape(name)
@@ -289,7 +286,7 @@ class SettingsCollector(Collector):
         self.cache = cache
 
     def collect(self) -> Iterator[Metric]:
-        settings = self.cache.all_settings()
+        settings = self.cache.device_settings()
         if not settings:
             return
         numbers: dict[str, GaugeMetricFamily] = {}

@@ -43,6 +43,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import ALLOWUTF8, DOTS, UNDERSCORES, VALUES
 from prometheus_client.utils import floatToGoString
 
+from atess_exporter.outside.text import escape_label
+
 EOF = b"# EOF\n"
 
 
@@ -105,10 +107,7 @@ def _plain_lines(family: Metric) -> bytes | None:
             for k in sorted(labels):
                 if not _plain_label(k):
                     return None
-                v = labels[k]
-                if "\\" in v or "\n" in v or '"' in v:
-                    v = v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
-                parts.append(f'{k}="{v}"')
+                parts.append(f'{k}="{escape_label(labels[k])}"')
             out.append(f"{s.name}{{{','.join(parts)}}} {floatToGoString(s.value)}\n")
         else:
             out.append(f"{s.name} {floatToGoString(s.value)}\n")

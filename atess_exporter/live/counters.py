@@ -1,9 +1,8 @@
-"""Each device's counter guard, applied to its readings and kept across restarts.
+"""Each device's counter guard, kept across restarts.
 
-The guard (readings/counterguard.py) decides what a lifetime total may do;
-this module holds one guard per device, applies it to a poll's samples and
-saves the guards' last good values to the state file (live/state.py) at most
-every STATE_SAVE_SECONDS and on stop.
+The guard (readings/counterguard.py) decides what a lifetime total may do and
+how it is saved; this module holds one guard per device and saves them all to
+the state file (live/state.py) at most every STATE_SAVE_SECONDS and on stop.
 """
 
 from __future__ import annotations
@@ -12,12 +11,10 @@ import logging
 import threading
 import time
 
-from atess_exporter.catalog import Catalog
 from atess_exporter.catalog.models import rated_power_watts
-from atess_exporter.catalog.models import valid_sn
+from atess_exporter.outside.text import valid_sn
 from atess_exporter.live.state import MAX_STATE_BYTES, load_state, save_state, section
 from atess_exporter.readings.counterguard import CounterGuard
-from atess_exporter.readings.payload import Samples
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +22,7 @@ STATE_SAVE_SECONDS = 60.0
 
 
 class CounterState:
-    def __init__(self, catalog: Catalog, confirm_polls: int, state_file: str | None,
-                 max_bytes: int = MAX_STATE_BYTES):
-        self.catalog = catalog
+    def __init__(self, confirm_polls: int, state_file: str | None, max_bytes: int = MAX_STATE_BYTES):
         self.confirm_polls = confirm_polls
         self.state_file = state_file
         self.guards: dict[str, CounterGuard] = {}
@@ -36,12 +31,14 @@ class CounterState:
         now = time.time()
         rows_dropped = 0
 
-        def entry(sn: str, rows: object) -> CounterGuard:
+        def entry(sn: str, state: object) -> CounterGuard:
             nonlocal rows_dropped
-            if not valid_sn(sn):
-                raise ValueError("not a serial number")
-            guard = CounterGuard(confirm_polls)
-            rows_dropped += guard.load(rows, now)
+            if not valid_sn(sn) or not isinstance(state, (dict, list)):
+                raise ValueError("not a device's counter state")
+            if isinstance(state, dict) and not isinstance(state.get("tracks", []), list):
+                raise ValueError("tracks: not a list")
+            guard = CounterGuard.restore(state, confirm_polls, now)
+            rows_dropped += guard.damaged
             return guard
 
         # Discovered devices are not known yet: keep every valid one.
@@ -58,31 +55,9 @@ class CounterState:
     def forget(self, sn: str) -> None:
         self.guards.pop(sn, None)
 
-    def apply(self, guard: CounterGuard, samples: Samples, now: float) -> Samples:
-        """Counters as the guard believes them: impossible readings held back, "no
-        reading" (0, missing) keeps the last good value."""
-        counters = {name for name in samples if self.catalog.describe_metric(name).type == "counter"}
-        live = guard.live(value for name in counters for _, value in samples[name])
-        grouped: dict[str, list] = {}
-        for name, rows in samples.items():
-            if name not in counters:
-                grouped[name] = list(rows)
-                continue
-            kept = grouped.setdefault(name, [])
-            for labels, value in rows:
-                exposed = guard.check((name, labels), value, at=now, live=live)
-                if exposed is not None:
-                    kept.append((labels, exposed))
-        present = {(name, labels) for name, rows in samples.items() for labels, _ in rows}
-        for (name, labels), value in guard.held(present):
-            m = self.catalog.metrics.get(name)  # a state file from an older catalog may name others
-            if m is not None and m.type == "counter" and len(labels) == len(m.labels):
-                grouped.setdefault(name, []).append((labels, value))
-        return {name: tuple(rows) for name, rows in grouped.items() if rows}
-
     def save(self) -> None:
         with self._lock:
-            counters = {sn: guard.dump() for sn, guard in list(self.guards.items())}
+            counters = {sn: guard.state() for sn, guard in list(self.guards.items())}
             save_state(self.state_file, {"counters": counters})
             self._saved = time.monotonic()
 

@@ -14,14 +14,16 @@ import threading
 from dataclasses import replace
 from typing import Callable
 
-from atess_exporter.api.client import AtessClient, AtessError, AuthError, HttpError, RateLimitError, TransportError
+from atess_exporter.api.client import AtessClient, AtessError, AuthError, RateLimitError
+from atess_exporter.api.retry import RetryPolicy
 from atess_exporter.catalog import Catalog
 from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.live.authgate import AuthGate
 from atess_exporter.live.counters import CounterState
 from atess_exporter.live.store import Cache, DeviceSnapshot
+from atess_exporter.readings.counterguard import guard_samples
 from atess_exporter.readings.payload import Reading, looks_like_watts, parse_time, read_payload
-from atess_exporter.readings.settings import split_settings
+from atess_exporter.readings.devicesettings import read_device_settings
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ class DevicePoll:
         self.counters = counters
         self.polled = polled   # whether a device is still in the fleet (discovery may remove it mid-poll)
         self.stop = stop
-        self.rng = rng
+        self.retry = RetryPolicy(config.poll.retries, config.poll.retry_backoff_seconds, rng)
         self._rate_limited: dict[str, int] = {}  # consecutive rate-limit answers per device
         self._watts_warned: set[str] = set()
 
@@ -62,7 +64,7 @@ class DevicePoll:
             self._report(device, model, reading)
             guard = self.counters.guard_for(device.sn, model)
             glitches_before = guard.glitches
-            samples = self.counters.apply(guard, reading.samples, clock())
+            samples = guard_samples(guard, self.catalog, reading.samples, clock())
             snapshot = DeviceSnapshot(
                 sn=device.sn,
                 device_type=device.type,
@@ -96,13 +98,13 @@ class DevicePoll:
                 self.auth.refused(client)
             log.warning("settings read failed", extra={"fields": {"sn": device.sn, "outcome": exc.outcome, "error": str(exc)}})
             return
-        settings = split_settings(data, self.config.settings.max_keys)
+        settings = read_device_settings(data, self.config.settings.max_keys)
         if self.store.count_dropped("settings.max_keys", settings.dropped):
             log.warning("a settings answer has more keys than settings.max_keys; the rest are dropped "
                         "(atess_exporter_input_dropped_total); raise settings.max_keys if they are real",
                         extra={"fields": {"sn": device.sn, "keys": len(settings.numbers) + len(settings.texts) + settings.dropped,
                                           "max_keys": self.config.settings.max_keys}})
-        self.store.put_settings(device.sn, settings)
+        self.store.put_device_settings(device.sn, settings)
 
     def _report(self, device: DeviceConfig, model: str, reading: Reading) -> None:
         """One debug line per withheld value; one warning per device when its powers look like W."""
@@ -127,22 +129,8 @@ class DevicePoll:
         return stored if stored is not None else change(None)
 
     def _fetch(self, client: AtessClient, path: str, sn: str) -> dict:
-        """The latest data, retrying what a retry can fix: no answer, or a 5xx."""
-        retries = self.config.poll.retries
-        for attempt in range(retries + 1):
-            try:
-                return client.latest(path, sn)
-            except (TransportError, HttpError) as exc:
-                retryable = isinstance(exc, TransportError) or exc.status >= 500
-                if attempt == retries or not retryable:
-                    raise
-                base = self.config.poll.retry_backoff_seconds * 2 ** attempt
-                delay = base / 2 + self.rng.uniform(0, base / 2)
-                log.info("retrying", extra={"fields": {"sn": sn, "outcome": exc.outcome, "attempt": attempt + 1,
-                                                       "in_seconds": round(delay, 2)}})
-                if self.stop.wait(delay):
-                    raise
-        raise AssertionError("unreachable")
+        """The latest data, retried by the retry policy (api/retry.py); a stop ends the wait."""
+        return self.retry.call(lambda: client.latest(path, sn), self.stop.wait, {"sn": sn})
 
     def _failed(self, client: AtessClient, sn: str, exc: AtessError) -> None:
         fields = {"sn": sn, "outcome": exc.outcome, "error": str(exc)}

@@ -43,7 +43,7 @@ class Poller:
         self._stop = threading.Event()
         self.discovered = threading.Event()  # set once the first discovery has run (or failed)
         self.auth = AuthGate(config.poll.auth_backoff_seconds or config.poll.interval_seconds, cache)
-        self.counters = CounterState(catalog, config.poll.counter_reset_confirm_polls, config.state_file,
+        self.counters = CounterState(config.poll.counter_reset_confirm_polls, config.state_file,
                                      config.state_file_max_bytes)
         self.fleet = Fleet(config, catalog, cache)
         self.device_poll = DevicePoll(config, catalog, cache, self.auth, self.counters,

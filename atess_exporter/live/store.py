@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator
 
 from atess_exporter.account.discovery import Topology
-from atess_exporter.readings.settings import Settings
+from atess_exporter.readings.devicesettings import DeviceSettings
 
 _SHAPES_MAX = 4096
 
@@ -120,7 +120,7 @@ class Cache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._devices: dict[str, DeviceSnapshot] = {}
-        self._settings: dict[str, Settings] = {}
+        self._settings: dict[str, DeviceSettings] = {}
         self.version = 0
         self._log: deque[tuple[int, str | None]] = deque(maxlen=self.CHANGE_LOG)
         self.topology: Topology | None = None   # None until discovery has read the account
@@ -188,13 +188,13 @@ class Cache:
             for sn in [s for s in self._settings if s not in keep]:
                 del self._settings[sn]
 
-    def put_settings(self, sn: str, settings: Settings) -> None:
+    def put_device_settings(self, sn: str, settings: DeviceSettings) -> None:
         """Keep a device's settings; a read that ends after the device was removed is dropped."""
         with self._lock:
             if sn in self._devices:
                 self._settings[sn] = settings
 
-    def all_settings(self) -> dict[str, Settings]:
+    def device_settings(self) -> dict[str, DeviceSettings]:
         """Each device's settings as last read (a copy)."""
         with self._lock:
             return dict(self._settings)

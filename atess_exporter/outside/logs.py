@@ -23,18 +23,10 @@ import time
 import traceback
 from typing import Any, Iterable
 
-from atess_exporter.outside.text import Redactor, clean_string
+from atess_exporter.outside.text import Redactor, safe_text
+
 MAX_VALUE_CHARS = 2048     # one field; the API's own text is already cut to 512 by the client
 MAX_STACK_CHARS = 16384
-_CONTROL_ESCAPES = {i: f"\\x{i:02x}" for i in list(range(0x20)) + list(range(0x7F, 0xA0))}
-_CONTROL_ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"})
-
-
-def _text(value: str, limit: int = MAX_VALUE_CHARS) -> str:
-    """Printable, valid Unicode, bounded: safe for a terminal and any log shipper."""
-    cut = len(value) > limit
-    value = clean_string(value[:limit]).translate(_CONTROL_ESCAPES)
-    return value[:limit] + "...(truncated)" if cut or len(value) > limit else value
 
 
 def _value(value: Any) -> Any:
@@ -42,13 +34,10 @@ def _value(value: Any) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
-        return value if abs(value) < 10 ** 18 else _text(f"{value:.6e}")
+        return value if abs(value) < 10 ** 18 else f"{value:.6e}"
     if isinstance(value, float):
         return value if math.isfinite(value) else ("NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf"))
-    try:
-        return _text(value if isinstance(value, str) else str(value))
-    except Exception:  # a hostile __str__ must not lose the event
-        return f"<{type(value).__name__}>"
+    return safe_text(value, MAX_VALUE_CHARS)   # printable, valid Unicode, bounded; a hostile __str__ too
 
 
 class RedactFilter(logging.Filter):
@@ -122,7 +111,7 @@ class _Formatter(logging.Formatter):
             out["exc"] = record.exc_message
         out = {k: _value(v) for k, v in out.items()}
         if self.with_stack and getattr(record, "exc_stack", None):
-            out["stack"] = _text(record.exc_stack, MAX_STACK_CHARS)
+            out["stack"] = safe_text(record.exc_stack, MAX_STACK_CHARS)
         return out
 
 

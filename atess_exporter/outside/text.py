@@ -1,4 +1,6 @@
-"""Text and JSON from peers we do not trust, made safe where they enter.
+"""Text from outside made safe, for every place it goes: labels, log lines, HTML, files.
+
+The one module for hostile text (API answers, config values, error texts):
 
 - JSON nesting is bounded (deep input was a RecursionError in the middle of a
   poll, counted as a success).
@@ -7,8 +9,13 @@
   metric name downstream can fail to encode and take /metrics down with it.
 - Text quoted into an exception or a log line (the API's `code` and `msg`) is
   escaped (no control character reaches a terminal) and truncated.
+- A label value is cut to MAX_LABEL_TEXT printable characters (label_text) and
+  written escaped (escape_label); a serial number is letters, digits and . _ -
+  (valid_sn), the same rule for the config and the API's lists.
 - Configured credentials are masked wherever text leaves the process (log
-  lines, the landing page): one Redactor, one rule.
+  lines, the landing page), and identifiers in a saved recording are replaced
+  by their hashes: one Redactor, one rule (longest text first, 4 characters
+  at least). HTML gets html.escape on top of that.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 import urllib.parse
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 REDACTED = "<redacted>"
 MAX_DEPTH = 64
@@ -143,21 +150,54 @@ def remember_secrets(secrets: Iterable[str]) -> None:
 
 
 class Redactor:
-    """Masks the configured credentials in a text, in every spelling of
-    secret_spellings. Secrets shorter than 4 characters are not masked (they
-    would mask half of every line); the longest is replaced first, so one
-    secret inside another leaves nothing behind."""
+    """Replaces given texts wherever they appear: secrets by REDACTED, in every
+    spelling of secret_spellings, or each text by its own replacement. Texts
+    shorter than 4 characters are left alone (they would mask half of every
+    line); the longest is replaced first, so one text inside another leaves
+    nothing of it behind."""
 
-    def __init__(self, secrets: Iterable[str]):
-        self._own = {v for s in secrets if s for v in secret_spellings(s)}
-        self._version = -1
-        self.secrets: list[str] = []
+    def __init__(self, texts: Iterable[str] | Mapping[str, str]):
+        self._secrets = not isinstance(texts, Mapping)    # credentials: rotated ones are masked too
+        if not isinstance(texts, Mapping):
+            texts = {v: REDACTED for t in texts if t for v in secret_spellings(t)}
+        self._own = dict(texts)
+        self._version = _rotated_version
+        self._build(self._own)
+
+    def _build(self, texts: Mapping[str, str]) -> None:
+        self.replacements = {t: r for t, r in texts.items() if len(t) >= 4}
+        ordered = sorted(self.replacements, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     def scrub(self, text: str) -> str:
-        if self._version != _rotated_version:      # a credential was rotated since: mask it too
+        if self._secrets and self._version != _rotated_version:   # a credential was rotated since
             self._version = _rotated_version
-            self.secrets = sorted(self._own | _rotated, key=len, reverse=True)
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+            self._build({**self._own, **{v: REDACTED for v in _rotated}})
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(lambda m: self.replacements[m.group(0)], text)
+
+
+MAX_LABEL_TEXT = 128
+_SN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def valid_sn(text: object) -> bool:
+    """A serial number as the config and the exporter accept it: 1-64 letters, digits, . _ -"""
+    return isinstance(text, str) and bool(_SN.match(text))
+
+
+def label_text(value: object) -> str:
+    """An API string fit for a label value: control characters dropped, at most
+    MAX_LABEL_TEXT characters; anything that is not a string or number becomes ""."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return ""
+    text = CONTROL.sub("", str(value)).strip()
+    return text[:MAX_LABEL_TEXT]
+
+
+def escape_label(value: str) -> str:
+    """A label value (or HELP text) as the text formats write it: backslash, newline and quote escaped."""
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+    return value

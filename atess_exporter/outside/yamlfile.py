@@ -12,6 +12,8 @@ duplicate key silently wins. Here:
 - a key given twice in one mapping is refused (merge keys `<<` still work).
 
 Every problem is a YamlRefused with a one-line text (line and column when known).
+Every YAML file the exporter reads comes through here: the config, the web
+config (also as the healthcheck reads it) and the catalog shipped in the package.
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class YamlRefused(Exception):
-    pass
+    """A file that is not the bounded YAML we read. For a syntax error, `where`
+    (" at line L, column C") and `problem` let a caller word it its own way."""
+
+    def __init__(self, text: str, where: str = "", problem: str = ""):
+        super().__init__(text)
+        self.where, self.problem = where, problem
 
 
 def _at(mark: Any) -> str:
@@ -44,7 +51,7 @@ class _Loader(_Base):  # type: ignore[misc, valid-type]
             key = self.construct_object(key_node, deep=True)
             try:
                 if key in seen:
-                    raise YamlRefused(f"key {_short(key)} given twice{_at(key_node.start_mark)} "
+                    raise YamlRefused(f"duplicate key {_short(key)} given twice{_at(key_node.start_mark)} "
                                       f"(first{_at(seen[key])}); keep one")
             except TypeError:
                 continue  # unhashable: the base constructor reports it
@@ -125,6 +132,11 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
+def load_yaml_file(path: str) -> Any:
+    """The document in the file at `path`; OSError when it cannot be read, else YamlRefused."""
+    return load_yaml(read_text(path))
+
+
 def load_yaml(text: str) -> Any:
     """The document in `text`, or YamlRefused."""
     try:
@@ -145,7 +157,8 @@ def load_yaml(text: str) -> Any:
         problem = getattr(exc, "problem", None) or "invalid YAML"
         if "nesting depth" in problem:  # libyaml's own limit (1000), met while scanning ahead
             raise YamlRefused(f"nested too deep{_at(mark)} (at most {MAX_DEPTH} levels); flatten it") from None
-        raise YamlRefused(f"YAML syntax error{_at(mark)}: {problem}; fix the indentation or quoting there") from None
+        raise YamlRefused(f"YAML syntax error{_at(mark)}: {problem}; fix the indentation or quoting there",
+                          _at(mark), problem) from None
     except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
         # e.g. an integer longer than Python converts
         raise YamlRefused(f"cannot be read as YAML ({type(exc).__name__}: {str(exc)[:120]})") from None

@@ -28,9 +28,9 @@ from atess_exporter.probe import recording
 from atess_exporter.catalog import Catalog
 from atess_exporter.api.client import (ApiError, AtessClient, AtessError, HttpError, MalformedResponseError, NoDataError)
 from atess_exporter.config import Config, ConfigError, DeviceConfig, load_config
-from atess_exporter.account.discovery import pick, rows_of
-from atess_exporter.catalog.endpoints import (ALTERNATIVES, LIST_KEY, NON_DEVICE_FAMILIES, history_dates, status as doc_status)
-from atess_exporter.catalog.models import label_text, valid_sn
+from atess_exporter.account.discovery import walk
+from atess_exporter.api.paging import rows_of
+from atess_exporter.catalog.endpoints import (ALTERNATIVES, NON_DEVICE_FAMILIES, history_dates, status as doc_status)
 from atess_exporter.readings.payload import parse_time, read_payload, row_time
 
 ANSWERED = ("success", "no_data")
@@ -128,34 +128,23 @@ class Probe:
             self._describe_history(history, dev)
 
     def _lists(self, families: list[str], devices: dict[str, DeviceConfig]) -> None:
-        """Plants, their dataloggers, and each family's list on them until one device of
-        every family is found: each call a different list or datalogger (a bounded walk)."""
-        plants = self._rows(self.check("plant", "list", {"pageNo": 1, "pageSize": 10}))
-        plant_ids = [label_text(pick(r, "plantId", "id")) for r in plants if pick(r, "plantId", "id")][:MAX_PLANTS]
+        """The account walk discovery takes (account/discovery.py), bounded: the first page
+        of each list, MAX_PLANTS plants, MAX_DATALOGGERS dataloggers, and a family's lists
+        only until one device of it is found; each call a different list or datalogger."""
         lists: dict[str, Check] = {}
-        dataloggers = 0
-        for plant_id in plant_ids:
-            check = self.check("datalog", "list", {LIST_KEY["datalog"]: plant_id, "pageNo": 1, "pageSize": 10}, keep=False)
-            dl_rows = self._rows(check)
-            if "datalog" not in lists or not check.answered:
-                lists["datalog"] = check
-            for row in dl_rows:
-                dl_sn = pick(row, "dataLogSn", "datalogSn", "sn")
-                if not valid_sn(dl_sn) or dataloggers >= MAX_DATALOGGERS:
-                    continue
-                dataloggers += 1
-                for family in families:
-                    if family in devices:
-                        continue
-                    c = self.check(family, "list", {LIST_KEY[family]: dl_sn, "pageNo": 1, "pageSize": 10}, keep=False)
-                    rows = self._rows(c)
-                    if family not in lists or rows or not c.answered:
-                        lists[family] = c
-                    for r in rows:
-                        sn = pick(r, "deviceSn", "sn")
-                        if valid_sn(sn) and family not in devices:
-                            devices[family] = DeviceConfig(sn=sn, type=family, model=label_text(
-                                pick(r, "deviceModel", "model", "deviceType")))
+
+        def listing(kind: str, params: dict[str, Any]) -> list[dict]:
+            c = self.check(kind, "list", {**params, "pageNo": 1, "pageSize": 10}, keep=kind == "plant")
+            rows = self._rows(c)
+            if kind != "plant" and (kind not in lists or not c.answered or (rows and kind != "datalog")):
+                lists[kind] = c   # the one shown: the first, or one that failed, or (a family) one with rows
+            return rows
+
+        for found in walk(listing, families, wanted=lambda family: family not in devices,
+                          max_plants=MAX_PLANTS, max_datalogs=MAX_DATALOGGERS):
+            if found is not None and found.device is not None and found.device.type not in devices:
+                devices[found.device.type] = DeviceConfig(sn=found.device.sn, type=found.device.type,
+                                                          model=found.device.model)
         self.checks.extend(lists[k] for k in ["datalog", *families] if k in lists)
 
     def _rows(self, c: Check) -> list[dict]:

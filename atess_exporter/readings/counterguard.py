@@ -19,7 +19,10 @@ over it. So a reading is believed only when it is physically possible:
   plausible steps: then it is a replaced meter or a reset device, and the new
   base.
 
-Used by the live poller and by the history backfill alike: one guard, one rule.
+Used by the live poller and by the history backfill alike: one guard, one rule,
+applied to a reading by `guard_samples` and saved by `state`/`restore` in both.
+"No reading" is the same whether the field says 0 or is missing: the last good
+value stays (live: exposed at the poll; backfill: written at the row's time).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Any, Hashable, Iterable
+
+from atess_exporter.catalog import Catalog
+from atess_exporter.readings.payload import Samples
 
 ENERGY_SUFFIX = "_joules_total"
 TIME_SUFFIX = "_seconds_total"
@@ -57,6 +63,7 @@ class CounterGuard:
     confirm_polls: int = 3
     rated_watts: float | None = None   # the device's nameplate power; None: unknown
     glitches: int = 0
+    damaged: int = 0                   # rows of a restored state that were damaged and dropped
     _tracks: dict[Hashable, _Track] = field(default_factory=dict)
 
     def max_rate(self, key: Hashable) -> float | None:
@@ -135,6 +142,30 @@ class CounterGuard:
 
     # -- persistence: the last good values survive a restart -----------------
 
+    def state(self) -> dict[str, Any]:
+        """All of the guard, JSON-ready, so that a restored guard judges the next
+        reading exactly as this one would have."""
+        return {"glitches": self.glitches, "tracks": self.dump()}
+
+    @classmethod
+    def restore(cls, state: Any, confirm_polls: int, now: float | None = None) -> "CounterGuard":
+        """A guard from `state()`'s output; also from a bare track list (the live
+        state file before glitches were kept) and from nothing (a fresh guard).
+        Damaged rows are dropped and counted in `damaged`; times after `now` are
+        not believed (see load)."""
+        guard = cls(confirm_polls=confirm_polls)
+        if isinstance(state, dict):
+            try:
+                guard.glitches = max(_count(state.get("glitches", 0)), 0)
+            except (TypeError, ValueError, OverflowError):
+                guard.damaged += 1
+            state = state.get("tracks")
+        if isinstance(state, list):
+            guard.damaged += guard.load(state, now)
+        elif state is not None:
+            guard.damaged += 1
+        return guard
+
     def dump(self) -> list[list]:
         """JSON-ready state: [[key parts...], value, pending, pending_last, since, pending_at]
         per counter, so a restored guard behaves exactly as the saved one would have.
@@ -202,3 +233,27 @@ def _flatten(key: Hashable) -> tuple:
 
 def _unflatten(parts: list) -> tuple:
     return tuple(tuple(p) if isinstance(p, list) else p for p in parts)
+
+
+def guard_samples(guard: CounterGuard, catalog: Catalog, samples: Samples, at: float) -> Samples:
+    """A reading's samples with its lifetime counters as the guard believes them:
+    impossible readings held back, "no reading" (0, or the field missing) keeps the
+    last good value. Gauges pass unchanged."""
+    counters = {name for name in samples if catalog.describe_metric(name).type == "counter"}
+    live = guard.live(value for name in counters for _, value in samples[name])
+    grouped: dict[str, list] = {}
+    for name, rows in samples.items():
+        if name not in counters:
+            grouped[name] = list(rows)
+            continue
+        kept = grouped.setdefault(name, [])
+        for labels, value in rows:
+            exposed = guard.check((name, labels), value, at=at, live=live)
+            if exposed is not None:
+                kept.append((labels, exposed))
+    present = {(name, labels) for name, rows in samples.items() for labels, _ in rows}
+    for (name, labels), value in guard.held(present):
+        m = catalog.metrics.get(name)  # a state file from an older catalog may name others
+        if m is not None and m.type == "counter" and len(labels) == len(m.labels):
+            grouped.setdefault(name, []).append((labels, value))
+    return {name: tuple(rows) for name, rows in grouped.items() if rows}

@@ -9,7 +9,7 @@ range are withheld, and flags and identifiers never become gauges.
 from __future__ import annotations
 
 import time as _time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Mapping
 from zoneinfo import ZoneInfo

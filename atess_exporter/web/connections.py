@@ -32,7 +32,7 @@ from http.server import ThreadingHTTPServer
 
 from atess_exporter.web.webconfig import HANDSHAKE_TIMEOUT_SECONDS, WebConfig, check_client_sans
 
-log = logging.getLogger("atess_exporter.web.server")
+log = logging.getLogger(__name__)
 
 IDLE_SECONDS = 120.0          # to start a request (first one, or the next on a kept-alive connection)
 HEADER_SECONDS = min(10.0, HANDSHAKE_TIMEOUT_SECONDS)   # request line and headers (or TLS handshake), in full

@@ -1,9 +1,10 @@
 """The landing page at `/`: what the exporter sees, per device, for a person.
 
-Everything shown comes from the cache (no API call). Every value is
+Everything shown comes from the store (no API call). Every value is
 HTML-escaped: SNs, models, plant names and error texts come from the API or
 the config and are treated as hostile. Error texts are also scrubbed of the
-configured credentials (as the log formatter does) and cut short.
+configured credentials and cut short, by the rules log lines follow
+(outside/text.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from atess_exporter import __version__
 from atess_exporter.config import PollConfig
 from atess_exporter.live.freshness import Window, data_age, is_online
 from atess_exporter.live.store import Cache, DeviceSnapshot
-from atess_exporter.outside.text import Redactor
+from atess_exporter.outside.text import Redactor, safe_text
 
 MAX_ROWS = 500          # a page for a person, not an export: the rest is in /metrics
 MAX_ERROR_CHARS = 300
@@ -50,7 +51,7 @@ def _flag(value: bool, yes: str, no: str) -> str:
     return f'<span class="ok">{yes}</span>' if value else f'<span class="bad">{no}</span>'
 
 
-class DeviceStatus:
+class DeviceTable:
     """Renders the device table; passed to the HTTP server as the page's body."""
 
     def __init__(self, cache: Cache, poll: PollConfig, secrets: Iterable[str] = (), demo: bool = False,
@@ -64,9 +65,7 @@ class DeviceStatus:
     def _row(self, dev: DeviceSnapshot, now: float) -> str:
         age = data_age(dev, now)
         plant = dev.info.get("plant_name") or dev.info.get("plant_id") or ""
-        error = "" if dev.up or not dev.error else self.redact.scrub(dev.error)
-        if len(error) > MAX_ERROR_CHARS:
-            error = error[:MAX_ERROR_CHARS] + "…"
+        error = "" if dev.up or not dev.error else safe_text(self.redact.scrub(dev.error), MAX_ERROR_CHARS)
         polled = dev.last_attempt is not None
         cells = (
             html.escape(dev.sn), html.escape(dev.model), html.escape(plant),

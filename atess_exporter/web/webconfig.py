@@ -43,8 +43,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bcrypt
-import yaml
 
+from atess_exporter.outside.yamlfile import YamlRefused, load_yaml_file
+
+CERT_BEGIN = "-----BEGIN CERTIFICATE-----"
 HTPASSWD_HINT = "generate one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'"
 
 TOP_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users", "rate_limit")
@@ -103,6 +105,7 @@ class WebConfig:
     headers: dict[str, str] = field(default_factory=dict)
     users: dict[str, bytes] = field(default_factory=dict, repr=False)   # username -> bcrypt hash
     warnings: tuple[str, ...] = ()
+    certificate: bytes | None = None    # DER of the server certificate (the healthcheck pins it)
 
     @property
     def tls(self) -> bool:
@@ -110,24 +113,6 @@ class WebConfig:
 
 
 # --------------------------------------------------------------------------- reading
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys, as Go's yaml.UnmarshalStrict does."""
-
-
-def _mapping_no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
-    out: dict = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in out:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        out[key] = loader.construct_object(value_node, deep=deep)
-    return out
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_no_duplicates)
 
 
 class _Reader:
@@ -181,16 +166,17 @@ class _Reader:
     def resolve(self, path: str) -> str:
         return path if os.path.isabs(path) else os.path.join(self.dir, path)
 
-    def read_pem(self, key: str, path: str, marker: str, what: str) -> str:
+    def read_pem(self, key: str, path: str, marker: str, what: str, text: bool = False) -> str:
+        """The PEM file's full path (its text when `text`), refused unless it holds `marker`."""
         full = self.resolve(path)
         try:
             with open(full, encoding="ascii", errors="replace") as fh:
-                text = fh.read()
+                pem = fh.read()
         except OSError as exc:
             raise self.fail(key, f"cannot read {full}: {exc.strerror or exc}; fix the path or the file's permissions")
-        if marker not in text:
+        if marker not in pem:
             raise self.fail(key, f"{full} holds no PEM {what} (no '{marker}' line)")
-        return full
+        return pem if text else full
 
 
 def _kind(value: Any) -> str:
@@ -202,17 +188,11 @@ def load_web_config(path: str) -> WebConfig:
     """Read and validate the file; build the TLS context. Raises WebConfigError."""
     r = _Reader(path)
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
+        data = load_yaml_file(path)
     except OSError as exc:
-        raise r.fail("", f"cannot read the web config file: {exc.strerror or exc}; fix --web.config.file")
-    try:
-        data = yaml.load(raw, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise r.fail("", f"invalid YAML{where}: {problem}")
+        raise r.fail("", f"cannot read the web config file: {exc.strerror or exc}; fix --web.config.file") from None
+    except YamlRefused as exc:
+        raise r.fail("", f"invalid YAML{exc.where}: {exc.problem}" if exc.problem else str(exc)) from None
     top = r.mapping(data, "", TOP_KEYS)
     if "rate_limit" in top:
         raise r.fail("rate_limit", "not supported by atess-exporter; remove it (rate-limit in a reverse proxy)")
@@ -222,11 +202,11 @@ def load_web_config(path: str) -> WebConfig:
     notes += http_notes
     users = _users(r, top.get("basic_auth_users"))
     tls = r.mapping(top.get("tls_server_config"), "tls_server_config", TLS_KEYS)
-    context, client_auth, sans = _tls(r, tls, notes)
+    context, client_auth, sans, certificate = _tls(r, tls, notes)
     if users and context is None:
         notes.append("basic_auth_users without tls_server_config: passwords cross the network in clear text")
     return WebConfig(path=path, ssl_context=context, client_auth_type=client_auth, client_allowed_sans=sans,
-                     headers=headers, users=users, warnings=tuple(notes))
+                     headers=headers, users=users, warnings=tuple(notes), certificate=certificate)
 
 
 def _http(r: _Reader, http: dict) -> tuple[dict[str, str], list[str]]:
@@ -272,7 +252,7 @@ def _users(r: _Reader, raw: Any) -> dict[str, bytes]:
     return users
 
 
-def _tls(r: _Reader, tls: dict, notes: list[str]) -> tuple[ssl.SSLContext | None, str, tuple[str, ...]]:
+def _tls(r: _Reader, tls: dict, notes: list[str]) -> tuple[ssl.SSLContext | None, str, tuple[str, ...], bytes | None]:
     p = "tls_server_config"
     s = {k: r.string(tls, k, p) for k in ("cert", "key", "client_ca", "cert_file", "key_file", "client_auth_type",
                                           "client_ca_file", "min_version", "max_version")}
@@ -288,7 +268,7 @@ def _tls(r: _Reader, tls: dict, notes: list[str]) -> tuple[ssl.SSLContext | None
             first = next(iter(tls))
             raise r.fail(f"{p}.{first}", "TLS is off because no certificate is configured; add cert_file and "
                                          "key_file, or remove tls_server_config")
-        return None, "NoClientCert", ()
+        return None, "NoClientCert", (), None
 
     for inline, filed in (("cert", "cert_file"), ("key", "key_file"), ("client_ca", "client_ca_file")):
         if s[inline] and s[filed]:
@@ -300,7 +280,7 @@ def _tls(r: _Reader, tls: dict, notes: list[str]) -> tuple[ssl.SSLContext | None
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _versions(r, ctx, s["min_version"], s["max_version"], notes)
-    _load_cert(r, ctx, s)
+    certificate = _load_cert(r, ctx, s)
 
     client_auth = s["client_auth_type"] or "NoClientCert"
     if client_auth == "RequireClientCert":   # the toolkit's backwards-compatible alias
@@ -340,7 +320,7 @@ def _tls(r: _Reader, tls: dict, notes: list[str]) -> tuple[ssl.SSLContext | None
     else:
         ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
     ctx.set_alpn_protocols(["http/1.1"])
-    return ctx, client_auth, sans
+    return ctx, client_auth, sans, certificate
 
 
 def _versions(r: _Reader, ctx: ssl.SSLContext, low: str, high: str, notes: list[str]) -> None:
@@ -372,7 +352,8 @@ def _memfd(r: _Reader, key: str, text: str, fds: list[int]) -> str:
     return f"/proc/self/fd/{fd}"
 
 
-def _load_cert(r: _Reader, ctx: ssl.SSLContext, s: dict) -> None:
+def _load_cert(r: _Reader, ctx: ssl.SSLContext, s: dict) -> bytes:
+    """Load the server's certificate and key into ctx; the certificate's DER."""
     p = "tls_server_config"
     fds = []
     try:
@@ -409,9 +390,16 @@ def _load_cert(r: _Reader, ctx: ssl.SSLContext, s: dict) -> None:
             raise r.fail(cert_key, f"cannot load the certificate and key ({reason}); check both are PEM")
         except OSError as exc:     # the file vanished or changed between the checks above and now
             raise r.fail(cert_key, f"cannot load the certificate and key ({exc.strerror or exc})")
+        return _first_certificate(s["cert"] or r.read_pem(cert_key, s["cert_file"], CERT_BEGIN, "certificate", text=True))
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def _first_certificate(pem: str) -> bytes:
+    end = "-----END CERTIFICATE-----"
+    start = pem.index(CERT_BEGIN)
+    return ssl.PEM_cert_to_DER_cert(pem[start:pem.index(end, start) + len(end)])
 
 
 def _load_client_ca(r: _Reader, ctx: ssl.SSLContext, s: dict) -> None:

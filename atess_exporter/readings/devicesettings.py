@@ -9,20 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from atess_exporter.catalog import RESERVED_SUFFIXES, generated_name, parse_number
-from atess_exporter.catalog.models import label_text
+from atess_exporter.catalog import parse_number
+from atess_exporter.catalog.naming import RESERVED_SUFFIXES, generated_name
+from atess_exporter.outside.text import label_text
 
 MAX_TEXT = 64  # a longer string is not a setting worth a label
 
 
 @dataclass(frozen=True)
-class Settings:
+class DeviceSettings:
     numbers: dict[str, tuple[str, float]] = field(default_factory=dict)  # metric name -> (vendor name, value)
     texts: dict[str, str] = field(default_factory=dict)       # vendor name -> value
     dropped: int = 0                                           # keys over max_keys, not kept
 
 
-def split_settings(data: dict, max_keys: int = 500) -> Settings:
+def read_device_settings(data: dict, max_keys: int = 500) -> DeviceSettings:
     """Numbers and texts of at most max_keys keys (in name order): a settings answer of
     100,000 keys must not become 100,000 series per device."""
     numbers, texts = {}, {}
@@ -36,7 +37,7 @@ def split_settings(data: dict, max_keys: int = 500) -> Settings:
             numbers[metric] = (str(name), number)
         elif isinstance(raw, str) and label_text(raw) and len(raw) <= MAX_TEXT:
             texts[str(name)] = label_text(raw)
-    return Settings(numbers, texts, dropped)
+    return DeviceSettings(numbers, texts, dropped)
 
 
 def setting_metric_name(vendor_name: str) -> str | None:
