@@ -71,3 +71,33 @@ def test_an_emptied_token_file_keeps_the_token_in_use_and_says_so_once(tmp_path,
             assert poller.poll_device(poller.devices[dev.sn]).up
     notes = [r for r in caplog.records if "credential file" in r.getMessage()]
     assert len(notes) == 1 and "is empty" in str(notes[0].__dict__.get("fields"))
+
+
+def test_calls_ended_by_the_shutdown_are_not_warnings(caplog):
+    """SIGTERM ends the calls in flight on purpose: that is an info line, not a warning."""
+    import threading
+
+    from atess_exporter.api.client import AtessClient
+    from atess_exporter.catalog import load_catalog
+    from atess_exporter.live.poller import Poller
+    from atess_exporter.live.store import Cache
+    from conftest import make_config
+    from hostile_api import HostileServer
+
+    def hang(conn, request, server):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
+        server.stopping.wait(10)
+
+    caplog.set_level(logging.INFO)
+    with HostileServer(hang) as server:
+        config = make_config(server.base_url, devices=[{"sn": "A", "type": "hps_central"}],
+                             atess={"timeout_seconds": 30}, poll={"retries": 0})
+        poller = Poller(config, AtessClient(config.api), Cache(), load_catalog())
+        worker = threading.Thread(target=lambda: poller.poll_device(poller.devices["A"]))
+        worker.start()
+        assert server.connected.wait(5)
+        poller.stop()
+        worker.join(10)
+        assert not worker.is_alive()
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("shutdown" in r.getMessage() for r in caplog.records)

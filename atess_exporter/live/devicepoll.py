@@ -134,6 +134,9 @@ class DevicePoll:
 
     def _failed(self, client: AtessClient, sn: str, exc: AtessError) -> None:
         fields = {"sn": sn, "outcome": exc.outcome, "error": str(exc)}
+        if self.stop.is_set():      # the shutdown ended the call in flight: expected, not a warning
+            log.info("poll ended by the shutdown", extra={"fields": {"sn": sn}})
+            return
         if isinstance(exc, AuthError):
             pause = self.auth.refused(client)
             if pause is None:
