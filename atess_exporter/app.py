@@ -13,6 +13,7 @@ from atess_exporter.api.instrumentation import ApiStats
 from atess_exporter.config import Config
 from atess_exporter.exposition.collectors import (AuthCollector, BuildInfoCollector, DeviceStatusCollector, DroppedCollector,
                                                   ReadingsCollector, SettingsCollector, TopologyCollector)
+from atess_exporter.exposition.tariffs import TariffCollector
 from atess_exporter.live.poller import Poller
 from atess_exporter.live.store import Cache
 
@@ -40,6 +41,7 @@ class Exporter:
         self.registry.register(ReadingsCollector(self.cache, self.catalog, config.poll))
         self.registry.register(TopologyCollector(self.cache))
         self.registry.register(SettingsCollector(self.cache))
+        self.registry.register(TariffCollector(config, self.cache))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -105,6 +105,9 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     opt("--shard", "poll and expose only this replica's share of the devices (0-based INDEX, e.g. 0/3); "
         "overrides the config's shard", metavar="INDEX/COUNT", default=None)
     opt("--demo", "ignore --config.file and run against the embedded ATESS API simulator", action="store_true")
+    opt("--demo.dialect", "how the demo's simulator speaks: documented (the vendor doc) or platform (as the "
+        "vendor's servers send data: their spellings, field sets and zones) (default: %(default)s)",
+        dest="demo_dialect", default="documented", choices=("documented", "platform"))
     p.add_argument("--check-config", action="store_true", help="validate the configuration, print a verdict, exit 0 or 1")
     p.add_argument("--once", action="store_true",
                    help="poll every device once, print the exposition to stdout and exit (non-zero when every device failed)")
@@ -131,6 +134,10 @@ def demo_config(base_url: str) -> Config:
         # knows their site's values supplies them, without a release.
         "enums": {"dgGridSelect": {0: "grid", 1: "generator"}, "atsBypass": {0: "absent", 1: "present"},
                   "bmsVoltStatus": {0: "open", 1: "closed"}, "bmsSystemStatus": {0: "idle", 1: "normal"}},
+        # A time-of-use tariff, so the dashboards' cost and savings panels have data.
+        "tariffs": [{"currency": "EUR", "import_price": 0.30, "export_price": 0.08,
+                     "windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "from": "07:00", "to": "22:00",
+                                  "import_price": 0.38}]}],
     }, source="demo", min_interval=1.0)
 
 
@@ -187,7 +194,8 @@ def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
             from atess_exporter.simulator import Simulator, demo_devices
 
             devices = demo_devices()
-            simulator = Simulator(devices, token="demo-token", min_interval_seconds=DEMO_INTERVAL_SECONDS * 0.9)
+            simulator = Simulator(devices, token="demo-token", min_interval_seconds=DEMO_INTERVAL_SECONDS * 0.9,
+                                  dialect=args.demo_dialect)
             config = demo_config(simulator.start())
         else:
             config = load_config(args.config_file)

@@ -65,19 +65,19 @@ atess_lifetime_glitches_total{model="HPS150",sn="YKD0F1022A"} 0.0
 # HELP atess_battery_soc_ratio Battery state of charge. Vendor field hps_central.capacity "Battery SOC(%)", bcu.soc "SOC (%)", mbms.soc "SOC (%)". Cached from the last poll (every 300s per device).
 # TYPE atess_battery_soc_ratio gauge
 atess_battery_soc_ratio{model="HPS150",sn="YKD0F1022A"} 0.87
-# HELP atess_battery_voltage_volts Battery voltage. Vendor field hps_central.vbat "BAT Voltage (V)", bcu.vBat "Battery total voltage", mbms.vBat "Battery total voltage". Cached from the last poll (every 300s per device).
+# HELP atess_battery_voltage_volts Battery voltage. Vendor field hps_central.vbat "BAT Voltage (V)", pcs.bvpv (another name of vbat). Cached from the last poll (every 300s per device).
 # TYPE atess_battery_voltage_volts gauge
 atess_battery_voltage_volts{model="HPS150",sn="YKD0F1022A"} 51.2
-# HELP atess_grid_voltage_volts Grid line-to-line voltage. Vendor field hps_central.gvpvuv "Grid Voltage UV (V)", hps_central.gvpvvw "Grid Voltage VW (V)", hps_central.gvpvwu "Grid Voltage WU (V)". Cached from the last poll (every 300s per device).
+# HELP atess_grid_voltage_volts Grid line-to-line voltage. Vendor field hps_central.gvpvuv "Grid Voltage UV (V)", hps_central.gvpvvw "Grid Voltage VW (V)", hps_central.gvpvwu "Grid Voltage WU (V)", pcs.bvpvuv (another name of gvpvuv), pcs.bvpvvw (another name of gvpvvw), pcs.bvpvwu (another name of gvpvwu). Cached from the last poll (every 300s per device).
 # TYPE atess_grid_voltage_volts gauge
 atess_grid_voltage_volts{model="HPS150",phase="uv",sn="YKD0F1022A"} 400.5
 # HELP atess_pv_energy_joules_total Lifetime PV generation energy. Vendor field hps_central.epvTotal "Total.PV Energy (kWh)", pcs.eTotal "Total generation", pbd.eTotal "Total generation". Cached from the last poll (every 300s per device).
 # TYPE atess_pv_energy_joules_total counter
 atess_pv_energy_joules_total{model="HPS150",sn="YKD0F1022A"} 4.4442e+09
-# HELP atess_pv_energy_today_joules PV generation energy today (resets at local midnight). Vendor field hps_central.epvToday "Daily.PV Energy (kWh)", hps_string.ePvToday "Daily PV Energy", pcs.eToday "Daily generation", pbd.eToday "Daily generation". Cached from the last poll (every 300s per device).
+# HELP atess_pv_energy_today_joules PV generation energy today (resets at local midnight). Vendor field hps_central.epvToday "Daily.PV Energy (kWh)", pcs.eToday "Daily generation", pbd.eToday "Daily generation". Cached from the last poll (every 300s per device).
 # TYPE atess_pv_energy_today_joules gauge
 atess_pv_energy_today_joules{model="HPS150",sn="YKD0F1022A"} 3.6e+07
-# HELP atess_pv_power_watts Total PV input power over all PV strings (every model: ppv, or ppv1 on HPS100HV/HPS150HV). Vendor field hps_central.ppv "PV Power (kW)", hps_central.ppv1 (hv models) "Total PV Power". Cached from the last poll (every 300s per device).
+# HELP atess_pv_power_watts Total PV input power over all PV strings (every model: ppv, or ppv1 on HPS100HV/HPS150HV). Vendor field hps_central.ppv "PV Power (kW)", hps_central.ppv1 (hv models) "Total PV Power", pcs.ppv "PV Power", pbd.ppv "PV Power". Cached from the last poll (every 300s per device).
 # TYPE atess_pv_power_watts gauge
 atess_pv_power_watts{model="HPS150",sn="YKD0F1022A"} 12500.0
 """

@@ -48,6 +48,10 @@ def test_probe_checks_every_endpoint_once_and_saves_redacted_answers(tmp_path):
             if op in ("latest", "history"):
                 assert re.search(r"\bparsed\b", row) and "NOT parsed" not in row, row
     assert "model variant hv" in text
+    # Below the table: what the values suggest (the documented central HPS sends line voltages)
+    # and which fields fall to atess_vendor_* (the BMS families' soh, rackNum).
+    assert re.search(r"hps_central: vpvuv median (3[89]|4[01])\d V: line voltages", text)
+    assert re.search(r"mbms: uncatalogued, exported as atess_vendor_\*: (soh, rackNum|rackNum, soh)", text)
     saved = sorted((tmp_path / "rec").glob("*.json"))
     assert len(saved) == 26
     blob = "".join(p.read_text() for p in saved)

@@ -118,7 +118,7 @@ def test_without_a_usable_time_the_lost_flag_decides():
 # -- plausible values only ------------------------------------------------------------
 
 def test_implausible_values_are_withheld_counted_and_logged(caplog):
-    payload = {"capacity": 150, "maxVolt": 65.526, "loadPf": 100, "pf": 0.98, "ppv": 1500.0, "pac": -20.0,
+    payload = {"capacity": 150, "maxVolt": 70.1, "loadPf": 230, "pf": 0.98, "ppv": 1500.0, "pac": -20.0,
                "vbat": 614.4, "time": STAMP}
     with caplog.at_level(logging.DEBUG, logger="atess_exporter"):
         parsed = scrape([central("A", "HPS150")], {"A": payload})
@@ -130,7 +130,60 @@ def test_implausible_values_are_withheld_counted_and_logged(caplog):
     assert value(parsed, "atess_battery_power_watts", sn="A") == -20000
     lines = [r.getMessage() + " " + str(getattr(r, "fields", "")) for r in caplog.records
              if "implausible" in r.getMessage()]
-    assert len(lines) == 4 and any("maxVolt" in line and "65.526" in line and "[0, 5]" in line for line in lines)
+    assert len(lines) == 4 and any("maxVolt" in line and "70.1" in line and "[0, 5]" in line for line in lines)
+
+
+def test_sentinels_of_absent_sensors_are_no_reading_not_implausible():
+    """PLATFORM.md 8: 0xFFF6 mV cells, 0xFED4 decidegrees, -1 words, bmsStatus 254 without a BMS."""
+    payload = {"maxVolt": 65.526, "minVolt": "65.526", "mvpv": 65.535, "temp1": 6523.6, "temp": 6523.6,
+               "bmsStatus": 254, "sysFaultWord3": -1, "sysFaultWord4": 65535, "alarmCode1": -1,
+               "vbat": 614.4, "time": STAMP}
+    parsed = scrape([central("A", "HPS150")], {"A": payload})
+    assert value(parsed, "atess_device_implausible_fields", sn="A") == 0
+    for name in ("atess_battery_max_cell_voltage_volts", "atess_battery_min_cell_voltage_volts",
+                 "atess_battery_cell_voltage_volts", "atess_internal_temperature_celsius",
+                 "atess_ambient_temperature_celsius", "atess_bms_battery_status", "atess_bms_battery_status_state",
+                 "atess_fault_word", "atess_fault_active", "atess_alarm_code"):
+        assert not series(parsed, name, sn="A"), f"{name}: a sentinel is no reading"
+    assert value(parsed, "atess_battery_voltage_volts", sn="A") == 614.4
+
+
+def test_load_pf_is_a_percentage_exported_as_a_ratio():
+    parsed = scrape([central("A", "HPS150")], {"A": {"loadPf": 100, "pf": 0.001, "time": STAMP}})
+    assert value(parsed, "atess_load_power_factor", sn="A") == 1.0
+    assert value(parsed, "atess_power_factor", sn="A") == 0.001
+    assert value(parsed, "atess_device_implausible_fields", sn="A") == 0
+
+
+def test_pcs_and_pbd_ppv_is_watts_while_their_string_powers_are_kilowatts():
+    devices = [{"sn": "P", "type": "pcs", "model": "PCS500"}, {"sn": "D", "type": "pbd", "model": "PBD250"}]
+    payloads = {"P": {"ppv": 108000, "ppv1": 40.5, "ppv5": 12.0, "pcsActivePower": 79.0, "time": STAMP},
+                "D": {"ppv": "189000", "ppv1": 60.0, "ppv2": "55.5", "ppv5": 0, "time": STAMP}}
+    parsed = scrape(devices, payloads)
+    assert value(parsed, "atess_pv_power_watts", sn="P") == 108000, "108 kW, not withheld"
+    assert value(parsed, "atess_pv_string_power_watts", sn="P", string="1") == 40500
+    assert value(parsed, "atess_pv_string_power_watts", sn="P", string="5") == 12000
+    assert value(parsed, "atess_output_power_watts", sn="P") == 79000
+    assert value(parsed, "atess_pv_power_watts", sn="D") == 189000
+    assert value(parsed, "atess_pv_string_power_watts", sn="D", string="2") == 55500
+    assert value(parsed, "atess_device_implausible_fields", sn="P") == 0 == value(parsed, "atess_device_implausible_fields", sn="D")
+
+
+def test_fault_words_become_named_faults_with_the_protocols_byte_swap():
+    # A real PCS record without BMS and grid (PLATFORM.md 5): BMS communication fault, BMS fault, AC no utility;
+    # word 5 = 1024 (0x0400): high byte bit 2 = D2, LCD emergency stop (ENUMS.md 7).
+    payload = {"sysFaultWord1": 0, "sysFaultWord2": (1 << 11) | (1 << 13), "sysFaultWord3": 1 << 8,
+               "sysFaultWord5": 1024, "sysFaultWord7": -1, "sysFaultWord8": 1 << 15, "time": STAMP}
+    parsed = scrape([{"sn": "P", "type": "pcs", "model": "PCS500"}], {"P": payload})
+    active = {(dict(k)["word"], dict(k)["fault"]) for k, v in series(parsed, "atess_fault_active", sn="P").items() if v == 1}
+    assert active == {("2", "bms_communication_fault"), ("2", "bms_fault"), ("3", "ac_no_utility"),
+                      ("5", "lcd_emergency_stop")}, "word 8 = 0x8000 is D7 (high byte bit 7): undefined, no name"
+    assert value(parsed, "atess_fault_word", sn="P", word="1") == 0
+    assert value(parsed, "atess_fault_word", sn="P", word="8") == 32768
+    assert not series(parsed, "atess_fault_word", sn="P", word="7"), "-1: not available"
+    # The PBD has its own table: word 1 bit D8 is PV1 over-voltage there.
+    pbd = scrape([{"sn": "D", "type": "pbd", "model": "PBD250"}], {"D": {"sysFaultWord1": 1, "time": STAMP}})
+    assert {dict(k)["fault"] for k in series(pbd, "atess_fault_active", sn="D")} == {"pv1_over_voltage"}
 
 
 def test_powers_1000x_too_large_for_the_model_name_the_override(caplog):
@@ -146,6 +199,32 @@ def test_powers_1000x_too_large_for_the_model_name_the_override(caplog):
         f: {"unit": "W"} for f in ("ppv", "pac", "loadActivePower", "bactivePower")}}})
     assert value(fixed, "atess_pv_power_watts", sn="A") == 30000
     assert value(fixed, "atess_battery_power_watts", sn="A") == -12000
+
+
+def test_the_watts_warning_reasons_per_field_not_per_payload(caplog):
+    """PLATFORM.md 4: one payload mixes W and kW. A PCS's ppv is catalogued as W; one
+    kW field in W (pac) is named on its own, without a majority of fields agreeing."""
+    payload = {"ppv": 108000, "pac": 90000, "loadActivePower": 49.0, "bactivePower": 19.0, "time": STAMP}
+    with caplog.at_level(logging.WARNING, logger="atess_exporter"):
+        parsed = scrape([{"sn": "P", "type": "pcs", "model": "PCS500"}], {"P": payload}, polls=2)
+    warnings = [r for r in caplog.records if "1000x" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].fields["fields"] == "pac"
+    assert "pac: {unit: W}" in warnings[0].fields["fix"] and "ppv" not in warnings[0].fields["fix"]
+    assert value(parsed, "atess_pv_power_watts", sn="P") == 108000
+    assert value(parsed, "atess_load_power_watts", sn="P") == 49000
+
+
+def test_the_rating_comes_from_normal_power_before_the_model_name():
+    # An unknown model: without a rating nothing is too large; normalPower (W) gives one.
+    payloads = {"A": {"normalPower": 10000, "ppv": 45.0, "pac": 5.0, "time": STAMP},
+                "B": {"ppv": 45.0, "pac": 5.0, "time": STAMP}}
+    parsed = scrape([central("A", ""), central("B", "")], payloads)
+    assert not series(parsed, "atess_pv_power_watts", sn="A"), "45 kW is over 3x a 10 kW rating"
+    assert value(parsed, "atess_device_rated_power_watts", sn="A") == 10000
+    assert value(parsed, "atess_pv_power_watts", sn="B") == 45000
+    # ... and before a model name that says otherwise.
+    parsed = scrape([central("C", "HPS150")], {"C": {"normalPower": "10000", "ppv": 45.0, "time": STAMP}})
+    assert not series(parsed, "atess_pv_power_watts", sn="C")
 
 
 # -- enumerations -------------------------------------------------------------------------

@@ -375,6 +375,12 @@ def test_site_dashboard_shows_the_power_flow_now_and_energy_by_calendar_period()
         assert panels[title]["fieldConfig"]["defaults"]["unit"] == "kwatth"
     assert all(":local_day{" in t["expr"] for t in panels["Energy per day"]["targets"])
     assert "pv_specific_yield_seconds" in json.dumps(panels["Yield per kWp"]["targets"])
+    # money: today's cost, revenue and savings, the price now, and per day
+    money = json.dumps(panels["Today"]["targets"]) + json.dumps(panels["Cost, revenue and savings per day"]["targets"])
+    for rule in ("atess_plant:grid_import_cost:today", "atess_plant:grid_export_revenue:today", "atess_plant:savings:today",
+                 "atess_device:grid_import_cost:local_day", "atess_device:consumption_grid_value:local_day"):
+        assert rule in money, rule
+    assert "atess_tariff_import_price_per_kwh" in json.dumps(panels["Price now"]["targets"])
     # every series of the site is filtered by the plant variable
     for p in walk_panels(site["panels"]):
         for t in p.get("targets", []):

@@ -36,8 +36,6 @@ class Plant:
     plant_id: str
     name: str = ""
     capacity_kw: float | None = None
-    country: str = ""
-    city: str = ""
     timezone: str = ""
 
 
@@ -61,6 +59,7 @@ class Topology:
     lost: dict[str, bool] = field(default_factory=dict)      # sn -> the list's `lost` flag
     skipped: int = 0                                         # rows refused (bad SN, no SN)
     dropped: int = 0                                         # rows over discovery.max_devices, not adopted
+    rated_watts: dict[str, float] = field(default_factory=dict)  # sn -> the list's normalPower/nominalPower (W)
 
 
 def pick(row: dict, *names: str, default: Any = "") -> Any:
@@ -72,6 +71,16 @@ def pick(row: dict, *names: str, default: Any = "") -> Any:
 
 
 SKIPPED = None   # what the walk yields for a row without a usable serial number
+
+
+def _plant_kw(row: dict) -> float | None:
+    """A plant's capacity: `capacity` (kW) as the ATESS lists are assumed to send it, else the
+    platform's `nominalPower` (W)."""
+    kw = bounded_number(pick(row, "capacity", "installedCapacity", default=None))
+    if kw is None:
+        watts = bounded_number(pick(row, "nominalPower", default=None))
+        kw = watts / 1000.0 if watts else None
+    return kw
 
 
 @dataclass(frozen=True)
@@ -103,10 +112,10 @@ def walk(listing: Listing, families: list[str], *, wanted: Callable[[str], bool]
         if max_plants is not None and len(plant_ids) >= max_plants:
             break
         plant_ids.add(plant_id)
+        # Only what identifies the plant: its rows also carry coordinates, owner accounts,
+        # addresses and contacts (PLATFORM.md 9), which are never read.
         plant = Plant(plant_id=plant_id, name=label_text(pick(row, "plantName", "name")),
-                      capacity_kw=bounded_number(pick(row, "capacity", "installedCapacity", default=None)),
-                      country=label_text(pick(row, "country")), city=label_text(pick(row, "city")),
-                      timezone=label_text(pick(row, "timezone", "timeZone")))
+                      capacity_kw=_plant_kw(row), timezone=label_text(pick(row, "timezone", "timeZone")))
         yield Listed(plant)
         for drow in listing("datalog", {LIST_KEY["datalog"]: plant_id}):
             dl_sn = str(pick(drow, "dataLogSn", "datalogSn", "sn"))
@@ -149,7 +158,7 @@ def discover(client: AtessClient, config: Config, families: list[str]) -> Topolo
         return (row for row in rows if isinstance(row, dict))
 
     plants, datalogs, devices = [], [], []
-    firmware, datalog_of, lost = {}, {}, {}
+    firmware, datalog_of, lost, rated = {}, {}, {}, {}
     skipped = dropped = 0
     cap = config.discovery.max_devices      # each of plants, dataloggers and devices: memory bounded
     for found in walk(listing, families):
@@ -165,6 +174,9 @@ def discover(client: AtessClient, config: Config, families: list[str]) -> Topolo
             datalog_of[sn] = found.datalog.sn
             if isinstance(found.row.get("lost"), bool):
                 lost[sn] = found.row["lost"]
+            watts = bounded_number(pick(found.row, "normalPower", "nominalPower", default=None))
+            if watts:
+                rated[sn] = watts
         elif found.datalog is not None:
             if len(datalogs) >= cap:
                 dropped += 1
@@ -177,7 +189,8 @@ def discover(client: AtessClient, config: Config, families: list[str]) -> Topolo
     if skipped:
         log.warning("discovery skipped list rows without a usable serial number",
                     extra={"fields": {"rows": skipped}})
-    return Topology(tuple(plants), tuple(datalogs), tuple(devices), firmware, datalog_of, lost, skipped, dropped)
+    return Topology(tuple(plants), tuple(datalogs), tuple(devices), firmware, datalog_of, lost, skipped,
+                    dropped=dropped, rated_watts=rated)
 
 
 def select_devices(config: Config, topology: Topology | None) -> dict[str, DeviceConfig]:

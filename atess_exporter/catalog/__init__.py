@@ -28,7 +28,7 @@ UNIT_SCALE: dict[str, float] = {
     "W": 1.0, "kW": 1e3,
     "Wh": 3600.0, "kWh": 3.6e6,
     "VA": 1.0, "kVA": 1e3, "var": 1.0, "kvar": 1e3,
-    "V": 1.0, "mV": 1e-3, "A": 1.0, "Hz": 1.0, "C": 1.0,
+    "V": 1.0, "mV": 1e-3, "A": 1.0, "Hz": 1.0, "C": 1.0, "kohm": 1e3,
     "percent": 0.01,
     "s": 1.0, "min": 60.0, "h": 3600.0,
     "1": 1.0,
@@ -85,6 +85,13 @@ class FieldMap:
     enum: str = ""              # the enums.yaml table the states come from
     low_byte_field: str = ""    # a packed word: the low byte belongs to this field
     range: Range | None = None  # this field's own range (catalog_overrides), else the metric's
+    # Values that mean "no reading" (an absent sensor read as 0xFFFF...): no sample, not implausible.
+    no_reading: tuple[float, ...] = ()
+    # A fault word: (bit of the raw value, fault name) for each named bit, emitted on fault_metric
+    # (labels word, fault) while set; fault_table is the faults.yaml table they come from.
+    faults: tuple[tuple[int, str], ...] = ()
+    fault_metric: MetricDef | None = None
+    fault_table: str = ""
 
     @property
     def plausible(self) -> Range:
@@ -109,7 +116,56 @@ class FamilyCatalog:
     uncatalogued: Uncatalogued = dc_field(default_factory=Uncatalogued, compare=False, repr=False)
     variants: tuple[Variant, ...] = ()
     variant: str = ""    # the variant this view is, "" for the family's base
+    aliases: dict[str, str] = dc_field(default_factory=dict)   # another name -> the catalogued field (loadIa -> loadIu)
     _views: dict = dc_field(default_factory=dict, compare=False, repr=False)
+
+    @functools.cached_property
+    def _spellings(self) -> dict[str, str]:
+        """Letter-case-folded name -> the catalogued spelling: fields (of every variant),
+        skipped names and aliases. Built once per family view."""
+        out: dict[str, str] = {}
+        for name in self.skip:
+            out.setdefault(name.casefold(), name)
+        for _, f in self.all_fields():
+            out[f.field.casefold()] = f.field   # a mapped field outranks a skipped one
+        for alias, target in self.aliases.items():
+            out.setdefault(alias.casefold(), target)
+        return out
+
+    def canonical(self, name: str) -> str | None:
+        """The catalogued spelling of a payload name, or None when the catalog does not know it.
+
+        The platform's servers spell one field in several letter cases (``eChargeToday``,
+        ``echargeToday``): a name matching a catalogued one except for case is that
+        field, as is an alias (``loadIa`` is ``loadIu``)."""
+        if name in self.fields or name in self.skip:
+            return name
+        return self._spellings.get(name.casefold()) if isinstance(name, str) else None
+
+    def normalise(self, payload: Mapping) -> Mapping:
+        """The payload under the catalogued spellings, each field once.
+
+        When one payload carries a field under two spellings, the catalogued spelling
+        wins if it holds a number; otherwise the first spelling, in payload order,
+        that holds one; with no number anywhere, the catalogued spelling's value (or
+        the first). Unknown names pass through unchanged."""
+        out: dict = {}
+        renamed = False
+        for name, raw in payload.items():
+            key = self.canonical(name) if isinstance(name, str) else None
+            if key is None:
+                out.setdefault(name, raw)
+                continue
+            if key != name:
+                renamed = True
+            if key not in out:
+                out[key] = raw
+            elif name == key:   # the catalogued spelling comes after another one
+                if parse_number(raw) is not None or parse_number(out[key]) is None:
+                    out[key] = raw
+            elif parse_number(out[key]) is None and parse_number(raw) is not None:
+                out[key] = raw
+        return out if renamed else payload
 
     def variant_for(self, model: str | None, payload: Mapping | None = None) -> Variant | None:
         for v in self.variants:
@@ -151,6 +207,7 @@ class Catalog:
     families: dict[str, FamilyCatalog]
     uncatalogued: Uncatalogued = dc_field(default_factory=Uncatalogued, compare=False, repr=False)
     enums: dict[str, dict] = dc_field(default_factory=dict, compare=False, repr=False)
+    faults: dict[str, dict] = dc_field(default_factory=dict, compare=False, repr=False)
 
     def field_sources(self) -> Iterable[tuple[FamilyCatalog, str, FieldMap]]:
         """(family, variant, field) for every mapping, an inherited field once: as the
@@ -175,6 +232,19 @@ class Catalog:
                 line = f"{where} (1 for the current state)"
                 if line not in out.setdefault(f.state_metric.name, []):
                     out[f.state_metric.name].append(line)
+            if f.fault_metric is not None:
+                line = f"{where} (1 per named bit set, table {f.fault_table})"
+                if line not in out.setdefault(f.fault_metric.name, []):
+                    out[f.fault_metric.name].append(line)
+        central = self.families.get("hps_central")
+        for fam in self.families.values():
+            for alias, target in fam.aliases.items():
+                f = fam.fields.get(target)
+                if f is None or (fam is not central and central is not None and central.aliases.get(alias) == target):
+                    continue
+                line = f"{fam.name}.{alias} (another name of {target})"
+                if line not in out.setdefault(f.metric.name, []):
+                    out[f.metric.name].append(line)
         return out
 
     def vendor_fields(self, metric: str) -> list[str]:
@@ -256,8 +326,10 @@ def _metrics(data: dict) -> dict[str, MetricDef]:
     return out
 
 
-def field_map(where: str, field: str, spec: Mapping, metrics: dict[str, MetricDef], enums: Mapping[str, dict]) -> FieldMap:
-    """One `field: {metric, unit, labels, doc, note, enum, state_metric, low_byte, range, rating}` entry."""
+def field_map(where: str, field: str, spec: Mapping, metrics: dict[str, MetricDef], enums: Mapping[str, dict],
+              faults: Mapping[str, dict] | None = None) -> FieldMap:
+    """One `field: {metric, unit, labels, doc, note, enum, state_metric, low_byte, range, rating,
+    no_reading, faults}` entry."""
     if not isinstance(spec, Mapping):
         raise CatalogError(f"{where}: expected a mapping like {{metric: ..., unit: ...}}")
     metric = metrics.get(spec.get("metric"))
@@ -276,10 +348,39 @@ def field_map(where: str, field: str, spec: Mapping, metrics: dict[str, MetricDe
             rng = parse_range(spec.get("range"), spec.get("rating"), where, metric.range)
         except ValueError as exc:
             raise CatalogError(str(exc)) from None
+    no_reading = spec.get("no_reading") or ()
+    if not isinstance(no_reading, (list, tuple)) or any(parse_number(v) is None for v in no_reading):
+        raise CatalogError(f"{where}: no_reading must be a list of numbers")
+    bits, table = _fault_bits(where, spec, labels, faults or {})
     return FieldMap(field=field, metric=metric, unit=unit, scale=UNIT_SCALE[unit],
                     label_values=tuple(labels[k] for k in metric.labels), doc=str(spec.get("doc", "")),
                     note=str(spec.get("note", "")), states=states, state_metric=state_metric, enum=enum,
-                    low_byte_field=str(spec.get("low_byte", "")), range=rng)
+                    low_byte_field=str(spec.get("low_byte", "")), range=rng,
+                    no_reading=tuple(parse_number(v) for v in no_reading), faults=bits,
+                    fault_metric=metrics.get(FAULT_METRIC) if bits else None, fault_table=table)
+
+
+FAULT_METRIC = "atess_fault_active"
+
+
+def _fault_bits(where: str, spec: Mapping, labels: Mapping[str, str],
+                faults: Mapping[str, dict]) -> tuple[tuple[tuple[int, str], ...], str]:
+    """A fault word's named bits from faults.yaml: D0..D7 are the high byte's bits 0..7 and
+    D8..D15 the low byte's (the protocol counts after swapping the bytes)."""
+    table = str(spec.get("faults") or "")
+    if not table:
+        return (), ""
+    if table not in faults:
+        raise CatalogError(f"{where}: faults {table!r} is not one of {sorted(faults)}")
+    word = labels.get("word")
+    names = (faults[table].get("words") or {}).get(int(word) if word and word.isdigit() else word) or {}
+    out = []
+    for bit, name in names.items():
+        n = int(str(bit).lstrip("D"))
+        if not 0 <= n <= 15 or not _STATE.match(str(name)):
+            raise CatalogError(f"{where}: faults {table} word {word}: bad bit {bit}: {name}")
+        out.append(((n + 8) % 16, str(name)))
+    return tuple(out), table
 
 
 def _states(where: str, spec: Mapping, metrics: dict[str, MetricDef],
@@ -331,7 +432,7 @@ def _check_series(where: str, fields: Iterable[FieldMap]) -> None:
 
 
 def _family(data: dict, metrics: dict[str, MetricDef], uncatalogued: Uncatalogued, enums: Mapping[str, dict],
-            families: Mapping[str, FamilyCatalog]) -> FamilyCatalog:
+            families: Mapping[str, FamilyCatalog], faults: Mapping[str, dict]) -> FamilyCatalog:
     name = data["family"]
     fields: dict[str, FieldMap] = {}
     skip: dict[str, str] = dict(NOT_MEASUREMENTS)
@@ -341,9 +442,10 @@ def _family(data: dict, metrics: dict[str, MetricDef], uncatalogued: Uncatalogue
             raise CatalogError(f"{name}: inherits {parent!r}, which is not loaded before it")
         fields.update(families[parent].fields)
         skip.update(families[parent].skip)
-    own = {str(k): field_map(f"{name}.{k}", str(k), spec, metrics, enums) for k, spec in (data.get("fields") or {}).items()}
+    own = {str(k): field_map(f"{name}.{k}", str(k), spec, metrics, enums, faults)
+           for k, spec in (data.get("fields") or {}).items()}
     # An own field may feed the same series as an inherited one under another
-    # name (bActivePower beside bactivePower): they are alternative spellings, and
+    # name (pacToBattery beside pac): they are alternative names, and
     # a payload carrying both gives the series once (readings.payload_samples).
     _check_series(name, own.values())
     fields.update(own)
@@ -358,7 +460,7 @@ def _family(data: dict, metrics: dict[str, MetricDef], uncatalogued: Uncatalogue
     variants = []
     for vspec in data.get("models") or ():
         vname = str(vspec["name"])
-        vfields = {str(k): field_map(f"{name}.models.{vname}.{k}", str(k), spec, metrics, enums)
+        vfields = {str(k): field_map(f"{name}.models.{vname}.{k}", str(k), spec, metrics, enums, faults)
                    for k, spec in (vspec.get("fields") or {}).items()}
         vskip = {str(k): str(v) for k, v in (vspec.get("skip") or {}).items()}
         merged = {k: f for k, f in fields.items() if k not in vskip and k not in vfields}
@@ -366,7 +468,28 @@ def _family(data: dict, metrics: dict[str, MetricDef], uncatalogued: Uncatalogue
         _check_series(f"{name}.models.{vname}", merged.values())
         variants.append(Variant(vname, re.compile(str(vspec["match"]), re.IGNORECASE), vfields, vskip,
                                 tuple(vspec.get("detect") or ())))
-    return FamilyCatalog(name=name, fields=fields, skip=skip, uncatalogued=uncatalogued, variants=tuple(variants))
+    aliases = dict(families[parent].aliases) if parent else {}
+    aliases.update({str(k): str(v) for k, v in (data.get("aliases") or {}).items()})
+    fam = FamilyCatalog(name=name, fields=fields, skip=skip, uncatalogued=uncatalogued, variants=tuple(variants),
+                        aliases=aliases)
+    check_spellings(fam, name)
+    return fam
+
+
+def check_spellings(fam: FamilyCatalog, where: str) -> None:
+    """A name differing from another only in letter case is the same field (FamilyCatalog.canonical),
+    so the catalog must not map two such names, and an alias must name a mapped field."""
+    seen: dict[str, str] = {}
+    for _, f in fam.all_fields():
+        other = seen.setdefault(f.field.casefold(), f.field)
+        if other != f.field:
+            raise CatalogError(f"{where}: {other} and {f.field} differ only in letter case; the catalog "
+                               "reads every spelling of a name as one field, so map it once")
+    for alias, target in fam.aliases.items():
+        if target not in seen.values() and target not in fam.skip:   # skipping loadIu skips loadIa
+            raise CatalogError(f"{where}.aliases.{alias}: {target} is not a mapped field")
+        if alias.casefold() in seen:
+            raise CatalogError(f"{where}.aliases.{alias}: already a mapped field")
 
 
 def _read(name: str) -> Any:
@@ -384,12 +507,13 @@ def load_catalog() -> Catalog:
     enums = _read("enums.yaml")
     for table, spec in enums.items():
         parse_states(f"enums.yaml {table}", spec.get("states"))
+    faults = _read("faults.yaml")
     uncatalogued = Uncatalogued(metrics)
     families: dict[str, FamilyCatalog] = {}
     for stem in FAMILY_FILES:
-        fam = _family(_read(f"{stem}.yaml"), metrics, uncatalogued, enums, families)
+        fam = _family(_read(f"{stem}.yaml"), metrics, uncatalogued, enums, families, faults)
         if fam.name in families:
             raise CatalogError(f"{stem}.yaml: family {fam.name} defined twice")
         families[fam.name] = fam
-    return Catalog(metrics=metrics, families=families, uncatalogued=uncatalogued, enums=enums)
+    return Catalog(metrics=metrics, families=families, uncatalogued=uncatalogued, enums=enums, faults=faults)
 

@@ -25,7 +25,8 @@ import re
 from dataclasses import replace
 from typing import Any, Mapping
 
-from atess_exporter.catalog import (Catalog, CatalogError, FamilyCatalog, FieldMap, Variant, _check_series, field_map, parse_states)
+from atess_exporter.catalog import (Catalog, CatalogError, FamilyCatalog, FieldMap, Variant, check_spellings,
+                                    field_map, parse_states)
 
 FIELD_KEYS = ("metric", "unit", "labels", "range", "rating", "skip")
 
@@ -63,21 +64,25 @@ def _field(where: str, name: str, current: FieldMap | None, spec: Any, catalog: 
                 base["states"] = {v: s for v, s in current.states}
         if current.range is not None and not {"range", "rating"} & set(spec):
             base["range"], base["rating"] = [current.range.lo, current.range.hi], current.range.rating or "none"
+        if current.no_reading:
+            base["no_reading"] = list(current.no_reading)
+        if current.fault_table:
+            base["faults"] = current.fault_table
     if "metric" in spec and spec["metric"] != base.get("metric"):
         if spec["metric"] not in catalog.metrics:
             raise CatalogError(f"{where}.metric: {spec['metric']!r} is not a catalog metric{_hint(str(spec['metric']), catalog.metrics)}")
-        for key in ("labels", "state_metric", "states"):
+        for key in ("labels", "state_metric", "states", "faults"):
             base.pop(key, None)
     base.update(spec)
     base["note"] = "changed by catalog_overrides in the config"
-    return field_map(where, name, base, catalog.metrics, catalog.enums)
+    return field_map(where, name, base, catalog.metrics, catalog.enums, catalog.faults)
 
 
-def _apply_fields(where: str, fields: dict[str, FieldMap], skip: dict[str, str], spec: Any,
+def _apply_fields(where: str, fam: FamilyCatalog, fields: dict[str, FieldMap], skip: dict[str, str], spec: Any,
                   catalog: Catalog) -> tuple[dict[str, FieldMap], dict[str, str]]:
     fields, skip = dict(fields), dict(skip)
     for name, fspec in _mapping(spec, where).items():
-        name = str(name)
+        name = fam.canonical(str(name)) or str(name)   # `LoadPF:` corrects loadPf
         result = _field(f"{where}.{name}", name, fields.get(name), fspec, catalog)
         if result is None:
             fields.pop(name, None)
@@ -88,16 +93,32 @@ def _apply_fields(where: str, fields: dict[str, FieldMap], skip: dict[str, str],
     return fields, skip
 
 
+def _series(f: FieldMap) -> set[tuple]:
+    keys = {(f.metric.name, f.label_values)}
+    if f.state_metric is not None:
+        keys |= {(f.state_metric.name, (s,)) for _, s in f.states}
+    return keys
+
+
+def _check_changed(where: str, fields: dict[str, FieldMap], before: dict[str, FieldMap]) -> None:
+    """No field the config changed may feed another field's series, unless the packaged
+    catalog already had the two as alternative names of one series (pac, pacToBattery)."""
+    for name, f in fields.items():
+        if before.get(name) is f:
+            continue
+        for other, g in fields.items():
+            shared = _series(f) & _series(g) if other != name else set()
+            if shared and not (name in before and other in before and shared <= _series(before[name]) & _series(before[other])):
+                raise CatalogError(f"{where}.{name}: same series as {other}; give the fields distinct metrics or labels")
+
+
 def _family(fam: FamilyCatalog, spec: Any, catalog: Catalog, where: str) -> FamilyCatalog:
     spec = _mapping(spec, where)
     for key in spec:
         if key not in ("fields", "models"):
             raise CatalogError(f"{where}.{key}: unknown key{_hint(str(key), ('fields', 'models'))}; allowed: fields, models")
-    fields, skip = _apply_fields(f"{where}.fields", fam.fields, fam.skip, spec.get("fields") or {}, catalog)
-    try:
-        _check_series(where, fields.values())
-    except CatalogError as exc:
-        raise CatalogError(f"{exc}; give the fields distinct metrics or labels") from None
+    fields, skip = _apply_fields(f"{where}.fields", fam, fam.fields, fam.skip, spec.get("fields") or {}, catalog)
+    _check_changed(where, fields, fam.fields)
     base = replace(fam, fields=fields, skip=skip, _views={})
     # A family-wide correction also applies where a packaged model variant maps the same field.
     family_spec = _mapping(spec.get("fields") or {}, f"{where}.fields")
@@ -105,6 +126,7 @@ def _family(fam: FamilyCatalog, spec: Any, catalog: Catalog, where: str) -> Fami
     for v in fam.variants:
         vfields = dict(v.fields)
         for name, fspec in family_spec.items():
+            name = fam.canonical(str(name)) or str(name)
             if name in vfields:
                 result = _field(f"{where}.fields.{name}", str(name), vfields[name], fspec, catalog)
                 if result is None:
@@ -120,12 +142,14 @@ def _family(fam: FamilyCatalog, spec: Any, catalog: Catalog, where: str) -> Fami
             if key != "fields":
                 raise CatalogError(f"{mwhere}.{key}: unknown key; allowed: fields")
         view = base.for_model(str(model))   # the model's packaged variant, if any
-        mfields, mskip = _apply_fields(f"{mwhere}.fields", view.fields, view.skip, mspec.get("fields") or {}, catalog)
-        _check_series(mwhere, mfields.values())
+        mfields, mskip = _apply_fields(f"{mwhere}.fields", fam, view.fields, view.skip, mspec.get("fields") or {}, catalog)
+        _check_changed(mwhere, mfields, view.fields)
         own.append(Variant(f"model {model}", re.compile(f"^{re.escape(str(model))}$", re.IGNORECASE),
                            mfields, {k: v for k, v in mskip.items() if k not in mfields}))
     # A model's own entry is a complete view of that model: it comes first.
-    return replace(base, variants=tuple(own) + tuple(variants))
+    result = replace(base, variants=tuple(own) + tuple(variants))
+    check_spellings(result, where)
+    return result
 
 
 def _enum_states(where: str, spec: Any, catalog: Catalog) -> tuple[tuple[tuple[float, str], ...], str]:
@@ -141,9 +165,11 @@ def _enum_states(where: str, spec: Any, catalog: Catalog) -> tuple[tuple[tuple[f
 
 def _enums(families: dict[str, FamilyCatalog], spec: Any, catalog: Catalog) -> dict[str, FamilyCatalog]:
     known = {f.field for fam in families.values() for _, f in fam.all_fields() if f.state_metric is not None}
+    folded = {name.casefold(): name for name in known}
     out = dict(families)
     for field, table in _mapping(spec, "enums").items():
         where = f"enums.{field}"
+        field = folded.get(str(field).casefold(), field)
         if field not in known:
             raise CatalogError(f"{where}: not an enumeration field{_hint(str(field), known)}; fields with state tables: {', '.join(sorted(known))}")
         states, enum = _enum_states(where, table, catalog)
@@ -169,4 +195,5 @@ def apply_overrides(catalog: Catalog, overrides: Mapping, enums: Mapping) -> Cat
         families[name] = _family(families[name], spec, catalog, where)
     if enums:
         families = _enums(families, enums, catalog)
-    return Catalog(metrics=catalog.metrics, families=families, uncatalogued=catalog.uncatalogued, enums=catalog.enums)
+    return Catalog(metrics=catalog.metrics, families=families, uncatalogued=catalog.uncatalogued, enums=catalog.enums,
+                   faults=catalog.faults)

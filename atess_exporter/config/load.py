@@ -8,7 +8,7 @@ from typing import Any
 from atess_exporter.config.input import ConfigError, check_state_file
 from atess_exporter.config.shard import parse_shard
 from atess_exporter.config.model import MIN_INTERVAL_SECONDS, Config
-from atess_exporter.config.parsers import (read_api, read_catalog_overrides, read_devices, read_discovery, read_endpoints, read_history, read_poll, read_settings)
+from atess_exporter.config.parsers import (read_api, read_catalog_overrides, read_devices, read_discovery, read_endpoints, read_history, read_poll, read_settings, read_tariffs)
 from atess_exporter.config.reader import Section
 from atess_exporter.outside.yamlfile import YamlRefused, load_yaml_file
 
@@ -30,6 +30,7 @@ def parse_config(data: Any, source: str = "config.yaml", *, min_interval: float 
     settings = read_settings(Section(top.raw("settings", None), "settings"))
     overrides, enums = read_catalog_overrides(top.raw("catalog_overrides", None), top.raw("enums", None))
     history_format = read_history(top.raw("history", None))
+    tariffs = read_tariffs(top.raw("tariffs", None))
     shard_text = top.str("shard", "0/1")
     try:
         shard = parse_shard(shard_text)
@@ -42,7 +43,7 @@ def parse_config(data: Any, source: str = "config.yaml", *, min_interval: float 
     return Config(api=api, poll=poll, devices=devices, endpoints=endpoints, source=source, state_file=state_file,
                   state_file_max_bytes=state_file_max_bytes,
                   discovery=discovery, settings=settings, shard=shard, catalog_overrides=overrides, enums=enums,
-                  history_date_format=history_format)
+                  history_date_format=history_format, tariffs=tariffs)
 
 
 def load_config(path: str, *, writes_state: bool = True, **kwargs: Any) -> Config:

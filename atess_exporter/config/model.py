@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Callable
 from zoneinfo import ZoneInfo
 
@@ -166,6 +167,48 @@ class SettingsConfig:
     max_keys: int = 500                   # settings kept per device; the rest dropped and counted
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")   # datetime.weekday() order
+
+
+@dataclass(frozen=True)
+class TariffWindow:
+    """A time-of-use window: on `days` (0 = Monday) from `start` to `end`, minutes of the
+    local day; end <= start runs over midnight into the next day (the window belongs to
+    the day it starts on). Its prices per kWh."""
+    days: frozenset[int]
+    start: int
+    end: int
+    import_price: float
+    export_price: float
+
+    def covers(self, weekday: int, minute: int) -> bool:
+        if self.start < self.end:
+            return weekday in self.days and self.start <= minute < self.end
+        return ((weekday in self.days and minute >= self.start)
+                or ((weekday - 1) % 7 in self.days and minute < self.end))
+
+
+@dataclass(frozen=True)
+class Tariff:
+    """Energy prices per kWh in `currency` for the plants listed (none listed: every
+    plant no other tariff names). The first window that covers the local time sets the
+    price; outside every window the base prices apply."""
+    currency: str
+    import_price: float
+    export_price: float = 0.0
+    windows: tuple[TariffWindow, ...] = ()
+    plants: frozenset[str] = frozenset()
+    timezone: str | None = None            # None: the plant's own zone, else atess.timezone
+
+    def prices_at(self, local: datetime) -> tuple[float, float]:
+        """(import, export) per kWh at this local wall-clock time."""
+        weekday, minute = local.weekday(), local.hour * 60 + local.minute
+        for window in self.windows:
+            if window.covers(weekday, minute):
+                return window.import_price, window.export_price
+        return self.import_price, self.export_price
+
+
 @dataclass(frozen=True)
 class Config:
     api: ApiConfig
@@ -181,6 +224,7 @@ class Config:
     catalog_overrides: dict = field(default_factory=dict)   # the user's corrections (catalog/overrides.py)
     enums: dict = field(default_factory=dict)               # enumeration tables replaced by the user
     history_date_format: str = "%Y-%m-%d %H:%M:%S"          # startDate/endDate of history calls
+    tariffs: tuple[Tariff, ...] = ()                        # energy prices; () exports no tariff series
 
     def catalog(self):
         """The packaged catalog with this config's overrides applied."""

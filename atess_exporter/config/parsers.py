@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from atess_exporter.config.input import ConfigError, check_header_text, kind_of, quoted
 from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS, NON_DEVICE_FAMILIES, OPERATIONS
 from atess_exporter.outside.text import valid_sn
-from atess_exporter.config.model import (MIN_INTERVAL_SECONDS, ApiConfig, Credentials, DeviceConfig, DiscoveryConfig, PollConfig, SettingsConfig)
+from atess_exporter.config.model import (MIN_INTERVAL_SECONDS, WEEKDAYS, ApiConfig, Credentials, DeviceConfig, DiscoveryConfig, PollConfig,
+                                         SettingsConfig, Tariff, TariffWindow)
 from atess_exporter.config.reader import Section
 
 
@@ -204,3 +205,102 @@ def read_history(data: Any) -> str:
     section.done()
     return fmt
 
+
+
+# Prices are per kWh (the unit on every bill; per joule they would read 8.3e-08), in any
+# currency: 1e6 is far above any real tariff in any currency and still a finite bound.
+MAX_PRICE_PER_KWH = 1e6
+MAX_TARIFFS = 1000
+MAX_WINDOWS = 48
+
+
+def _price(section: Section, name: str, default: Any) -> Any:
+    return section.number(name, default, 0.0, maximum=MAX_PRICE_PER_KWH,
+                          hint="prices are per kWh and not negative, e.g. 0.30")
+
+
+def _clock(section: Section, name: str, default: str) -> int:
+    """Minutes since local midnight of "HH:MM" ("24:00" is the end of the day)."""
+    value = section.raw(name, default)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value <= 24 * 60:
+            meant = f"{value // 60:02d}:{value % 60:02d}"
+            raise ConfigError(f"{section.key(name)}: write the time in quotes, e.g. {name}: \"{meant}\" "
+                              f"(unquoted, YAML reads {meant} as the number {value})")
+        raise ConfigError(f"{section.key(name)}: {value} is not a time of day; write HH:MM in quotes, e.g. {name}: \"22:00\"")
+    text = section.str(name, default)
+    m = re.fullmatch(r"([01]?\d|2[0-4]):([0-5]\d)", text.strip())
+    if not m or (m.group(1) == "24" and m.group(2) != "00"):
+        raise ConfigError(f"{section.key(name)}: {quoted(text)} is not a time of day; write HH:MM in quotes, e.g. \"07:00\"")
+    return int(m.group(1)) * 60 + int(m.group(2))
+
+
+_DAY_NAMES = {name: i for i, day in enumerate(("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))
+              for name in (day, day[:3])}
+
+
+def _days(section: Section) -> frozenset[int]:
+    names = section.str_list("days") or WEEKDAYS
+    days = set()
+    for name in names:
+        day = _DAY_NAMES.get(name.strip().lower())
+        if day is None:
+            raise ConfigError(f"{section.key('days')}: {quoted(name)} is not a day of the week; use {', '.join(WEEKDAYS)}")
+        days.add(day)
+    return frozenset(days)
+
+
+def read_tariffs(data: Any) -> tuple[Tariff, ...]:
+    """`tariffs:` a list of tariffs; at most one without `plants:` (the default), and
+    no plant in two."""
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise ConfigError(f"tariffs: must be a list of tariffs (- currency: EUR, import_price: 0.30 ...), got {kind_of(data)}")
+    if len(data) > MAX_TARIFFS:
+        raise ConfigError(f"tariffs: {len(data)} tariffs; at most {MAX_TARIFFS}")
+    out: list[Tariff] = []
+    owner: dict[str, int] = {}
+    default_at = None
+    for i, item in enumerate(data):
+        section = Section(item, f"tariffs[{i}]")
+        currency = section.str("currency", hint="the ISO 4217 code of the prices, e.g. currency: EUR")
+        if not re.fullmatch(r"[A-Z]{3}", currency):
+            raise ConfigError(f"{section.key('currency')}: {quoted(currency)} is not an ISO 4217 currency code; e.g. EUR, USD, GBP")
+        if section.data.get("import_price") is None:
+            section.raw("import_price", hint="the price per kWh bought from the grid, e.g. import_price: 0.30")
+        import_price = _price(section, "import_price", None)
+        export_price = _price(section, "export_price", 0.0)
+        tz = section.str("timezone", None)
+        plants = section.str_list("plants")
+        for plant in plants:
+            if plant in owner:
+                raise ConfigError(f"{section.key('plants')}: plant {quoted(plant)} already has tariffs[{owner[plant]}]; list each plant once")
+            owner[plant] = i
+        if not plants:
+            if default_at is not None:
+                raise ConfigError(f"{section.key('plants')}: missing; tariffs[{default_at}] already applies to every other plant, "
+                                  "so list the plant ids this one is for, e.g. plants: [PL1001]")
+            default_at = i
+        windows = section.raw("windows", [])
+        if not isinstance(windows, list):
+            raise ConfigError(f"{section.key('windows')}: must be a list of time windows (- days: [mon, fri], from: \"07:00\", to: \"22:00\", import_price: 0.38), got {kind_of(windows)}")
+        if len(windows) > MAX_WINDOWS:
+            raise ConfigError(f"{section.key('windows')}: {len(windows)} windows; at most {MAX_WINDOWS}")
+        parsed = []
+        for j, raw in enumerate(windows):
+            w = Section(raw, f"{section.key('windows')}[{j}]")
+            start, end = _clock(w, "from", "00:00"), _clock(w, "to", "24:00")
+            if start == end or start == 24 * 60:
+                raise ConfigError(f"{w.key('to')}: the window from {start // 60:02d}:{start % 60:02d} to {end // 60:02d}:{end % 60:02d} is empty; "
+                                  "for the whole day write from: \"00:00\", to: \"24:00\"")
+            if "import_price" not in w.data and "export_price" not in w.data:
+                raise ConfigError(f"{w.key('import_price')}: missing; a window sets import_price, export_price or both")
+            parsed.append(TariffWindow(days=_days(w), start=start, end=end,
+                                       import_price=_price(w, "import_price", import_price),
+                                       export_price=_price(w, "export_price", export_price)))
+            w.done()
+        out.append(Tariff(currency=currency, import_price=import_price, export_price=export_price, windows=tuple(parsed),
+                          plants=frozenset(plants), timezone=_timezone(tz, section.key("timezone")) if tz else None))
+        section.done()
+    return tuple(out)

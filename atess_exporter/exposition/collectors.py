@@ -243,7 +243,7 @@ class BuildInfoCollector(Collector):
 class TopologyCollector(Collector):
     """The account as discovery last read it (empty without discovery).
 
-    atess_plant_info{plant_id,plant_name,country,city,timezone} 1
+    atess_plant_info{plant_id,plant_name,timezone} 1
     atess_plant_capacity_watts{plant_id}             rated PV capacity (vendor kW/kWp)
     atess_datalog_info{datalog_sn,plant_id,model} 1
     atess_datalog_online{datalog_sn,plant_id}        1 online, 0 offline (when the API says)
@@ -256,13 +256,14 @@ class TopologyCollector(Collector):
         topology = self.cache.topology
         if topology is None:
             return
-        plant = InfoMetricFamily("atess_plant", "Plant identity and location, from the account's plant list (read on discovery refresh)",
-                                 labels=("plant_id", "plant_name", "country", "city", "timezone"))
+        # No address, city, country or coordinates: the plant list's personal data stays out (PLATFORM.md 9).
+        plant = InfoMetricFamily("atess_plant", "Plant identity and time zone, from the account's plant list (read on discovery refresh)",
+                                 labels=("plant_id", "plant_name", "timezone"))
         capacity = GaugeMetricFamily("atess_plant_capacity_watts", "Plant rated capacity (vendor field capacity, kW assumed), from the plant list", labels=("plant_id",))
         datalog = InfoMetricFamily("atess_datalog", "Datalogger identity and its plant, from the datalogger list", labels=("datalog_sn", "plant_id", "model"))
         online = GaugeMetricFamily("atess_datalog_online", "1 when the datalogger list reports the datalogger online, else 0", labels=("datalog_sn", "plant_id"))
         for p in topology.plants:
-            plant.add_metric((p.plant_id, p.name, p.country, p.city, p.timezone), {})
+            plant.add_metric((p.plant_id, p.name, p.timezone), {})
             if p.capacity_kw is not None:
                 capacity.add_metric((p.plant_id,), p.capacity_kw * 1000)
         for d in topology.datalogs:

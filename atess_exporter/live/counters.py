@@ -11,9 +11,8 @@ import logging
 import threading
 import time
 
-from atess_exporter.catalog.models import rated_power_watts
-from atess_exporter.outside.text import valid_sn
 from atess_exporter.live.state import MAX_STATE_BYTES, load_state, save_state, section
+from atess_exporter.outside.text import valid_sn
 from atess_exporter.readings.counterguard import CounterGuard
 
 log = logging.getLogger(__name__)
@@ -47,9 +46,9 @@ class CounterState:
             log.warning("state file counter rows damaged, dropped (those counters start fresh)",
                         extra={"fields": {"path": state_file, "dropped": rows_dropped}})
 
-    def guard_for(self, sn: str, model: str) -> CounterGuard:
+    def guard_for(self, sn: str, rated_watts: float | None) -> CounterGuard:
         guard = self.guards.setdefault(sn, CounterGuard(self.confirm_polls))
-        guard.rated_watts = rated_power_watts(model)  # the model may be known only since discovery
+        guard.rated_watts = rated_watts  # the reading's: payload, device list or model (known only since discovery)
         return guard
 
     def forget(self, sn: str) -> None:

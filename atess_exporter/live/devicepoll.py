@@ -22,7 +22,7 @@ from atess_exporter.live.authgate import AuthGate
 from atess_exporter.live.counters import CounterState
 from atess_exporter.live.store import Cache, DeviceSnapshot
 from atess_exporter.readings.counterguard import guard_samples
-from atess_exporter.readings.payload import Reading, looks_like_watts, parse_time, read_payload
+from atess_exporter.readings.payload import Reading, parse_time, read_payload
 from atess_exporter.readings.devicesettings import read_device_settings
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class DevicePoll:
         self.stop = stop
         self.retry = RetryPolicy(config.poll.retries, config.poll.retry_backoff_seconds, rng)
         self._rate_limited: dict[str, int] = {}  # consecutive rate-limit answers per device
-        self._watts_warned: set[str] = set()
+        self._watts_warned: set[tuple[str, str]] = set()   # (sn, field) already warned about
 
     def latest(self, client: AtessClient, device: DeviceConfig, clock: Callable[[], float]) -> DeviceSnapshot:
         """One latest-data poll for one device; the store gets the result either way."""
@@ -60,9 +60,9 @@ class DevicePoll:
             self.auth.succeeded()
             self._rate_limited.pop(device.sn, None)
             model = device.model or previous.model
-            reading = read_payload(self.catalog.families[device.type], payload, model)
+            reading = read_payload(self.catalog.families[device.type], payload, model, self._listed_rating(device.sn))
             self._report(device, model, reading)
-            guard = self.counters.guard_for(device.sn, model)
+            guard = self.counters.guard_for(device.sn, reading.rated_watts)
             glitches_before = guard.glitches
             samples = guard_samples(guard, self.catalog, reading.samples, clock())
             snapshot = DeviceSnapshot(
@@ -107,16 +107,23 @@ class DevicePoll:
         self.store.put_device_settings(device.sn, settings)
 
     def _report(self, device: DeviceConfig, model: str, reading: Reading) -> None:
-        """One debug line per withheld value; one warning per device when its powers look like W."""
+        """One debug line per withheld value; one warning per field whose value looks like W, not kW."""
         for bad in reading.implausible:
             log.debug("implausible value withheld", extra={"fields": {
                 "sn": device.sn, "field": bad.field, "value": bad.value, "allowed": bad.allowed}})
-        if looks_like_watts(reading) and device.sn not in self._watts_warned:
-            self._watts_warned.add(device.sn)
-            fields = ", ".join(f"{f}: {{unit: W}}" for f in reading.kilo_suspects[:4])
-            log.warning("most power fields look 1000x too large for the model: the cloud seems to send W, not kW",
-                        extra={"fields": {"sn": device.sn, "model": model, "fields": ",".join(reading.kilo_suspects),
+        new = [f for f in reading.kilo_suspects if (device.sn, f) not in self._watts_warned]
+        if new:  # per field: a payload may mix W and kW (PLATFORM.md 4), so each field is judged alone
+            self._watts_warned.update((device.sn, f) for f in new)
+            fields = ", ".join(f"{f}: {{unit: W}}" for f in new[:4])
+            log.warning("power fields look 1000x too large for the device's rating: the cloud seems to send W, not kW",
+                        extra={"fields": {"sn": device.sn, "model": model, "rated_watts": reading.rated_watts,
+                                          "fields": ",".join(new),
                                           "fix": f"catalog_overrides: {{{device.type}: {{fields: {{{fields}}}}}}}"}})
+
+    def _listed_rating(self, sn: str) -> float | None:
+        """The rated power the device list states (`normalPower`/`nominalPower`), if any."""
+        topology = self.store.topology
+        return None if topology is None else topology.rated_watts.get(sn)
 
     def _listed_lost(self, sn: str) -> bool | None:
         """The device list's own `lost` flag (documented on the BCU list), for payloads without one."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from atess_exporter.probe import recording
-from atess_exporter.catalog import Catalog
+from atess_exporter.catalog import Catalog, parse_number
 from atess_exporter.api.client import (ApiError, AtessClient, AtessError, HttpError, MalformedResponseError, NoDataError)
 from atess_exporter.config import Config, ConfigError, DeviceConfig, load_config
 from atess_exporter.account.discovery import walk
@@ -51,6 +52,7 @@ class Check:
     data: Any = None
     model: str = ""
     notes: list[str] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)   # what the values suggest, printed below the table
     counts: dict[str, int] = field(default_factory=dict)
     time_ok: bool | None = None
     suggestion: str = ""
@@ -163,9 +165,19 @@ class Probe:
     def _describe_payload(self, c: Check, dev: DeviceConfig) -> None:
         if not isinstance(c.data, dict):
             return
-        reading = read_payload(self.catalog.families[dev.type], c.data, dev.model)
+        family = self.catalog.families[dev.type]
+        reading = read_payload(family, c.data, dev.model)
         c.counts.update(fields=len(c.data), catalogued=reading.catalogued, uncatalogued=reading.uncatalogued,
                         unusable=reading.unusable, implausible=len(reading.implausible))
+        c.hints.extend(what_values_suggest(family.normalise(c.data)))
+        if reading.uncatalogued_fields:
+            shown = reading.uncatalogued_fields[:12]
+            c.hints.append(f"uncatalogued, exported as atess_vendor_*: {', '.join(shown)}"
+                           + (" ..." if len(reading.uncatalogued_fields) > len(shown) else "")
+                           + " (map them under catalog_overrides, or report them)")
+        if reading.kilo_suspects:
+            c.hints.append("1000x too large for the rating, W rather than kW? "
+                           + ", ".join(f"{f}: {{unit: W}}" for f in reading.kilo_suspects))
         c.time_ok = parse_time(c.data.get("time"), self.config.device_timezone(dev)) is not None
         if reading.variant:
             c.notes.append(f"model variant {reading.variant}")
@@ -178,6 +190,27 @@ class Probe:
         rows = self._rows(c)
         if rows:
             c.time_ok = row_time(rows[0], self.config.device_timezone(dev)) is not None
+
+
+def what_values_suggest(payload: dict) -> list[str]:
+    """What an account's own values say about the disputed readings (PLATFORM.md 3, 5)."""
+    notes = []
+    volts = sorted(v for v in (parse_number(payload.get(f)) for f in ("vpvuv", "vpvvw", "vpvwu")) if v and v > 50)
+    if volts:
+        median = statistics.median(volts)
+        if median < 300:
+            reading, metric, phase = "phase voltages", "atess_output_phase_voltage_volts", "u"
+        else:
+            reading, metric, phase = "line voltages", "atess_output_line_voltage_volts", "uv"
+        notes.append(f"vpvuv median {median:.0f} V: {reading} (to export them so: "
+                     f"vpvuv: {{metric: {metric}, labels: {{phase: {phase}}}}}, and vpvvw, vpvwu)")
+    pf = parse_number(payload.get("loadPf"))
+    if pf is not None and 0 < abs(pf) <= 1:
+        notes.append(f"loadPf {pf:g} looks like a ratio, not a percentage: loadPf: {{unit: \"1\"}}")
+    if any(parse_number(payload.get(f)) for f in ("gridTotal", "toGridTotal")):
+        notes.append("gridTotal/toGridTotal: direction disputed, compare with the device display "
+                     "(atess_grid_exchange_energy_joules_total{vendor_field})")
+    return notes
 
 
 # -- output ------------------------------------------------------------------
@@ -198,6 +231,9 @@ def render(checks: list[Check]) -> str:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()  # noqa: E731
     out = [line(head), line(tuple("-" * w for w in widths))] + [line(r) for r in rows]
+    hints = [f"  {c.family}: {h}" for c in checks for h in c.hints]
+    if hints:
+        out += ["", "What the values suggest (catalog_overrides: {family: {fields: ...}} applies it):"] + hints
     suggestions = [c.suggestion for c in checks if c.suggestion]
     if suggestions:
         out += ["", "Suggested config (these paths answered where the configured ones did not):"]

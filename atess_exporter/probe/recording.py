@@ -41,7 +41,7 @@ FORMAT = "atess-recording/1"
 # Keys of the page and list shapes, and list-row keys that describe no person or site.
 SHAPE_KEYS = frozenset({
     "datas", "offset", "pageNo", "pageSize", "total", "time", "updateTime", "model", "deviceModel", "deviceType",
-    "firmwareVersion", "status", "lost", "deviceNo", "systemNo", "capacity", "country", "timezone", "calendar",
+    "firmwareVersion", "status", "lost", "deviceNo", "systemNo", "capacity", "timezone", "calendar",
     "year", "month", "dayOfMonth", "hourOfDay", "minute", "second", "again", "unit", "type", "code",
 })
 # Identifiers, hashed (compared in lower case): hashing keeps them linkable across files.
@@ -53,15 +53,17 @@ MAX_DEPTH = 32
 
 
 def harmless_keys(catalog: Any) -> frozenset[str]:
-    """The catalog's fields (and the ones it skips), with the shape keys."""
+    """The catalog's fields (and the ones it skips, and their other names), with the shape
+    keys; in lower case, as every spelling of a catalogued field is that field."""
     keys = set(SHAPE_KEYS)
     for fam in catalog.families.values():
         keys.update(fam.fields)
         keys.update(fam.skip)
+        keys.update(fam.aliases)
         for variant in fam.variants:
             keys.update(variant.fields)
             keys.update(variant.skip)
-    return frozenset(keys)
+    return frozenset(k.casefold() for k in keys)
 
 
 def _kind(key: str) -> str | None:
@@ -125,7 +127,7 @@ class Redaction:
             if node is None or isinstance(node, bool):
                 return node
             kind = None if key is None else _kind(key)
-            harmless = key is None or key in self.harmless
+            harmless = key is None or key.casefold() in self.harmless
             if kind is not None:
                 return self._hash(kind, node) if str(node).strip() else ""
             if isinstance(node, (int, float)):

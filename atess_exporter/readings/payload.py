@@ -65,7 +65,8 @@ class Reading:
     lost: bool | None = None     # the cloud's own "lost contact" flag, when sent
     variant: str = ""            # the catalog variant used ("hv"), "" for the family's base
     kilo_suspects: tuple[str, ...] = ()   # kW fields whose value looks like W (1,000x too large)
-    kw_fields: int = 0           # kW power fields that carried a non-zero number
+    rated_watts: float | None = None      # the rating the values were checked against
+    uncatalogued_fields: tuple[str, ...] = ()   # their names, as sent
 
 
 def _split_packed(family: FamilyCatalog, payload: Mapping) -> Mapping:
@@ -82,22 +83,32 @@ def _split_packed(family: FamilyCatalog, payload: Mapping) -> Mapping:
     return payload if out is None else out
 
 
-def read_payload(family: FamilyCatalog, payload: Mapping, model: str | None = None) -> Reading:
+def rating_of(payload: Mapping) -> float | None:
+    """The rated power the payload itself states (`normalPower`, W), if credible."""
+    number = parse_number(payload.get("normalPower"))
+    return number if number is not None and 100.0 <= number <= 1e8 else None
+
+
+def read_payload(family: FamilyCatalog, payload: Mapping, model: str | None = None,
+                 rated_watts: float | None = None) -> Reading:
     """Every number of the payload as samples, with what was withheld and why.
 
     Catalogued fields become their metric (scaled to base units) unless the value
-    is outside the metric's range; an enumeration with a table also gives one
+    is a known "no reading" placeholder or outside the metric's range (judged
+    against the rating the payload states, else `rated_watts` from the device
+    lists, else the model name's); an enumeration with a table also gives one
     0/1 series per state; a numeric field the catalog does not know becomes an
     ``atess_vendor_*`` gauge (raw value); text, flags, identifiers, nulls and
     nested objects give nothing.
     """
+    payload = family.normalise(payload)   # every spelling of a catalogued field is that field
     fam = family.for_model(model, payload)
     payload = _split_packed(fam, payload)
-    rated = rated_power_watts(model)
+    rated = rating_of(payload) or rated_watts or rated_power_watts(model)
     grouped: dict[str, list] = {}
     seen: set[tuple[str, tuple[str, ...]]] = set()
     implausible: list[Implausible] = []
-    unusable = kw = 0
+    unusable = 0
     suspects: list[str] = []
     for name, raw in payload.items():
         fmap: FieldMap | None = fam.fields.get(name)
@@ -109,11 +120,9 @@ def read_payload(family: FamilyCatalog, payload: Mapping, model: str | None = No
                 unusable += 1
             continue
         key = (fmap.metric.name, fmap.label_values)
-        if key in seen:
-            continue  # an alternative spelling of a field this payload already gave
+        if key in seen or number in fmap.no_reading:
+            continue  # another name of a field this payload already gave, or an absent sensor
         value = number * fmap.scale
-        if fmap.unit == "kW" and number:
-            kw += 1
         if not fmap.plausible.allows(value, rated):
             implausible.append(Implausible(name, number, fmap.plausible.describe(rated)))
             if fmap.unit == "kW" and rated and fmap.plausible.allows(value / 1000.0, rated):
@@ -124,7 +133,12 @@ def read_payload(family: FamilyCatalog, payload: Mapping, model: str | None = No
         if fmap.state_metric is not None and fmap.states:
             rows = grouped.setdefault(fmap.state_metric.name, [])
             rows.extend(((state,), 1.0 if number == code else 0.0) for code, state in fmap.states)
+        if fmap.fault_metric is not None and number == int(number):
+            word = int(number)
+            rows = grouped.setdefault(fmap.fault_metric.name, [])
+            rows.extend((fmap.label_values + (name,), 1.0) for bit, name in fmap.faults if word >> bit & 1)
     extra = 0
+    names: list[str] = []
     for name, raw in payload.items():
         if name in fam.fields or name in fam.skip or isinstance(raw, bool):
             continue
@@ -134,22 +148,19 @@ def read_payload(family: FamilyCatalog, payload: Mapping, model: str | None = No
         extra += 1
         if extra > MAX_UNCATALOGUED:
             continue  # one device's odd payload must not flood the exposition
+        names.append(name)
         metric = fam.uncatalogued.metric_name(fam.name, name)
         if metric is not None:
             grouped.setdefault(metric, []).append(((), number))
     lost = payload.get("lost")
-    return Reading(samples={name: tuple(rows) for name, rows in grouped.items()},
+    return Reading(samples={name: tuple(rows) for name, rows in grouped.items() if rows},
                    implausible=tuple(implausible), unusable=unusable,
                    catalogued=sum(1 for name in payload if name in fam.fields), uncatalogued=extra,
                    lost=lost if isinstance(lost, bool) else None, variant=fam.variant,
-                   kilo_suspects=tuple(suspects), kw_fields=kw)
+                   kilo_suspects=tuple(suspects), rated_watts=rated, uncatalogued_fields=tuple(names))
 
 
-def payload_samples(family: FamilyCatalog, payload: Mapping, model: str | None = None) -> Samples:
+def payload_samples(family: FamilyCatalog, payload: Mapping, model: str | None = None,
+                    rated_watts: float | None = None) -> Samples:
     """Just the samples of read_payload (backfill, tests, benchmarks)."""
-    return read_payload(family, payload, model).samples
-
-
-def looks_like_watts(reading: Reading) -> bool:
-    """Most power fields 1,000x too large for the model: the cloud sends W, not kW."""
-    return reading.kw_fields >= 2 and len(reading.kilo_suspects) * 2 > reading.kw_fields
+    return read_payload(family, payload, model, rated_watts).samples

@@ -19,12 +19,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--success-code", type=int, default=0, choices=(0, 200))
     ap.add_argument("--min-interval", type=float, default=None,
                     help="answer 429 to the same endpoint+SN sooner than this many seconds")
+    ap.add_argument("--dialect", default="documented", choices=("documented", "platform"),
+                    help="documented: the vendor doc's names; platform: as the vendor's servers send data (default documented)")
     args = ap.parse_args(argv)
     if (args.app_id is None) != (args.app_key is None):
         ap.error("--app-id and --app-key go together")
 
     sim = Simulator(demo_devices(), token=args.token, app_id=args.app_id, app_key=args.app_key,
-                    success_code=args.success_code, min_interval_seconds=args.min_interval)
+                    success_code=args.success_code, min_interval_seconds=args.min_interval, dialect=args.dialect)
     url = sim.start(port=args.port)
     print(url, flush=True)
     for dev in sim.devices.values():

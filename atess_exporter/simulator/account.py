@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS, NON_DEVICE_FAMILIES
+from atess_exporter.simulator import platform
 from atess_exporter.simulator.device import SimDevice
 
 if TYPE_CHECKING:
@@ -62,7 +63,11 @@ def _get_only(handler: Callable) -> Callable:
 
 def _plant_rows(sim: "Simulator") -> list[dict]:
     ids = sorted({d.plant_id for d in sim.devices.values()})
-    return [{"plantId": pid, **PLANTS.get(pid, {"plantName": pid})} for pid in ids]
+    rows = [{"plantId": pid, **PLANTS.get(pid, {"plantName": pid})} for pid in ids]
+    if sim.dialect == "platform":
+        zone = {d.plant_id: d.tz_offset_hours for d in sim.devices.values()}
+        rows = [platform.plant_row(row, zone[row["plantId"]], i) for i, row in enumerate(rows)]
+    return rows
 
 
 def _datalog_rows(sim: "Simulator", plant_id: str | None) -> list[dict]:
@@ -70,8 +75,9 @@ def _datalog_rows(sim: "Simulator", plant_id: str | None) -> list[dict]:
     for d in sim.devices.values():
         if d.datalog_sn and (plant_id is None or d.plant_id == plant_id):
             seen.setdefault(d.datalog_sn, d.plant_id)
-    return [{"dataLogSn": sn, "plantId": pid, "model": "DL-WiFi", "status": 0 if sn in OFFLINE_DATALOGS else 1}
+    rows = [{"dataLogSn": sn, "plantId": pid, "model": "DL-WiFi", "status": 0 if sn in OFFLINE_DATALOGS else 1}
             for sn, pid in sorted(seen.items())]
+    return [platform.datalog_row(r) for r in rows] if sim.dialect == "platform" else rows
 
 
 def _device_row(d: SimDevice, index: int = 0) -> dict:
@@ -164,7 +170,10 @@ def _family_list(family: str) -> Callable:
         if not datalog:
             return sim.error(400, "dataLogSn must not be empty")
         devices = [d for _, d in sorted(sim.devices.items()) if d.family == family and d.datalog_sn == datalog]
-        return _reply(sim, [_device_row(d, i) for i, d in enumerate(devices)])
+        rows = [_device_row(d, i) for i, d in enumerate(devices)]
+        if sim.dialect == "platform":
+            rows = [platform.device_row(r, d) for r, d in zip(rows, devices)]
+        return _reply(sim, rows)
 
     return handle
 

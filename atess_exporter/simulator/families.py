@@ -8,14 +8,17 @@ the central vocabulary, plus the documented names and a few names seen in the
 ATESS app (catalog/<family>.yaml says which). Like recorded data, the
 undocumented payloads also carry fields that are not measurements (``lost``,
 ``again``, ``withTime``, ``id``, ``address``, ``dataLogSn``, a nested object) and
-one numeric field no catalog knows (``temp2``), so the exporter's handling of
-both is exercised by the demo.
+numbers no catalog knows (``soh``, ``rackNum`` of the BMS families), so the
+exporter's handling of both is exercised by the demo.
 
 The physics is ``physics``' own: the same deterministic 7-day cycle of PV,
 load and battery per device, so lifetime totals are exact integer-Wh sums that
 never decrease and ``...Today`` values restart at local midnight. Like the
 vendor, some numbers are sent as numeric strings ("3.312"): the PV-string
-values, a PCS's frequency and power factor, the BMS cell extremes.
+values, a PCS's frequency and power factor, the BMS cell extremes. As the
+platform's servers do (PLATFORM.md 3-4), the PCS's and PBD's ``ppv`` is W and
+``loadPf`` a percentage. ``simulator/platform.py`` rewrites these payloads into
+the platform's own spellings and field sets (``dialect="platform"``).
 
 Per family (all ASSUMED, like the fields):
   * ``hps_string`` -- an HPS...TL string-type hybrid inverter with two PV strings;
@@ -197,7 +200,7 @@ def pcs_latest(device: SimDevice, now: float) -> dict:
     return {
         "atsBypass": 0, "deviceSn": device.sn, "time": r.time,
         "status": 2, "runModel": 5, "typeFlag": 0, "selfTime": 60,
-        "ppv": _r(ppv, 2), "pac": _r(pbat, 2),
+        "ppv": _r(ppv * 1000.0, 0), "pac": _r(pbat, 2),  # W, unlike every other PCS power (PLATFORM.md 4)
         "vbat": _r(vbat), "ibat": _r(ibat),
         "capacity": int(round(r.soc)), "bmsStatus": r.bms_status(),
         "maxChargeCurr": _r(chg), "maxDischargeCurr": _r(dis),
@@ -208,7 +211,7 @@ def pcs_latest(device: SimDevice, now: float) -> dict:
         "gvpvuv": _r(g_line[0]), "gvpvvw": _r(g_line[1]), "gvpvwu": _r(g_line[2]),
         "ipvu": _r(inv_i[0]), "ipvv": _r(inv_i[1]), "ipvw": _r(inv_i[2]),
         "outvu": _r(o_phase[0]), "outvv": _r(o_phase[1]), "outvw": _r(o_phase[2]),
-        "loadActivePower": _r(load, 2), "loadPf": _r(rng.uniform(0.93, 0.97), 3),
+        "loadActivePower": _r(load, 2), "loadPf": _r(rng.uniform(93.0, 97.0), 1),  # percent
         "temp": _r(ambient), "temp1": _r(ambient + 5.0 + 25.0 * abs(p_inv) / R),
         **r.energies(("epvToday", "epvTotal", "pv"), ("echargeToday", "ebatChargeTotal", "charge"),
                      ("edischargeToday", "ebatDischargeTotal", "discharge"), ("egridToday", "egridTotal", "imp"),
@@ -232,7 +235,7 @@ def pbd_latest(device: SimDevice, now: float) -> dict:
         "deviceSn": device.sn, "time": r.time,
         "status": 2 if ppv > _ACTIVE_KW else 0,
         "typeFlag": 0, "selfTime": 60,
-        "ppv": _r(ppv, 2), "vpv": _r(sum(volts) / 2), "ipv": _r(sum(amps)),
+        "ppv": _r(ppv * 1000.0, 0), "vpv": _r(sum(volts) / 2), "ipv": _r(sum(amps)),  # ppv in W (PLATFORM.md 4)
         "vbat": _r(vbat), "ibat": _r(-pchg * 1000.0 / vbat), "pac": _r(-pchg, 2),
         "bvbus": _r(vbat + rng.uniform(0.5, 2.0)),
         "temp": _r(ambient), "temp1": _r(ambient + 3.0 + 25.0 * ppv / R),

@@ -129,6 +129,9 @@ def history_handler(family: str, max_days: int = DEFAULT_MAX_DAYS,
             return sim.error(PARAM_ERROR_CODE, f"pageSize must be a whole number from 1 to {size_cap}")
         total, rows = history_rows(family, dev, start, end, sim.clock(),
                                    offset=(page_no - 1) * page_size, limit=page_size)
+        if sim.dialect == "platform":
+            from atess_exporter.simulator.platform import speak
+            rows = [speak(family, dev, row) for row in rows]
         data = {"datas": rows, "offset": (page_no - 1) * page_size, "pageNo": page_no, "pageSize": page_size,
                 "total": total}
         return Reply(envelope=sim.envelope_dict(data))

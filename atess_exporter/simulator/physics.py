@@ -8,7 +8,8 @@ Faithful to the vendor doc of the central HPS latest data (docs/api.md):
     on those models, and ``null`` on the others (real clouds send nulls for what
     a model lacks); on HV models ``ppv``/``vpv`` are PV1 values and ``ppv1`` the
     total PV power, as the doc's HV table says;
-  * units are those in the doc's descriptions (kW, kWh, V, A, Hz, degC, %, H, Min, s);
+  * units are those in the doc's descriptions (kW, kWh, V, A, Hz, degC, %, H, Min, s),
+    and ``loadPf`` a percentage as the platform sends it (PLATFORM.md 3);
   * ``...Total`` fields never decrease, ``...Today`` fields restart at local
     midnight, ``time`` is plant-local "YYYY-MM-DD HH:MM:SS" without a zone;
   * the cloud refreshes every 5 minutes (doc: "once every 5 minutes"), so values
@@ -428,7 +429,7 @@ def hps_central_latest(device: SimDevice, now: float) -> dict:
         "loadActivePower": r2(load),
         "loadApparentPower": r2(load_kva),
         "loadIu": load_i[0], "loadIv": load_i[1], "loadIw": load_i[2],
-        "loadPf": r3(load_pf),
+        "loadPf": r1(load_pf * 100.0),  # a percentage, as the platform sends it (PLATFORM.md 3)
         "loadReactivePower": r2(math.sqrt(max(load_kva**2 - load**2, 0.0))),
         "maxChargeCurr": r1(max_chg),
         "maxDischargeCurr": r1(max_dis),

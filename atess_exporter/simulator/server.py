@@ -1,6 +1,7 @@
 """HTTP side of the simulated ATESS cloud OpenAPI (stdlib http.server, loopback only).
 
-Faithful to the vendor doc and recorded data (docs/api.md):
+Faithful to the vendor doc and recorded data (docs/api.md); ``dialect="platform"``
+answers as the vendor's servers do instead (simulator/platform.py):
   * ``GET /api/v1/hps/data-last?deviceSn=SN``, ``Authorization`` header;
   * envelope ``{"code", "data", "msg"}`` with HTTP 200 even for API errors;
     codes from the doc's table: 400 not found, 403 no access, 500 fail; success
@@ -31,6 +32,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS
+from atess_exporter.simulator import platform
 from atess_exporter.simulator.device import SimDevice
 from atess_exporter.simulator.physics import LATEST_BUILDERS
 
@@ -93,6 +95,8 @@ def latest_handler(family: str) -> Handler:
         if dev is None or dev.family != family:
             return sim.error(400, "not found")
         data = LATEST_BUILDERS[family](dev, sim.clock())
+        if sim.dialect == "platform":
+            data = platform.speak(family, dev, data)
         if dev.lost:
             # The cloud keeps the last reading and flags the device (recorded data).
             data = {**data, "lost": True, "status": -1}
@@ -132,9 +136,15 @@ class Simulator:
         success_code: int = 0,
         min_interval_seconds: float | None = None,
         clock: Callable[[], float] = time.time,
+        dialect: str = "documented",
     ) -> None:
         if (app_id is None) != (app_key is None):
             raise ValueError("app_id and app_key go together")
+        if dialect not in platform.DIALECTS:
+            raise ValueError(f"dialect must be one of {platform.DIALECTS}, not {dialect!r}")
+        # "documented": the vendor doc's names and shapes; "platform": as the vendor's servers
+        # send them (simulator/platform.py, PLATFORM.md).
+        self.dialect = dialect
         self.devices: dict[str, SimDevice] = {d.sn: d for d in devices}
         self.success_code = success_code
         self.min_interval_seconds = min_interval_seconds
