@@ -3,6 +3,8 @@ systemd update a mounted secret in place; a refusal re-reads it before backing o
 
 import logging
 
+import pytest
+
 from atess_exporter.api import client as client_mod
 from atess_exporter.app import Exporter
 from atess_exporter.config import parse_config
@@ -11,64 +13,54 @@ from atess_exporter.simulator import Simulator, demo_devices
 OLD, NEW = "old-token-1111aaaa", "new-token-2222bbbb"
 
 
-def exporter_with_token_file(sim, path):
+@pytest.fixture
+def rotating(tmp_path):
+    """(simulator accepting OLD, the token file holding OLD, a poller reading it, poll())."""
+    path = tmp_path / "token"
+    path.write_text(OLD + "\n")
     dev = demo_devices()[0]
-    return Exporter(parse_config({
-        "atess": {"base_url": sim.base_url, "token_file": str(path), "timeout_seconds": 5},
-        "poll": {"interval_seconds": 300, "concurrency": 1},
-        "devices": [{"sn": dev.sn, "type": dev.family, "model": dev.model}], "state_file": ""},
-        min_interval=0.01)), dev
+    with Simulator(demo_devices(), token=OLD) as sim:
+        exporter = Exporter(parse_config({
+            "atess": {"base_url": sim.base_url, "token_file": str(path), "timeout_seconds": 5},
+            "poll": {"interval_seconds": 300, "concurrency": 1},
+            "devices": [{"sn": dev.sn, "type": dev.family, "model": dev.model}], "state_file": ""},
+            min_interval=0.01))
+        poller = exporter.poller
+        yield sim, path, poller, lambda: poller.poll_device(poller.devices[dev.sn]).up
 
 
-def rotate(sim, path):
+def test_a_refusal_re_reads_the_rotated_token_file_instead_of_pausing(rotating, caplog):
+    caplog.set_level(logging.DEBUG)
+    sim, path, poller, poll_up = rotating
+    assert poll_up()
     sim._accepted_auth.clear()
     sim._accepted_auth.add(f"Basic {NEW}")
     with open(path, "w") as fh:              # in place, as a kubelet or systemd writes it
         fh.write(NEW + "\n")
-
-
-def test_a_refusal_re_reads_the_rotated_token_file_instead_of_pausing(tmp_path, caplog):
-    caplog.set_level(logging.DEBUG)
-    path = tmp_path / "token"
-    path.write_text(OLD + "\n")
-    with Simulator(demo_devices(), token=OLD) as sim:
-        exporter, dev = exporter_with_token_file(sim, path)
-        poller = exporter.poller
-        assert poller.poll_device(poller.devices[dev.sn]).up
-        rotate(sim, path)
-        assert not poller.poll_device(poller.devices[dev.sn]).up      # the old token is refused...
-        assert poller.poll_device(poller.devices[dev.sn]).up          # ...and the new one used at once
-        assert not poller.auth.blocked()
+    assert not poll_up()                     # the old token is refused...
+    assert poll_up()                         # ...and the new one used at once
+    assert not poller.auth.blocked()
     text = "\n".join(r.getMessage() + str(r.__dict__.get("fields", "")) for r in caplog.records)
     assert NEW not in text and OLD not in text
 
 
-def test_a_rotated_token_file_is_picked_up_without_a_refusal(tmp_path, monkeypatch):
+def test_a_rotated_token_file_is_picked_up_without_a_refusal(rotating, monkeypatch):
     monkeypatch.setattr(client_mod, "CREDENTIALS_CHECK_SECONDS", 0.0)
-    path = tmp_path / "token"
-    path.write_text(OLD + "\n")
-    with Simulator(demo_devices(), token=OLD) as sim:
-        exporter, dev = exporter_with_token_file(sim, path)
-        poller = exporter.poller
-        assert poller.poll_device(poller.devices[dev.sn]).up
-        sim._accepted_auth.add(f"Basic {NEW}")
-        path.write_text(NEW + "\n")
-        assert poller.poll_device(poller.devices[dev.sn]).up
-        sim._accepted_auth.discard(f"Basic {OLD}")
-        assert poller.poll_device(poller.devices[dev.sn]).up          # sent the new one
+    sim, path, _, poll_up = rotating
+    assert poll_up()
+    sim._accepted_auth.add(f"Basic {NEW}")
+    path.write_text(NEW + "\n")
+    assert poll_up()
+    sim._accepted_auth.discard(f"Basic {OLD}")
+    assert poll_up()                         # sent the new one
 
 
-def test_an_emptied_token_file_keeps_the_token_in_use_and_says_so_once(tmp_path, monkeypatch, caplog):
+def test_an_emptied_token_file_keeps_the_token_in_use_and_says_so_once(rotating, monkeypatch, caplog):
     monkeypatch.setattr(client_mod, "CREDENTIALS_CHECK_SECONDS", 0.0)
     caplog.set_level(logging.WARNING)
-    path = tmp_path / "token"
-    path.write_text(OLD + "\n")
-    with Simulator(demo_devices(), token=OLD) as sim:
-        exporter, dev = exporter_with_token_file(sim, path)
-        poller = exporter.poller
-        path.write_text("")                      # a rotation caught half-way
-        for _ in range(3):
-            assert poller.poll_device(poller.devices[dev.sn]).up
+    _, path, _, poll_up = rotating
+    path.write_text("")                      # a rotation caught half-way
+    assert [poll_up() for _ in range(3)] == [True] * 3
     notes = [r for r in caplog.records if "credential file" in r.getMessage()]
     assert len(notes) == 1 and "is empty" in str(notes[0].__dict__.get("fields"))
 
