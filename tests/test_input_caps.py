@@ -11,7 +11,7 @@ from atess_exporter.config import parse_config  # noqa: F401  (the settings belo
 from atess_exporter.exposition.collectors import ReadingsCollector
 from atess_exporter.exposition.render import Renderer
 from atess_exporter.live.store import Cache, DeviceSnapshot
-from conftest import make_config, value
+from conftest import make_config, series, value
 from test_discovery import account, discovering, mocked, scrape  # noqa: F401  (fixture)
 
 
@@ -76,3 +76,19 @@ def test_the_renderers_shapes_stay_bounded_when_field_sets_vary():
         assert f"{names[0]}{{model=\"HPS150\",sn=\"A\"}} {float(i)}".encode() in body
     state = next(iter(renderer._states.values())).devices[id(collector)]
     assert len(state._shapes) <= SHAPES_CAP
+
+
+def test_a_text_setting_that_keeps_changing_stops_starting_new_series(mocked, caplog):
+    caplog.set_level(logging.WARNING)
+    exporter = discovering(mocked, settings={"enabled": True})
+    exporter.poller.refresh_topology()
+    values_seen = set()
+    for i in range(8):                                  # eight hourly reads; the clock is sent as text
+        mocked.settings = {"HPS-A": {"deviceClock": f"2026-12-05 {i:02d}:00:00", "workMode": "Load First"}}
+        exporter.poller.poll_settings(exporter.poller.devices["HPS-A"])
+        for labels in series(scrape(exporter), "atess_setting_info", setting="deviceClock"):
+            values_seen.add(dict(labels)["value"])
+    assert len(values_seen) <= 3                        # not one series per read
+    assert not series(scrape(exporter), "atess_setting_info", setting="deviceClock")
+    assert series(scrape(exporter), "atess_setting_info", setting="workMode")    # a steady text stays
+    assert len([r for r in caplog.records if "keeps changing" in r.getMessage()]) == 1

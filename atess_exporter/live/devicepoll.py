@@ -23,9 +23,11 @@ from atess_exporter.live.counters import CounterState
 from atess_exporter.live.store import Cache, DeviceSnapshot
 from atess_exporter.readings.counterguard import guard_samples
 from atess_exporter.readings.payload import Reading, parse_time, read_payload
-from atess_exporter.readings.devicesettings import read_device_settings
+from atess_exporter.readings.devicesettings import DeviceSettings, read_device_settings
 
 log = logging.getLogger(__name__)
+
+TEXT_CHANGES_LIMIT = 3    # changes of a text setting's value before it is left out of labels
 
 
 class DevicePoll:
@@ -41,6 +43,7 @@ class DevicePoll:
         self.retry = RetryPolicy(config.poll.retries, config.poll.retry_backoff_seconds, rng)
         self._rate_limited: dict[str, int] = {}  # consecutive rate-limit answers per device
         self._watts_warned: set[tuple[str, str]] = set()   # (sn, field) already warned about
+        self._text_changes: dict[tuple[str, str], tuple[str, int]] = {}   # (sn, setting) -> (last text, changes)
 
     def latest(self, client: AtessClient, device: DeviceConfig, clock: Callable[[], float]) -> DeviceSnapshot:
         """One latest-data poll for one device; the store gets the result either way."""
@@ -104,7 +107,24 @@ class DevicePoll:
                         "(atess_exporter_input_dropped_total); raise settings.max_keys if they are real",
                         extra={"fields": {"sn": device.sn, "keys": len(settings.numbers) + len(settings.texts) + settings.dropped,
                                           "max_keys": self.config.settings.max_keys}})
-        self.store.put_device_settings(device.sn, settings)
+        self.store.put_device_settings(device.sn, self._steady_texts(device.sn, settings))
+
+    def _steady_texts(self, sn: str, settings: DeviceSettings) -> DeviceSettings:
+        """A text setting is a label value of atess_setting_info: one whose text keeps
+        changing (a clock, a counter sent as text) would start a new series on every read.
+        After TEXT_CHANGES_LIMIT changes it is left out, with one warning naming it."""
+        texts = {}
+        for key, text in settings.texts.items():
+            last, changes = self._text_changes.get((sn, key), (text, 0))
+            if text != last and changes < TEXT_CHANGES_LIMIT:
+                changes += 1
+                if changes == TEXT_CHANGES_LIMIT:
+                    log.warning("a text setting keeps changing; no longer exported as a label (it would start a new "
+                                "series on every read)", extra={"fields": {"sn": sn, "setting": key, "changes": changes}})
+            self._text_changes[(sn, key)] = (text, changes)
+            if changes < TEXT_CHANGES_LIMIT:
+                texts[key] = text
+        return replace(settings, texts=texts)
 
     def _report(self, device: DeviceConfig, model: str, reading: Reading) -> None:
         """One debug line per withheld value; one warning per field whose value looks like W, not kW."""
@@ -164,3 +184,5 @@ class DevicePoll:
 
     def forget(self, sn: str) -> None:
         self._rate_limited.pop(sn, None)
+        for key in [k for k in self._text_changes if k[0] == sn]:
+            del self._text_changes[key]
