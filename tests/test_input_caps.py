@@ -92,3 +92,22 @@ def test_a_text_setting_that_keeps_changing_stops_starting_new_series(mocked, ca
     assert not series(scrape(exporter), "atess_setting_info", setting="deviceClock")
     assert series(scrape(exporter), "atess_setting_info", setting="workMode")    # a steady text stays
     assert len([r for r in caplog.records if "keeps changing" in r.getMessage()]) == 1
+
+
+def test_one_hostile_answer_cannot_spend_the_uncatalogued_name_budget(caplog):
+    """2,000 uncatalogued names were the whole budget; a few answers of odd fields (256 names
+    each) took them all, and a real new field later got no gauge, silently."""
+    from atess_exporter.catalog import load_catalog
+    from atess_exporter.live.poller import Poller
+    from conftest import FakeClient
+
+    caplog.set_level(logging.WARNING)
+    answers = iter([{"ppv": "1", **{f"junk{k}x{i:04d}": str(i) for i in range(256)}} for k in range(12)]
+                   + [{"ppv": "1", "newRealField": "42.5"}])
+    config = make_config("http://127.0.0.1:9", devices=[{"sn": "A", "type": "hps_central"}])
+    p = Poller(config, FakeClient({"A": lambda: next(answers)}), Cache(), load_catalog())
+    for _ in range(12):                 # 3,072 odd fields: more than the whole budget
+        p.poll_device(p.devices["A"])
+    snap = p.poll_device(p.devices["A"])
+    assert snap.samples.get("atess_vendor_new_real_field") == (((), 42.5),)
+    assert len([r for r in caplog.records if "uncatalogued fields not exported" in r.getMessage()]) == 1

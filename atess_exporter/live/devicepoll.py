@@ -65,6 +65,11 @@ class DevicePoll:
             model = device.model or previous.model
             reading = read_payload(self.catalog.families[device.type], payload, model, self._listed_rating(device.sn))
             self._report(device, model, reading)
+            if self.store.count_dropped("uncatalogued_names", reading.uncatalogued_dropped):
+                log.warning("uncatalogued fields not exported: one answer may name at most a quarter of the names "
+                            "left, the exporter 2,000 in all (atess_exporter_input_dropped_total{limit=\"uncatalogued_names\"}); "
+                            "map the real ones in catalog_overrides", extra={"fields": {
+                                "sn": device.sn, "fields": ",".join(reading.uncatalogued_fields[:8])}})
             guard = self.counters.guard_for(device.sn, reading.rated_watts)
             glitches_before = guard.glitches
             samples = guard_samples(guard, self.catalog, reading.samples, clock())
