@@ -125,7 +125,7 @@ def demo_config(base_url: str) -> Config:
     from atess_exporter.config import parse_config
 
     return parse_config({
-        "atess": {"base_url": base_url, "token": "demo-token", "timezone": "Etc/GMT-1"},
+        "atess": {"base_url": base_url, "token": "demo-token"},   # timezone: auto, measured
         "poll": {"interval_seconds": DEMO_INTERVAL_SECONDS, "concurrency": 4},
         "discovery": {"enabled": True},
         "settings": {"enabled": True},

@@ -50,7 +50,7 @@ atess_device_last_poll_timestamp_seconds{model="HPS150",sn="YKD0F1022A"} 1.76726
 # HELP atess_device_last_poll_success_timestamp_seconds Unix time of the last successful poll
 # TYPE atess_device_last_poll_success_timestamp_seconds gauge
 atess_device_last_poll_success_timestamp_seconds{model="HPS150",sn="YKD0F1022A"} 1.76726166e+09
-# HELP atess_device_data_timestamp_seconds Unix time of the device's latest reading (vendor field time, plant-local time zone as configured)
+# HELP atess_device_data_timestamp_seconds Unix time of the device's latest reading (vendor field time, in the API servers' zone: measured, or atess.timezone)
 # TYPE atess_device_data_timestamp_seconds gauge
 atess_device_data_timestamp_seconds{model="HPS150",sn="YKD0F1022A"} 1.7672616e+09
 # HELP atess_device_unusable_fields Catalogued fields of the last payload that held text instead of a number (not exported)

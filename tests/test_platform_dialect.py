@@ -200,7 +200,7 @@ def test_backfill_reads_the_platforms_history_rows_like_latest_data(tmp_path):
     with Simulator(devices, token=TOKEN, dialect="platform") as sim:
         config = tmp_path / "config.yaml"
         config.write_text(yaml.safe_dump({
-            "atess": {"base_url": sim.base_url, "token": TOKEN, "timezone": "Etc/GMT-1", "timeout_seconds": 5},
+            "atess": {"base_url": sim.base_url, "token": TOKEN, "timeout_seconds": 5},
             "devices": [{"sn": d.sn, "type": d.family, "model": d.model} for d in devices]}))
         out = tmp_path / "out.om"
         err = io.StringIO()

@@ -382,6 +382,8 @@ def test_daily_energy_follows_the_plants_local_midnight(tmp_path):
         "poll": {"interval_seconds": 2, "concurrency": 2},
         "state_file": "",
     }, source="day-boundary", min_interval=1.0))
+    # the exporter lives in the simulated time too: a reading is never placed after its poll
+    exporter.poller.clock = lambda: time.time() + shift[0]
     server = MetricsServer(exporter.registry, "127.0.0.1:0")
     server.start()
     exporter.start()

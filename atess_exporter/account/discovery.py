@@ -27,6 +27,7 @@ from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.catalog.endpoints import LIST_KEY
 from atess_exporter.outside.text import label_text, valid_sn
 from atess_exporter.config.shard import in_shard
+from atess_exporter.outside.zones import parse_zone, zone_name
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,18 @@ class Topology:
     skipped: int = 0                                         # rows refused (bad SN, no SN)
     dropped: int = 0                                         # rows over discovery.max_devices, not adopted
     rated_watts: dict[str, float] = field(default_factory=dict)  # sn -> the list's normalPower/nominalPower (W)
+
+
+def plant_zone(row: dict) -> str:
+    """The plant's zone as one spelling ("UTC+08:00" or an IANA name), whichever of the
+    platform's forms the row uses (8, "GMT+8", timezoneText...); "" when none parses.
+    It is the plant's local day (its ...Today counters); it is not the zone the
+    servers write `time` in (readings/clock.py measures that)."""
+    for name in ("timezone", "timeZone", "timezoneText", "atsTimezoneStr"):
+        zone = parse_zone(row.get(name))
+        if zone is not None:
+            return zone_name(zone)
+    return ""
 
 
 def pick(row: dict, *names: str, default: Any = "") -> Any:
@@ -115,7 +128,7 @@ def walk(listing: Listing, families: list[str], *, wanted: Callable[[str], bool]
         # Only what identifies the plant: its rows also carry coordinates, owner accounts,
         # addresses and contacts (PLATFORM.md 9), which are never read.
         plant = Plant(plant_id=plant_id, name=label_text(pick(row, "plantName", "name")),
-                      capacity_kw=_plant_kw(row), timezone=label_text(pick(row, "timezone", "timeZone")))
+                      capacity_kw=_plant_kw(row), timezone=plant_zone(row))
         yield Listed(plant)
         for drow in listing("datalog", {LIST_KEY["datalog"]: plant_id}):
             dl_sn = str(pick(drow, "dataLogSn", "datalogSn", "sn"))
@@ -209,3 +222,88 @@ def select_devices(config: Config, topology: Topology | None) -> dict[str, Devic
     wanted, (index, count) = config.discovery, config.shard
     return {sn: d for sn, d in sorted(merged.items())
             if wanted.wants(sn, d.plant_id, d.plant_name) and in_shard(sn, index, count)}
+
+
+# -- the topology kept across restarts (beside the counter state) ------------------
+
+def topology_to_dict(topology: Topology) -> dict:
+    """Plain data for the state file: what polling and the labels need, nothing the
+    lists' rows carry besides (no personal data, PLATFORM.md 9)."""
+    return {
+        "plants": [{"plant_id": p.plant_id, "name": p.name, "capacity_kw": p.capacity_kw, "timezone": p.timezone}
+                   for p in topology.plants],
+        "datalogs": [{"sn": d.sn, "plant_id": d.plant_id, "model": d.model, "online": d.online} for d in topology.datalogs],
+        "devices": [{"sn": d.sn, "type": d.type, "model": d.model, "plant_id": d.plant_id, "plant_name": d.plant_name}
+                    for d in topology.devices],
+        "firmware": dict(topology.firmware), "datalog_of": dict(topology.datalog_of), "lost": dict(topology.lost),
+        "rated_watts": dict(topology.rated_watts),
+    }
+
+
+class SavedTopologyError(ValueError):
+    pass
+
+
+def _rows(data: dict, key: str, limit: int) -> list[dict]:
+    rows = data.get(key, [])
+    if not isinstance(rows, list) or len(rows) > limit or not all(isinstance(r, dict) for r in rows):
+        raise SavedTopologyError(f"{key} is not a list of objects")
+    return rows
+
+
+def _text(row: dict, key: str) -> str:
+    value = row.get(key, "")
+    if not isinstance(value, str):
+        raise SavedTopologyError(f"{key} is not text")
+    return label_text(value)
+
+
+def _sn_map(data: dict, key: str, kind: type, limit: int) -> dict:
+    value = data.get(key, {})
+    if not isinstance(value, dict) or len(value) > limit:
+        raise SavedTopologyError(f"{key} is not an object")
+    out = {}
+    for sn, item in value.items():
+        if kind is float:  # a rating: a finite, bounded number
+            item = bounded_number(item) if isinstance(item, (int, float)) and not isinstance(item, bool) else None
+            if item is None:
+                raise SavedTopologyError(f"{key} has a bad entry")
+        elif not isinstance(item, kind):
+            raise SavedTopologyError(f"{key} has a bad entry")
+        if not valid_sn(sn):
+            raise SavedTopologyError(f"{key} has a bad entry")
+        out[sn] = label_text(item) if kind is str else item
+    return out
+
+
+def topology_from_dict(data: Any, families: Any, limit: int = 100_000) -> Topology:
+    """A topology read back from the state file, checked as hostile input: raises
+    SavedTopologyError on any wrong shape (the caller drops it and discovers anew)."""
+    if not isinstance(data, dict):
+        raise SavedTopologyError("not an object")
+    plants = []
+    for row in _rows(data, "plants", limit):
+        capacity = row.get("capacity_kw")
+        if capacity is not None and bounded_number(capacity) is None:
+            raise SavedTopologyError("capacity_kw is not a number")
+        plant_id = _text(row, "plant_id")
+        if not plant_id:
+            raise SavedTopologyError("a plant without id")
+        plants.append(Plant(plant_id=plant_id, name=_text(row, "name"),
+                            capacity_kw=bounded_number(capacity) if capacity is not None else None,
+                            timezone=_text(row, "timezone")))
+    datalogs = []
+    for row in _rows(data, "datalogs", limit):
+        online = row.get("online")
+        if not valid_sn(row.get("sn")) or not (online is None or isinstance(online, bool)):
+            raise SavedTopologyError("a datalogger with a bad SN or flag")
+        datalogs.append(Datalog(sn=row["sn"], plant_id=_text(row, "plant_id"), model=_text(row, "model"), online=online))
+    devices = []
+    for row in _rows(data, "devices", limit):
+        if not valid_sn(row.get("sn")) or row.get("type") not in families:
+            raise SavedTopologyError("a device with a bad SN or an unknown type")
+        devices.append(DeviceConfig(sn=row["sn"], type=row["type"], model=_text(row, "model"),
+                                    plant_id=_text(row, "plant_id"), plant_name=_text(row, "plant_name")))
+    return Topology(plants=tuple(plants), datalogs=tuple(datalogs), devices=tuple(devices),
+                    firmware=_sn_map(data, "firmware", str, limit), datalog_of=_sn_map(data, "datalog_of", str, limit),
+                    lost=_sn_map(data, "lost", bool, limit), rated_watts=_sn_map(data, "rated_watts", float, limit))

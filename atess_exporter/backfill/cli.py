@@ -12,13 +12,13 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, TextIO
-from zoneinfo import ZoneInfo
 
 from atess_exporter.catalog import load_catalog
 from atess_exporter.api.client import AtessClient, AtessError
 from atess_exporter.config import MIN_INTERVAL_SECONDS, ConfigError, load_config
 from atess_exporter.account.discovery import discover, select_devices
 from atess_exporter.backfill.pacing import Clock, LogStream, Progress, Sleep
+from atess_exporter.backfill.calibrate import CalibrationError, servers_zone
 from atess_exporter.backfill.run import Backfill, WindowHook
 
 log = logging.getLogger("atess_exporter.backfill")  # the package's name: log lines read as before the split
@@ -64,9 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config.file", dest="config_file", default=os.environ.get("ATESS_CONFIG_FILE", "config.yaml"),
                    metavar="PATH", help="configuration file (default: %(default)s) [env ATESS_CONFIG_FILE]")
     p.add_argument("--from", dest="start", required=True, type=_date_arg, metavar="YYYY-MM-DD",
-                   help="first plant-local day to fetch (inclusive)")
+                   help="first day to fetch (inclusive), in the zone the API writes times in")
     p.add_argument("--to", dest="end", type=_date_arg, default=None, metavar="YYYY-MM-DD",
-                   help="last plant-local day to fetch (inclusive; default: yesterday in atess.timezone)")
+                   help="last day to fetch (inclusive; default: yesterday in the API's zone: measured, or atess.timezone)")
     p.add_argument("--sn", dest="sns", action="append", default=None, metavar="SN",
                    help="device serial number, repeatable (default: every configured device)")
     p.add_argument("--output", default="history.om", metavar="PATH",
@@ -146,12 +146,8 @@ def main(argv: list[str], *, clock: Clock | None = None, sleep: Sleep | None = N
         devices = [by_sn[sn] for sn in dict.fromkeys(args.sns)]
     else:
         devices = list(by_sn.values())
-    end = args.end
-    today = datetime.now(ZoneInfo(config.api.timezone)).date()
-    if end is None:
-        end = today - timedelta(days=1)
-    if end < args.start:
-        say(f"atess-exporter backfill: --to {end} is before --from {args.start}; both days are inclusive")
+    if args.end is not None and args.end < args.start:
+        say(f"atess-exporter backfill: --to {args.end} is before --from {args.start}; both days are inclusive")
         return 2
     if args.page_size < 1:
         say("atess-exporter backfill: --page-size must be 1 or more")
@@ -172,12 +168,22 @@ def main(argv: list[str], *, clock: Clock | None = None, sleep: Sleep | None = N
     setup_logging(_level(level), args.log_format, secrets=config.api.credentials.values(),
                   stream=LogStream(stderr, progress))
     try:
+        try:  # after the log set-up: the offset found is logged
+            zone = servers_zone(config, AtessClient(config.api), list(by_sn.values()))
+        except CalibrationError as exc:
+            say(f"atess-exporter backfill: {exc}")
+            return 1
+        today = datetime.now(zone).date()
+        end = args.end if args.end is not None else today - timedelta(days=1)
+        if end < args.start:
+            say(f"atess-exporter backfill: --to {end} is before --from {args.start}; both days are inclusive")
+            return 2
         job = Backfill(
             config, devices, start=args.start, end=end, output=output, window_days=args.window,
             page_size=args.page_size, call_interval=call_interval, concurrency=concurrency,
             retries=args.retries, retry_backoff=args.retry_backoff, client=AtessClient(config.api),
             catalog=config.catalog(), clock=clock or time.monotonic, sleep=sleep, progress=progress,
-            after_window=after_window)
+            after_window=after_window, zone=zone)
         if end >= today:
             log.warning("--to includes today: today's history is partial and overlaps what the live exporter "
                         "is writing to Prometheus's head block; backfill past days only",

@@ -6,15 +6,16 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
-from zoneinfo import ZoneInfo
+from datetime import tzinfo
 
 from prometheus_client.utils import floatToGoString
 
 from atess_exporter.catalog import BASE_LABELS, Catalog, FamilyCatalog
 from atess_exporter.config import DeviceConfig
 from atess_exporter.outside.text import escape_label
+from atess_exporter.readings.clock import in_zone, row_wall
 from atess_exporter.readings.counterguard import CounterGuard, guard_samples
-from atess_exporter.readings.payload import payload_samples, row_time
+from atess_exporter.readings.payload import payload_samples
 
 log = logging.getLogger("atess_exporter.backfill")  # the package's name: log lines read as before the split
 
@@ -27,20 +28,19 @@ def _timestamp(ts: float) -> str:
     return str(int(ts)) if ts == int(ts) else f"{ts:.3f}".rstrip("0").rstrip(".")
 
 
-def _local_midnight(day: date, tz: ZoneInfo) -> float:
+def _local_midnight(day: date, tz: tzinfo) -> float:
     return datetime.combine(day, dtime(0, 0), tzinfo=tz).timestamp()
 
 
-def render_window(catalog: Catalog, device: DeviceConfig, family: FamilyCatalog, tz: ZoneInfo,
+def render_window(catalog: Catalog, device: DeviceConfig, family: FamilyCatalog, tz: tzinfo,
                   guard: CounterGuard, rows: list, first: date, last: date) -> tuple[str, int]:
     """One window's rows as OpenMetrics sample lines, sorted by metric, series, time."""
     lo, hi = _local_midnight(first, tz), _local_midnight(last + timedelta(days=1), tz)
     by_time: dict[float, dict] = {}
     dropped = 0
     for row in rows:
-        ts = None
-        if isinstance(row, dict):
-            ts = row_time(row, tz)
+        wall = row_wall(row) if isinstance(row, dict) else None
+        ts = None if wall is None else in_zone(wall, tz)
         if ts is None or not lo <= ts < hi or ts in by_time:
             dropped += 1  # no usable time, outside the window, or a repeated slot
             continue

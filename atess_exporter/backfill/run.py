@@ -7,7 +7,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,8 +52,9 @@ class Backfill:
                  output: Path, window_days: int, page_size: int, call_interval: float, concurrency: int,
                  retries: int, retry_backoff: float, client: AtessClient, catalog: Catalog,
                  clock: Clock, sleep: Sleep | None, progress: Progress | None = None,
-                 after_window: WindowHook | None = None):
+                 after_window: WindowHook | None = None, zone: tzinfo = timezone.utc):
         self.config, self.devices = config, devices
+        self.zone = zone                     # the API servers' zone (backfill/calibrate.py)
         self.start, self.end, self.output = start, end, output
         self.window_days, self.page_size = window_days, page_size
         self.call_interval, self.concurrency = call_interval, concurrency
@@ -143,7 +144,7 @@ class Backfill:
                                len(todo) - 1))
             return
         family = self.catalog.families[device.type]
-        tz = self.config.device_timezone(device)
+        tz = self.config.device_zone(device) or self.zone
         pacer = Pacer(self.call_interval, self.clock, self.sleep, self.stop)
         for i, (first, last) in enumerate(todo):
             try:

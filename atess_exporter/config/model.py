@@ -6,12 +6,17 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Callable
-from zoneinfo import ZoneInfo
+
+from atess_exporter.outside.zones import parse_zone
 
 # The vendor doc: "The frequency of acquisition is once every 5 minutes".
 MIN_INTERVAL_SECONDS = 300
+# The platform allows 10 plant-list calls a day (PLATFORM.md 9): every 3 h is 8 a day,
+# restarts included, since the last topology is kept in the state file.
+DISCOVERY_REFRESH_SECONDS = 10800.0
+PLANT_LIST_CALLS_PER_DAY = 10
 
 
 class Secret:
@@ -105,7 +110,7 @@ class ApiConfig:
     language: str = "en"
     timeout_seconds: float = 15.0
     company_type: str | None = None
-    timezone: str = "UTC"
+    timezone: str = "auto"                 # the servers' zone of `time` strings; "auto": measured
     success_codes: tuple[int, ...] = (0, 200)
     auth_error_codes: tuple[int, ...] = (401, 403)
     rate_limit_codes: tuple[int, ...] = (429,)
@@ -140,7 +145,7 @@ class DeviceConfig:
 @dataclass(frozen=True)
 class DiscoveryConfig:
     enabled: bool = False
-    refresh_seconds: float = 3600.0
+    refresh_seconds: float = DISCOVERY_REFRESH_SECONDS
     page_size: int = 100
     families: tuple[str, ...] = ()        # device families whose lists are read; () = all
     include_sns: frozenset[str] = frozenset()
@@ -234,6 +239,11 @@ class Config:
     def endpoint(self, family: str, operation: str) -> str:
         return self.endpoints[family][operation]
 
-    def device_timezone(self, device: DeviceConfig) -> ZoneInfo:
-        return ZoneInfo(device.timezone or self.api.timezone)
+    def api_zone(self) -> tzinfo | None:
+        """The configured zone of the API's `time` strings; None when it is measured ("auto")."""
+        return None if self.api.timezone == "auto" else parse_zone(self.api.timezone)
+
+    def device_zone(self, device: DeviceConfig) -> tzinfo | None:
+        """A device's own configured zone (devices[].timezone), else None."""
+        return parse_zone(device.timezone) if device.timezone else None
 

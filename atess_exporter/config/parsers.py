@@ -6,21 +6,24 @@ from __future__ import annotations
 import difflib
 import re
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from atess_exporter.outside.zones import parse_zone
 from atess_exporter.config.input import ConfigError, check_header_text, kind_of, quoted
 from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS, NON_DEVICE_FAMILIES, OPERATIONS
 from atess_exporter.outside.text import valid_sn
-from atess_exporter.config.model import (MIN_INTERVAL_SECONDS, WEEKDAYS, ApiConfig, Credentials, DeviceConfig, DiscoveryConfig, PollConfig,
-                                         SettingsConfig, Tariff, TariffWindow)
+from atess_exporter.config.model import (DISCOVERY_REFRESH_SECONDS, MIN_INTERVAL_SECONDS, WEEKDAYS, ApiConfig, Credentials,
+                                         DeviceConfig, DiscoveryConfig, PollConfig, SettingsConfig, Tariff, TariffWindow)
 from atess_exporter.config.reader import Section
 
 
-def _timezone(value: str, key: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{key}: unknown time zone {quoted(value)}; use an IANA name such as UTC or Europe/Berlin") from None
+def _timezone(value: str, key: str, auto: bool = False) -> str:
+    """A zone as written (IANA name or offset such as "UTC+8"); "auto" where allowed."""
+    if auto and value == "auto":
+        return value
+    if parse_zone(value) is None:
+        choices = '"auto" (measured), ' if auto else ""
+        raise ConfigError(f"{key}: unknown time zone {quoted(value)}; use {choices}an IANA name such as "
+                          "Asia/Shanghai, or an offset such as UTC+8 (GMT+8 means UTC+8 here)")
     return value
 
 
@@ -51,7 +54,7 @@ def read_api(section: Section) -> ApiConfig:
         timeout_seconds=section.number("timeout_seconds", 15.0, 0.1, maximum=300,
                                        hint="the whole call (connect, headers and body) must end within it"),
         company_type=company,
-        timezone=_timezone(section.str("timezone", "UTC"), section.key("timezone")),
+        timezone=_timezone(section.str("timezone", "auto"), section.key("timezone"), auto=True),
         success_codes=section.int_list("success_codes", (0, 200)),
         auth_error_codes=section.int_list("auth_error_codes", (401, 403)),
         rate_limit_codes=section.int_list("rate_limit_codes", (429,)),
@@ -102,7 +105,7 @@ def read_discovery(section: Section, families: set[str], default_enabled: bool =
     exclude = _filter(section.raw("exclude", None), section.key("exclude"))
     discovery = DiscoveryConfig(
         enabled=section.bool("enabled", default_enabled),
-        refresh_seconds=section.number("refresh_seconds", 3600.0, 300, maximum=7 * 86400,
+        refresh_seconds=section.number("refresh_seconds", DISCOVERY_REFRESH_SECONDS, 300, maximum=7 * 86400,
                                        hint="discovery lists the whole account; refresh at most every 5 minutes"),
         page_size=section.number("page_size", 100, 1, integer=True, maximum=1000),
         max_pages=section.number("max_pages", 50, 1, integer=True, maximum=10000),
@@ -173,7 +176,7 @@ def read_devices(data: Any, families: set[str]) -> tuple[DeviceConfig, ...]:
             sn=sn,
             type=kind,
             model=section.str("model", ""),
-            timezone=_timezone(tz, section.key("timezone")) if tz else None,
+            timezone=_timezone(tz, section.key("timezone")) if tz not in (None, "") else None,
             plant_id=str(section.raw("plant_id", "")),
             plant_name=section.str("plant_name", ""),
         ))

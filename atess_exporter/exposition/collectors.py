@@ -106,7 +106,7 @@ class DeviceStatusCollector(PerDeviceCollector):
             "lost": GaugeMetricFamily("atess_device_lost", "1 while the cloud flags the device lost (its lost flag, in the latest data or the device list), 0 while it says it is not; absent when the cloud never sent the flag", labels=BASE_LABELS),
             "attempt": GaugeMetricFamily("atess_device_last_poll_timestamp_seconds", "Unix time of the last poll attempt", labels=BASE_LABELS, unit="seconds"),
             "success": GaugeMetricFamily("atess_device_last_poll_success_timestamp_seconds", "Unix time of the last successful poll", labels=BASE_LABELS, unit="seconds"),
-            "data": GaugeMetricFamily("atess_device_data_timestamp_seconds", "Unix time of the device's latest reading (vendor field time, plant-local time zone as configured)", labels=BASE_LABELS, unit="seconds"),
+            "data": GaugeMetricFamily("atess_device_data_timestamp_seconds", "Unix time of the device's latest reading (vendor field time, in the API servers' zone: measured, or atess.timezone)", labels=BASE_LABELS, unit="seconds"),
             "unusable": GaugeMetricFamily("atess_device_unusable_fields", "Catalogued fields of the last payload that held text instead of a number (not exported)", labels=BASE_LABELS),
             "implausible": GaugeMetricFamily("atess_device_implausible_fields", "Catalogued fields of the last payload whose value was outside its physical range (withheld, not exported; see --log.level debug)", labels=BASE_LABELS),
             "glitches": CounterMetricFamily("atess_lifetime_glitches", "Lifetime totals read lower than before and held at the last good value, since the exporter started", labels=BASE_LABELS),
@@ -131,6 +131,35 @@ class DeviceStatusCollector(PerDeviceCollector):
             fams["implausible"].add_metric(ids, float(dev.implausible_fields))
         fams["glitches"].add_metric(ids, float(dev.glitches))
         return {k: f for k, f in fams.items() if f.samples}
+
+
+class ServerClockCollector(Collector):
+    """The zone the API's `time` strings are read in, and the evidence for it (from the store).
+
+    atess_api_clock_offset_seconds   offset of the servers' clock from UTC in use (UTC+8: 28800)
+    atess_api_clock_offset_devices   devices whose newest reading supports it (0: nothing measured yet, or
+                                     the readings contradict the configured zone)
+    """
+
+    def __init__(self, store: Cache):
+        self.store = store
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (GaugeMetricFamily("atess_api_clock_offset_seconds", "Offset from UTC of the zone the API's reading times (vendor field time) are read in: measured from the readings, or atess.timezone when set", unit="seconds"),
+                GaugeMetricFamily("atess_api_clock_offset_devices", "Devices whose newest reading supports atess_api_clock_offset_seconds (0 before a measurement, or when the readings contradict atess.timezone)"))
+
+    def collect(self) -> Iterator[Metric]:
+        offset, devices = self._families()
+        published = self.store.api_clock
+        if published is not None:
+            offset.add_metric((), published[0])
+            devices.add_metric((), float(published[1]))
+        yield offset
+        yield devices
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
 
 
 class AuthCollector(Collector):

@@ -11,32 +11,31 @@ tariff configured: no series at all.
 The plants: those a tariff lists by id; the tariff without a list covers every other
 plant the exporter knows (the account's plant list, the devices' plants) and, with
 plant_id "", the devices listed without a plant. The time of day is the plant's: the
-tariff's own `timezone`, else the zone of the plant list, else atess.timezone.
+tariff's own `timezone`, else the zone of the plant list (in any of the platform's
+spellings: "Europe/Berlin", "UTC+08:00", 8...), else atess.timezone when it names a
+zone, else UTC (with `auto`, atess.timezone is measured as the API servers' zone,
+which is not the plant's).
 """
 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from typing import Callable, Iterator
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from atess_exporter.config.model import Config, Tariff
 from atess_exporter.live.store import Cache
+from atess_exporter.outside.zones import parse_zone
 
 LABELS = ("plant_id", "currency")
 
 
-def _zone(name: str | None) -> ZoneInfo | None:
-    if not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):  # a zone the API sent that this system does not know
-        return None
+def _zone(name: str | None) -> tzinfo | None:
+    """A zone as the config or the plant list writes it; None when this system does not know it."""
+    return parse_zone(name) if name else None
 
 
 class TariffCollector(Collector):
@@ -44,7 +43,7 @@ class TariffCollector(Collector):
         self.tariffs = config.tariffs
         self.default = next((t for t in config.tariffs if not t.plants), None)
         self.listed = {plant: t for t in config.tariffs for plant in t.plants}
-        self.fallback_zone = ZoneInfo(config.api.timezone)
+        self.fallback_zone = config.api_zone() or timezone.utc
         self.configured_plants = {d.plant_id for d in config.devices}
         self.cache = cache
         self.clock = clock

@@ -2,7 +2,9 @@
 
 The guard (readings/counterguard.py) decides what a lifetime total may do and
 how it is saved; this module holds one guard per device and saves them all to
-the state file (live/state.py) at most every STATE_SAVE_SECONDS and on stop.
+the state file (live/state.py) at most every STATE_SAVE_SECONDS and on stop,
+together with the sections others keep there (`sections`: the topology, the
+measured clock), in one atomic write.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any, Callable
 
 from atess_exporter.live.state import MAX_STATE_BYTES, load_state, save_state, section
 from atess_exporter.outside.text import valid_sn
@@ -41,7 +44,9 @@ class CounterState:
             return guard
 
         # Discovered devices are not known yet: keep every valid one.
-        self.guards.update(section(load_state(state_file, max_bytes), "counters", entry, state_file))
+        self.sections: list[Callable[[], dict[str, Any]]] = []   # other parts' state, saved alongside
+        self.loaded = load_state(state_file, max_bytes)          # the whole file as read, for those parts
+        self.guards.update(section(self.loaded, "counters", entry, state_file))
         if rows_dropped:
             log.warning("state file counter rows damaged, dropped (those counters start fresh)",
                         extra={"fields": {"path": state_file, "dropped": rows_dropped}})
@@ -56,8 +61,10 @@ class CounterState:
 
     def save(self) -> None:
         with self._lock:
-            counters = {sn: guard.state() for sn, guard in list(self.guards.items())}
-            save_state(self.state_file, {"counters": counters})
+            data: dict[str, Any] = {"counters": {sn: guard.state() for sn, guard in list(self.guards.items())}}
+            for section in self.sections:
+                data.update(section())
+            save_state(self.state_file, data)
             self._saved = time.monotonic()
 
     def save_if_due(self) -> None:

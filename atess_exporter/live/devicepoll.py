@@ -21,8 +21,9 @@ from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.live.authgate import AuthGate
 from atess_exporter.live.counters import CounterState
 from atess_exporter.live.store import Cache, DeviceSnapshot
+from atess_exporter.live.readingtimes import ReadingTimes
 from atess_exporter.readings.counterguard import guard_samples
-from atess_exporter.readings.payload import Reading, parse_time, read_payload
+from atess_exporter.readings.payload import Reading, read_payload
 from atess_exporter.readings.devicesettings import DeviceSettings, read_device_settings
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ TEXT_CHANGES_LIMIT = 3    # changes of a text setting's value before it is left 
 
 class DevicePoll:
     def __init__(self, config: Config, catalog: Catalog, store: Cache, auth: AuthGate, counters: CounterState,
-                 polled: Callable[[str], bool], stop: threading.Event, rng: random.Random):
+                 polled: Callable[[str], bool], stop: threading.Event, rng: random.Random, times: ReadingTimes):
         self.config = config
         self.catalog = catalog
         self.store = store
@@ -41,12 +42,20 @@ class DevicePoll:
         self.polled = polled   # whether a device is still in the fleet (discovery may remove it mid-poll)
         self.stop = stop
         self.retry = RetryPolicy(config.poll.retries, config.poll.retry_backoff_seconds, rng)
+        self.times = times     # places each reading in time (the servers' clock)
         self._rate_limited: dict[str, int] = {}  # consecutive rate-limit answers per device
         self._watts_warned: set[tuple[str, str]] = set()   # (sn, field) already warned about
         self._text_changes: dict[tuple[str, str], tuple[str, int]] = {}   # (sn, setting) -> (last text, changes)
 
     def latest(self, client: AtessClient, device: DeviceConfig, clock: Callable[[], float]) -> DeviceSnapshot:
         """One latest-data poll for one device; the store gets the result either way."""
+        try:
+            return self._latest(client, device, clock)
+        finally:
+            if self.times.waiting_for(device.sn):  # a failed first poll: the clock need not wait for it
+                self.times.attempted(device.sn)
+
+    def _latest(self, client: AtessClient, device: DeviceConfig, clock: Callable[[], float]) -> DeviceSnapshot:
         now = clock()
         previous = self.store.get(device.sn) or DeviceSnapshot(device.sn, device.type, device.model or "unknown")
         if self.auth.blocked():
@@ -80,7 +89,6 @@ class DevicePoll:
                 up=True,
                 last_attempt=now,
                 last_success=now,
-                data_time=parse_time(payload.get("time"), self.config.device_timezone(device), now),
                 samples=samples,
                 glitches=previous.glitches + guard.glitches - glitches_before,
                 unusable_fields=reading.unusable,
@@ -93,7 +101,8 @@ class DevicePoll:
                          extra={"fields": {"sn": device.sn, "glitches": guard.glitches - glitches_before}})
             log.debug("polled", extra={"fields": {"sn": device.sn, "series": sum(map(len, snapshot.samples.values()))}})
         # info may have changed (discovery) while we polled: take the current one
-        return self._write(device.sn, lambda current: replace(snapshot, info=current.info) if current else snapshot)
+        return self.times.store_reading(device, snapshot, payload.get("time"), now, lambda placed: self._write(
+            device.sn, lambda current: replace(placed, info=current.info) if current else placed))
 
     def settings(self, client: AtessClient, device: DeviceConfig, clock: Callable[[], float]) -> None:
         """Read-only: GET the device's settings. Nothing here ever writes to the API."""

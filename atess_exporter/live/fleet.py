@@ -4,16 +4,22 @@ Adopting a new device set gives new devices a snapshot at once (their series
 appear with atess_device_up 0 until their first poll) and removes the gone
 ones' series from the store. Discovery's topology is published to the store,
 where the collectors read it.
+
+The plant list is spent as if capped (10 calls a day on the platform): the last
+topology is kept in the state file and reused after a restart while it is
+younger than discovery.refresh_seconds.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import replace
 from typing import Callable
 
-from atess_exporter.account.discovery import Topology, discover, select_devices
+from atess_exporter.account.discovery import (SavedTopologyError, Topology, discover, select_devices, topology_from_dict,
+                                              topology_to_dict)
 from atess_exporter.api.client import AtessClient, AtessError, AuthError
 from atess_exporter.catalog import Catalog
 from atess_exporter.config import Config, DeviceConfig
@@ -29,12 +35,13 @@ class Fleet:
         self.catalog = catalog
         self.store = store
         self._lock = threading.Lock()
+        self.saved_at: float | None = None   # wall time of the discovery the store's topology came from
         self.devices: dict[str, DeviceConfig] = select_devices(config, None)
         for device in self.devices.values():
             store.put(DeviceSnapshot(sn=device.sn, device_type=device.type, model=device.model or "unknown",
                                      info=device.info()))
 
-    def read_account(self, client: AtessClient, auth: AuthGate) -> Topology | None:
+    def read_account(self, client: AtessClient, auth: AuthGate, now: float) -> Topology | None:
         """List the account and publish its topology; None (and the topology kept) on failure."""
         families = list(self.config.discovery.families or self.catalog.families)
         try:
@@ -51,8 +58,41 @@ class Fleet:
                         "the rest are not polled (atess_exporter_input_dropped_total); raise discovery.max_devices "
                         "if the account is really this large",
                         extra={"fields": {"dropped": topology.dropped, "max_devices": self.config.discovery.max_devices}})
-        self.store.topology = topology
+        self.store.topology, self.saved_at = topology, now
         return topology
+
+    def restore(self, saved: object, now: float) -> float | None:
+        """Publish the topology a previous run saved when it is younger than
+        discovery.refresh_seconds; its age judged against `now` (a time saved in the
+        future is not trusted). Returns the seconds until the next discovery, or None
+        (discover now). A wrong shape is dropped with one warning."""
+        try:
+            if not isinstance(saved, dict):
+                raise SavedTopologyError("not an object")
+            at = saved.get("saved_at")
+            if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
+                raise SavedTopologyError("no saved_at time")
+            topology = topology_from_dict(saved.get("topology"), self.catalog.families)
+        except SavedTopologyError as exc:
+            log.warning("saved topology unusable; discovering anew", extra={"fields": {"error": str(exc)}})
+            return None
+        age, refresh = now - at, self.config.discovery.refresh_seconds
+        if not 0 <= age < refresh:
+            log.info("saved topology too old or from the future; discovering anew",
+                     extra={"fields": {"age_seconds": round(age)}})
+            return None
+        self.store.topology, self.saved_at = topology, float(at)
+        log.info("reusing the saved topology", extra={"fields": {
+            "plants": len(topology.plants), "devices": len(topology.devices), "age_seconds": round(age),
+            "next_discovery_in_seconds": round(refresh - age)}})
+        return refresh - age
+
+    def saved(self) -> dict:
+        """The state file's section: the topology and when it was read."""
+        topology = self.store.topology
+        if topology is None or self.saved_at is None:
+            return {}
+        return {"topology": {"saved_at": self.saved_at, "topology": topology_to_dict(topology)}}
 
     def adopt(self, wanted: dict[str, DeviceConfig]) -> tuple[list[str], list[str]]:
         """Make `wanted` the device set: (added, removed) SNs."""

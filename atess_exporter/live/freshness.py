@@ -44,7 +44,10 @@ class Window:
 def last_seen(dev: DeviceSnapshot) -> float | None:
     """When the device's latest reading was taken: the payload's own time is the
     evidence; without a usable one, the last time the payload changed stands in
-    for it (a cloud repeating a frozen payload is not a fresh reading)."""
+    for it (a cloud repeating a frozen payload is not a fresh reading). A reading
+    whose time lay in the future has no known time at all."""
+    if dev.time_refused:
+        return None
     return dev.data_time if dev.data_time is not None else dev.changed_at
 
 
@@ -57,7 +60,7 @@ def data_age(dev: DeviceSnapshot, now: float) -> float:
 def is_online(dev: DeviceSnapshot, now: float, window: Window, stale_after: float) -> bool:
     """The cloud's `lost` flag wins; else a reading at most stale_after old. With no
     usable time, the `lost` flag alone decides when it was sent."""
-    if dev.lost:
+    if dev.lost or dev.time_refused:
         return False
     if dev.data_time is None and dev.lost is not None:
         return True

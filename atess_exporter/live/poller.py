@@ -24,7 +24,9 @@ from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.live.authgate import AuthGate
 from atess_exporter.live.counters import CounterState
 from atess_exporter.live.devicepoll import DevicePoll
+from atess_exporter.config.model import PLANT_LIST_CALLS_PER_DAY
 from atess_exporter.live.fleet import Fleet
+from atess_exporter.live.readingtimes import ReadingTimes, remembered_offset
 from atess_exporter.live.schedule import Scheduler
 from atess_exporter.live.store import Cache, DeviceSnapshot
 from atess_exporter.readings.counterguard import CounterGuard
@@ -46,9 +48,35 @@ class Poller:
         self.counters = CounterState(config.poll.counter_reset_confirm_polls, config.state_file,
                                      config.state_file_max_bytes)
         self.fleet = Fleet(config, catalog, cache)
+        self.times = ReadingTimes(config, cache, self.fleet.devices,
+                                  remembered_offset(self.counters.loaded.get("clock"), config.state_file))
+        self.counters.sections += [self.fleet.saved, self.times.saved]
         self.device_poll = DevicePoll(config, catalog, cache, self.auth, self.counters,
-                                      lambda sn: sn in self.fleet.devices, self._stop, rng or random.Random())
+                                      lambda sn: sn in self.fleet.devices, self._stop, rng or random.Random(), self.times)
         self.scheduler = Scheduler(config, self, self._stop)
+        self._discovery_due = 0.0   # monotonic
+        if config.discovery.enabled:
+            self._restore_topology()
+
+    def _restore_topology(self) -> None:
+        """A restart within discovery.refresh_seconds lists nothing: the saved topology serves."""
+        if self.config.discovery.refresh_seconds * PLANT_LIST_CALLS_PER_DAY < 86400:
+            log.warning("discovery.refresh_seconds lists the account more than 10 times a day; the platform the "
+                        "ATESS cloud was built on allows 10 plant-list calls a day",
+                        extra={"fields": {"refresh_seconds": self.config.discovery.refresh_seconds,
+                                          "suggested": 10800}})
+        if "topology" not in self.counters.loaded:
+            return
+        wait = self.fleet.restore(self.counters.loaded["topology"], self.clock())
+        if wait is None:
+            return
+        self._discovery_due = self.scheduler.discovery_due = time.monotonic() + wait
+        self.apply_devices(select_devices(self.config, self.topology))
+        self.discovered.set()
+
+    @property
+    def server_clock(self):
+        return self.times.clock
 
     @property
     def devices(self) -> dict[str, DeviceConfig]:
@@ -75,18 +103,20 @@ class Poller:
 
     def refresh_topology(self) -> bool:
         """List the account and adopt its devices; on failure keep the devices we have."""
-        topology = self.fleet.read_account(self.client, self.auth)
+        topology = self.fleet.read_account(self.client, self.auth, self.clock())
         if topology is None:
             return False
         added, removed = self.apply_devices(select_devices(self.config, topology))
         log.info("discovery", extra={"fields": {"plants": len(topology.plants), "devices": len(self.devices),
                                                 "added": len(added), "removed": len(removed)}})
+        self.save_state()  # kept at once: a crash loop lists nothing again
         return True
 
     def apply_devices(self, wanted: dict[str, DeviceConfig]) -> tuple[list[str], list[str]]:
         """Adopt a new device set: new devices get a snapshot (and a poll soon), gone ones
         lose their series."""
         added, removed = self.fleet.adopt(wanted)
+        self.times.adopt(added, removed)
         for sn in removed:
             self.counters.forget(sn)
             self.device_poll.forget(sn)
@@ -111,7 +141,7 @@ class Poller:
 
     def run_once(self) -> list[DeviceSnapshot]:
         """Everything a scheduled run does, once: discovery, latest data, settings."""
-        if self.config.discovery.enabled:
+        if self.config.discovery.enabled and time.monotonic() >= self._discovery_due:
             self.refresh_topology()
         snapshots = self.poll_all_once()
         if self.config.settings.enabled:

@@ -56,6 +56,7 @@ class Scheduler:
         self._pool: ThreadPoolExecutor | None = None
         self.phases: dict[str, float] = {}
         self.origin = time.monotonic()
+        self.discovery_due = 0.0   # monotonic: a saved topology defers the first discovery
 
     @property
     def running(self) -> bool:
@@ -68,7 +69,7 @@ class Scheduler:
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
         with self._cond:
             if self.config.discovery.enabled:
-                heapq.heappush(self._heap, (start, "discovery", ""))
+                heapq.heappush(self._heap, (max(start, self.discovery_due), "discovery", ""))
         self.replan(list(self.jobs.devices))
         self._thread.start()
 

@@ -100,6 +100,7 @@ class DeviceSnapshot:
     implausible_fields: int = 0  # catalogued fields of the last payload outside their physical range
     lost: bool | None = None   # the payload's own `lost` flag (the cloud lost contact), when sent
     changed_at: float | None = None  # when the samples last changed (freshness without a usable `time`)
+    time_refused: bool = False  # `time` lay in the future: unknown, and never counted as fresh
 
     def __post_init__(self) -> None:
         if not isinstance(self.samples, PackedSamples):
@@ -126,6 +127,7 @@ class Cache:
         self.topology: Topology | None = None   # None until discovery has read the account
         self.auth_ok: bool | None = None        # None until the API has answered once
         self.dropped: dict[str, int] = {}       # setting that capped it -> items dropped (API input over a limit)
+        self.api_clock: tuple[float, int] | None = None  # (offset of the servers' clock in use, devices agreeing)
 
     def _changed(self, sn: str | None) -> None:
         self.version += 1

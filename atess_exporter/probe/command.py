@@ -20,6 +20,7 @@ import argparse
 import os
 import statistics
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -32,7 +33,9 @@ from atess_exporter.config import Config, ConfigError, DeviceConfig, load_config
 from atess_exporter.account.discovery import walk
 from atess_exporter.api.paging import rows_of
 from atess_exporter.catalog.endpoints import (ALTERNATIVES, NON_DEVICE_FAMILIES, history_dates, status as doc_status)
-from atess_exporter.readings.payload import parse_time, read_payload, row_time
+from atess_exporter.outside.zones import offset_text, zone_name
+from atess_exporter.readings.clock import ServerClock, parse_wall, row_wall
+from atess_exporter.readings.payload import read_payload
 
 ANSWERED = ("success", "no_data")
 HISTORY_PAGE_SIZE = 10
@@ -78,8 +81,11 @@ def _call(client: AtessClient, path: str, params: dict) -> tuple[str, int | None
 
 
 class Probe:
-    def __init__(self, config: Config, client: AtessClient, catalog: Catalog, today: date):
+    def __init__(self, config: Config, client: AtessClient, catalog: Catalog, today: date,
+                 wall_clock: Callable[[], float] = time.time):
         self.config, self.client, self.catalog, self.today = config, client, catalog, today
+        self.wall_clock = wall_clock
+        self.server_clock = ServerClock(config.api_zone())
         self.checks: list[Check] = []
 
     def check(self, family: str, operation: str, params: dict, model: str = "", keep: bool = True) -> Check:
@@ -117,8 +123,9 @@ class Probe:
         fmt = self.config.history_date_format
         for family in sorted(devices):
             dev = devices[family]
+            polled = self.wall_clock()
             latest = self.check(family, "latest", {"deviceSn": dev.sn}, dev.model)
-            self._describe_payload(latest, dev)
+            self._describe_payload(latest, dev, polled)
             settings = self.check(family, "settings", {"deviceSn": dev.sn}, dev.model)
             if isinstance(settings.data, dict):
                 settings.counts["fields"] = len(settings.data)
@@ -128,6 +135,7 @@ class Probe:
                 "deviceSn": dev.sn, **history_dates(yesterday, yesterday, fmt),
                 "pageNo": 1, "pageSize": HISTORY_PAGE_SIZE}, dev.model)
             self._describe_history(history, dev)
+        self.server_clock.decide()
 
     def _lists(self, families: list[str], devices: dict[str, DeviceConfig]) -> None:
         """The account walk discovery takes (account/discovery.py), bounded: the first page
@@ -162,7 +170,7 @@ class Probe:
                        else "page object without total")
         return [r for r in rows if isinstance(r, dict)]
 
-    def _describe_payload(self, c: Check, dev: DeviceConfig) -> None:
+    def _describe_payload(self, c: Check, dev: DeviceConfig, polled: float) -> None:
         if not isinstance(c.data, dict):
             return
         family = self.catalog.families[dev.type]
@@ -178,7 +186,10 @@ class Probe:
         if reading.kilo_suspects:
             c.hints.append("1000x too large for the rating, W rather than kW? "
                            + ", ".join(f"{f}: {{unit: W}}" for f in reading.kilo_suspects))
-        c.time_ok = parse_time(c.data.get("time"), self.config.device_timezone(dev)) is not None
+        wall = parse_wall(c.data.get("time"))
+        c.time_ok = wall is not None
+        if wall is not None and not dev.timezone:
+            self.server_clock.observe(dev.sn, wall, polled)
         if reading.variant:
             c.notes.append(f"model variant {reading.variant}")
         for bad in reading.implausible[:3]:
@@ -189,7 +200,7 @@ class Probe:
     def _describe_history(self, c: Check, dev: DeviceConfig) -> None:
         rows = self._rows(c)
         if rows:
-            c.time_ok = row_time(rows[0], self.config.device_timezone(dev)) is not None
+            c.time_ok = row_wall(rows[0]) is not None
 
 
 def what_values_suggest(payload: dict) -> list[str]:
@@ -214,6 +225,18 @@ def what_values_suggest(payload: dict) -> list[str]:
 
 
 # -- output ------------------------------------------------------------------
+
+def clock_line(clock: ServerClock) -> str:
+    """What the latest readings say about the zone the servers write `time` in."""
+    d = clock.decision
+    measured = (f"{offset_text(d.offset)} from {d.agreeing} of {d.voting} device{'s' if d.voting != 1 else ''}' latest readings"
+                if d.offset is not None else
+                f"not measured ({d.voting} fresh readings disagree)" if d.voting else "not measured (no fresh latest reading)")
+    if clock.zone is not None:
+        return f"API servers' clock: atess.timezone {zone_name(clock.zone)} (configured); measured: {measured}\n"
+    used = "" if d.offset is not None else "; the exporter reads times as UTC until it measures one, set atess.timezone to be sure"
+    return f"API servers' clock: {measured}{used}\n"
+
 
 def render(checks: list[Check]) -> str:
     head = ("endpoint", "path", "result", "HTTP", "code", "fields", "catalogued", "uncatalogued", "unusable",
@@ -286,6 +309,7 @@ def main(argv: list[str], *, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
     # The API's own text (an error message may echo the credential) reaches stdout only scrubbed.
     scrub = Redactor(config.api.credentials.values()).scrub
     out.write(scrub(render(probe.checks)))
+    out.write(clock_line(probe.server_clock))
     if args.save is not None:
         redactor = recording.Redaction(recording.harmless_keys(probe.catalog), config.api.credentials.values())
         try:

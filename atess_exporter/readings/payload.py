@@ -8,11 +8,8 @@ range are withheld, and flags and identifiers never become gauges.
 
 from __future__ import annotations
 
-import time as _time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Mapping
-from zoneinfo import ZoneInfo
 
 from atess_exporter.catalog import FamilyCatalog, FieldMap, parse_number
 from atess_exporter.catalog.models import rated_power_watts
@@ -20,34 +17,9 @@ from atess_exporter.catalog.models import rated_power_watts
 # metric name -> ((label values after sn/model, value), ...)
 Samples = dict[str, tuple[tuple[tuple[str, ...], float], ...]]
 
-TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S")
-FUTURE_SLACK_SECONDS = 86400.0   # a reading time further ahead than this is not believed
-_EARLIEST = 946684800.0          # 2000-01-01: older "readings" are placeholders
 MAX_UNCATALOGUED = 256           # uncatalogued numbers exported per payload
 NEW_NAMES_SHARE = 4              # one payload may make at most 1/4 of the uncatalogued names left:
                                  # no hostile answer spends the budget (Uncatalogued.MAX_NAMES) alone
-
-
-def parse_time(value: object, tz: ZoneInfo, now: float | None = None) -> float | None:
-    """The vendor's plant-local 'YYYY-MM-DD HH:MM:SS' as a Unix timestamp, or None
-    when it is missing, malformed or not credible (before 2000, or a day ahead)."""
-    if not isinstance(value, str) or len(value) > 40:
-        return None
-    text = value.strip()
-    for fmt in TIME_FORMATS:
-        try:
-            ts = datetime.strptime(text, fmt).replace(tzinfo=tz).timestamp()
-        except (ValueError, OverflowError):
-            continue
-        limit = (now if now is not None else _time.time()) + FUTURE_SLACK_SECONDS
-        return ts if _EARLIEST <= ts <= limit else None
-    return None
-
-
-def row_time(row: Mapping, tz: ZoneInfo, now: float | None = None) -> float | None:
-    """A history row's time: `time` as documented, `recordTime` as the older spelling."""
-    ts = parse_time(row.get("time"), tz, now)
-    return ts if ts is not None else parse_time(row.get("recordTime"), tz, now)
 
 
 @dataclass(frozen=True)

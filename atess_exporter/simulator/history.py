@@ -13,7 +13,8 @@ days per request in a related vendor API).
 
 Assumptions (the doc is silent), each a choice a client must survive:
   * only the day of ``startDate`` and ``endDate`` counts (plant-local days, both
-    inclusive); a bare ``YYYY-MM-DD`` is accepted too;
+    inclusive; days of the servers' zone when the Simulator has
+    ``clock_utc_offset_hours``); a bare ``YYYY-MM-DD`` is accepted too;
   * the cap counts days inclusively (7 days = start .. start + 6); exceeding it
     is an API error envelope (HTTP 200, code ``RANGE_ERROR_CODE``);
   * rows come oldest first; slots later than the simulator's clock do not exist
@@ -70,14 +71,18 @@ def _parse_int(text: str | None, default: int) -> int | None:
 
 
 def history_rows(family: str, device: Any, start: date, end: date, now: float,
-                 offset: int = 0, limit: int | None = None) -> tuple[int, list[dict]]:
+                 offset: int = 0, limit: int | None = None,
+                 clock_utc_offset_hours: float | None = None) -> tuple[int, list[dict]]:
     """(total rows in [start, end], the rows from ``offset``, at most ``limit``).
 
-    Day ``d`` and slot ``s`` of the plant-local calendar start at Unix time
-    ``d*86400 + s*300 - tz_offset``; only slots that have started by ``now`` exist.
+    Day ``d`` and slot ``s`` of the calendar start at Unix time
+    ``d*86400 + s*300 - zone_offset``; only slots that have started by ``now``
+    exist. The calendar (the window's days and each row's ``time``) is the
+    plant's, or the servers' zone when ``clock_utc_offset_hours`` is given.
     """
     builder = LATEST_BUILDERS[family]
-    offset_s = device.tz_offset_hours * 3600.0
+    hours = device.tz_offset_hours if clock_utc_offset_hours is None else clock_utc_offset_hours
+    offset_s = hours * 3600.0
     first = (start - _EPOCH).days * SLOTS_PER_DAY                 # absolute local slot numbers
     last = (end - _EPOCH).days * SLOTS_PER_DAY + SLOTS_PER_DAY - 1
     newest = math.floor((now + offset_s) / SLOT_SECONDS)          # the slot running at `now`
@@ -128,7 +133,8 @@ def history_handler(family: str, max_days: int = DEFAULT_MAX_DAYS,
         if page_size is None or not 1 <= page_size <= size_cap:
             return sim.error(PARAM_ERROR_CODE, f"pageSize must be a whole number from 1 to {size_cap}")
         total, rows = history_rows(family, dev, start, end, sim.clock(),
-                                   offset=(page_no - 1) * page_size, limit=page_size)
+                                   offset=(page_no - 1) * page_size, limit=page_size,
+                                   clock_utc_offset_hours=sim.clock_utc_offset_hours)
         if sim.dialect == "platform":
             from atess_exporter.simulator.platform import speak
             rows = [speak(family, dev, row) for row in rows]

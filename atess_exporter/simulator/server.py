@@ -8,6 +8,8 @@ answers as the vendor's servers do instead (simulator/platform.py):
     is ``0`` (the doc's example) or ``200`` (the doc's table), selectable.
 
 Assumptions (the doc is silent), each a choice the exporter must survive:
+  * ``time`` is plant-local by default; ``clock_utc_offset_hours=8`` writes it in
+    the servers' zone instead, as the platform family does (PLATFORM.md 1);
   * a refused ``Authorization`` gets HTTP 200 + code 403 (whether the real
     server also uses HTTP 401 is unknown);
   * exceeding "once every 5 minutes" gets HTTP 429 + code 429
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import threading
 import time
 from collections import Counter
@@ -34,7 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS
 from atess_exporter.simulator import platform
 from atess_exporter.simulator.device import SimDevice
-from atess_exporter.simulator.physics import LATEST_BUILDERS
+from atess_exporter.simulator.physics import LATEST_BUILDERS, SLOT_SECONDS
 
 HOST = "127.0.0.1"
 MSG_OK = "operate successfully"
@@ -71,6 +74,13 @@ class Reply:
     latest: bool = False
 
 
+def slot_start_utc(device: SimDevice, now: float) -> float:
+    """Unix time at which the device's current 5-minute reading started (slots are
+    plant-local, so a half-hour zone shifts them)."""
+    shift = device.tz_offset_hours * 3600.0
+    return math.floor((now + shift) / SLOT_SECONDS) * SLOT_SECONDS - shift
+
+
 def html_page(status: int, title: str) -> bytes:
     return (
         f"<html>\r\n<head><title>{status} {title}</title></head>\r\n<body>\r\n"
@@ -94,7 +104,10 @@ def latest_handler(family: str) -> Handler:
         dev = sim.devices.get(sn)
         if dev is None or dev.family != family:
             return sim.error(400, "not found")
-        data = LATEST_BUILDERS[family](dev, sim.clock())
+        now = sim.clock()
+        data = LATEST_BUILDERS[family](dev, now)
+        if sim.clock_utc_offset_hours is not None:
+            data = {**data, "time": sim.render_time(slot_start_utc(dev, now))}
         if sim.dialect == "platform":
             data = platform.speak(family, dev, data)
         if dev.lost:
@@ -137,6 +150,7 @@ class Simulator:
         min_interval_seconds: float | None = None,
         clock: Callable[[], float] = time.time,
         dialect: str = "documented",
+        clock_utc_offset_hours: float | None = None,
     ) -> None:
         if (app_id is None) != (app_key is None):
             raise ValueError("app_id and app_key go together")
@@ -149,6 +163,12 @@ class Simulator:
         self.success_code = success_code
         self.min_interval_seconds = min_interval_seconds
         self.clock = clock
+        # None: `time` is plant-local (the vendor doc's reading); a number: the
+        # servers write every `time` in UTC+that, whatever the plant (PLATFORM.md 1).
+        # The platform dialect's servers are at UTC+8 unless told otherwise.
+        if clock_utc_offset_hours is None and dialect == "platform":
+            clock_utc_offset_hours = platform.PLATFORM_CLOCK_UTC_OFFSET_HOURS
+        self.clock_utc_offset_hours = clock_utc_offset_hours
         self.routes: dict[str, Handler] = dict(DEFAULT_ROUTES)
         self._accepted_auth: set[str] = set()
         if token is not None:
@@ -233,6 +253,10 @@ class Simulator:
             self._last_accepted.clear()
 
     # -- helpers for handlers ----------------------------------------------
+    def render_time(self, unix: float) -> str:
+        """A Unix time as the servers write it ('YYYY-MM-DD HH:MM:SS' in their zone)."""
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(unix + (self.clock_utc_offset_hours or 0.0) * 3600.0))
+
     def envelope_dict(self, data: Any, code: int | None = None, msg: str = MSG_OK) -> dict[str, Any]:
         return {"code": self.success_code if code is None else code, "data": data, "msg": msg}
 
