@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import io
 import json
+import logging
 import re
 import socket
 import subprocess
@@ -249,6 +250,10 @@ def test_backfill_file_shape(sim2, tmp_path):
                                     f'{name}{{sn="{DEV_B.sn}",model="{DEV_B.model}"'))
             assert line.rsplit(" ", 1)[1].isdigit()  # whole seconds
     assert text.count("# TYPE atess_pv_energy_joules counter\n") == 1
+    # the HELP says where the samples come from: the history, not a live poll's cache
+    helps = [line for line in text.splitlines() if line.startswith("# HELP ")]
+    assert helps and all("Imported from the device's history" in h for h in helps)
+    assert "Cached from the last poll" not in text
 
 
 def test_backfill_progress_on_a_tty(sim2, tmp_path):
@@ -618,3 +623,54 @@ def test_backfill_retries_what_live_polling_retries(sim2, tmp_path, fault, calls
     rc, err = run(write_config(tmp_path, sim2, devices=(DEV_A,)), tmp_path / "out.om", "--retries", "2")
     assert rc == 1 and f"FAILED: {DEV_A.sn} from 2024-03-01" in err
     assert sim2.calls[(PATH, DEV_A.sn)] == calls
+
+
+def test_start_line_recommends_the_concurrency_that_finishes_soonest(tmp_path):
+    """8 devices x 7 days at concurrency 4 and 300 s per call: two rounds, 3.5 h; the start
+    line names --concurrency 8 and its time. At 8 it says nothing more."""
+    from atess_exporter.backfill.cli import plan
+
+    calls = 7 * 3   # one-day windows of 288 rows, pages of 100
+    slow = plan(8, calls, 300, 4)
+    assert slow["estimated_duration"] == "3.5h"
+    assert slow["recommended"].startswith("--concurrency 8 finishes in about 105min")
+    assert "recommended" not in plan(8, calls, 300, 8)
+    assert plan(300, 3, 300, 4)["recommended"].startswith("--concurrency 150 ")  # 256 at most: two rounds either way
+    assert "recommended" not in plan(1, 3, 300, 4)
+
+    clock = FakeClock(time.time())
+    with Simulator([DEV_A, DEV_B], token=TOKEN, min_interval_seconds=300, clock=clock.time) as sim:
+        config = write_config(tmp_path, sim)
+        rc, err = run(config, tmp_path / "out.om", "--call-interval", "300", "--concurrency", "1", end=DAY1,
+                      clock=clock.time, sleep=clock.sleep)
+    assert rc == 0, err
+    start = next(line for line in err.splitlines() if "backfill starting" in line)
+    assert "concurrency=1" in start and "estimated_duration=30min" in start
+    assert 'recommended="--concurrency 2 finishes in about 15min' in start
+    assert backfill.main(["--config.file", config, "--from", DAY1.isoformat(), "--concurrency", "0"],
+                         stderr=io.StringIO()) == 2
+
+
+def test_merge_keeps_vendor_fields_and_warns_only_for_names_once_catalogued(tmp_path, caplog):
+    """Parts may hold atess_vendor_* series (uncatalogued fields, exported live as well, also
+    met by an earlier run of a resumed backfill) and names an older catalog had: the first
+    are kept without a word, the others left out with a warning naming them."""
+    from atess_exporter.backfill.merge import merge_parts
+    from atess_exporter.backfill.workdir import WorkDir
+    from atess_exporter.catalog import load_catalog
+
+    out = tmp_path / "h.om"
+    work = WorkDir(out)
+    work.open(DAY1, DAY1)
+    work.write_part("X1", "p1", 'atess_pv_power_watts{sn="X1",model="HPS50"} 100.0 1700000000\n'
+                                'atess_vendor_fancy_reading{sn="X1",model="HPS50"} 7.0 1700000000\n'
+                                'atess_old_renamed_watts{sn="X1",model="HPS50"} 1.0 1700000000\n')
+    work.save_state("X1", {"parts": ["p1"]})
+    with caplog.at_level(logging.WARNING, logger="atess_exporter.backfill"):
+        assert merge_parts(work, ["X1"], load_catalog(), out) == 2
+    text = out.read_text()
+    assert "# TYPE atess_vendor_fancy_reading gauge" in text and "atess_vendor_fancy_reading{" in text
+    assert "# HELP atess_vendor_fancy_reading Uncatalogued vendor field" in text and "history" in text
+    assert "atess_old_renamed_watts" not in text
+    warned = [r.getMessage() + str(getattr(r, "fields", "")) for r in caplog.records]
+    assert len(warned) == 1 and "atess_old_renamed_watts" in warned[0], warned

@@ -56,6 +56,34 @@ def _nonneg(kind: type) -> Callable[[str], Any]:
     return parse
 
 
+MAX_CONCURRENCY = 256   # as poll.concurrency: threads and connections, not API calls per device
+
+
+def _concurrency(text: str) -> int:
+    value = _nonneg(int)(text)
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 1 and {MAX_CONCURRENCY}")
+    return value
+
+
+def plan(devices: int, calls_per_device: int, call_interval: float, concurrency: int) -> dict[str, Any]:
+    """The start line's estimate, and the concurrency that fits the range in the least
+    time the rate limit allows. Calls to one device are spaced by call_interval; devices
+    run side by side, `concurrency` at a time, so the run takes about
+    calls x interval x rounds, rounds = ceil(devices / concurrency). The least is one
+    round; the smallest concurrency giving the fewest rounds is recommended."""
+    def duration(c: int) -> float:
+        return calls_per_device * call_interval * -(-devices // max(1, c))
+
+    rounds = -(-devices // MAX_CONCURRENCY)
+    best = max(1, -(-devices // rounds)) if devices else 1
+    out: dict[str, Any] = {"concurrency": concurrency, "estimated_duration": _duration(duration(concurrency))}
+    if duration(best) < duration(concurrency):
+        out["recommended"] = (f"--concurrency {best} finishes in about {_duration(duration(best))}, the least the API's "
+                              f"limit of one call per device every {call_interval:g}s allows for this range")
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="atess-exporter backfill",
@@ -77,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rows per history page (default: %(default)s); every page is one rate-limited call")
     p.add_argument("--call-interval", dest="call_interval", default=None, type=_nonneg(float), metavar="SECONDS",
                    help="minimum gap between two calls for one device (default: poll.interval_seconds, 300)")
-    p.add_argument("--concurrency", default=None, type=int, metavar="N",
-                   help="devices fetched in parallel (default: poll.concurrency)")
+    p.add_argument("--concurrency", default=None, type=_concurrency, metavar="N",
+                   help="devices fetched in parallel, 1-256 (default: poll.concurrency; the start line recommends "
+                        "the value that finishes soonest)")
     p.add_argument("--retries", default=DEFAULT_RETRIES, type=_nonneg(int), metavar="N",
                    help="retries of a call after a transport error or HTTP 5xx (default: %(default)s); "
                         "any other failure stops the device: run again to resume")
@@ -181,7 +210,7 @@ def main(argv: list[str], *, clock: Clock | None = None, sleep: Sleep | None = N
         job = Backfill(
             config, devices, start=args.start, end=end, output=output, window_days=args.window,
             page_size=args.page_size, call_interval=call_interval, concurrency=concurrency,
-            retries=args.retries, retry_backoff=args.retry_backoff, client=AtessClient(config.api),
+            retries=args.retries, retry_backoff=args.retry_backoff, client=AtessClient(config.api, connections=concurrency),
             catalog=config.catalog(), clock=clock or time.monotonic, sleep=sleep, progress=progress,
             after_window=after_window, zone=zone)
         if end >= today:
@@ -205,8 +234,7 @@ def main(argv: list[str], *, clock: Clock | None = None, sleep: Sleep | None = N
         log.info("backfill starting", extra={"fields": {
             "devices": len(devices), "from": args.start.isoformat(), "to": end.isoformat(),
             "resuming": resuming, "days_done": done_days, "calls_per_device": calls,
-            "call_interval_seconds": call_interval, "concurrency": concurrency,
-            "estimated_duration": _duration(calls * call_interval * -(-len(devices) // max(1, concurrency)))}})
+            "call_interval_seconds": call_interval, **plan(len(devices), calls, call_interval, concurrency)}})
         progress.draw()
         result = job.run()
         progress.clear()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterable, TextIO
 
 from atess_exporter.catalog import Catalog
+from atess_exporter.catalog.naming import UNCATALOGUED_PREFIX, UncataloguedDef
 from atess_exporter.outside.text import escape_label
 from atess_exporter.backfill.workdir import WorkDir
 
@@ -20,7 +21,26 @@ def _series_key(line: str) -> str:
     return line.rsplit(" ", 2)[0]
 
 
-def merge_parts(work: WorkDir, sns: Iterable[str], catalog: Catalog, output: Path, interval_seconds: float) -> int:
+def _definition(catalog: Catalog, name: str):
+    """A name of the parts as the catalog knows it now. Uncatalogued vendor fields
+    (atess_vendor_*, as the live exporter exports them) are kept, also those met by an
+    earlier run of an interrupted backfill; None for a name the catalog once had and
+    no longer has (parts written by an older version)."""
+    try:
+        return catalog.describe_metric(name)
+    except KeyError:
+        if name.startswith(UNCATALOGUED_PREFIX):
+            return UncataloguedDef(name=name, help="Uncatalogued vendor field: the raw value as sent, unit unknown")
+        return None
+
+
+def _help(catalog: Catalog, name: str, m) -> str:
+    if name in catalog.metrics or catalog.uncatalogued.get(name) is not None:
+        return catalog.help_text(name, None)
+    return f"{m.help}. Imported from the device's history by atess-exporter backfill."
+
+
+def merge_parts(work: WorkDir, sns: Iterable[str], catalog: Catalog, output: Path) -> int:
     """All finished parts into `output`: families grouped, series contiguous, time ascending."""
     buckets = work.root / "merge"
     shutil.rmtree(buckets, ignore_errors=True)
@@ -46,15 +66,15 @@ def merge_parts(work: WorkDir, sns: Iterable[str], catalog: Catalog, output: Pat
             for out in handles.values():
                 out.close()
         names.update(handles)
-    known = [n for n in names if n in catalog.metrics]
-    for n in sorted(set(names) - set(known)):
+    known = {n: _definition(catalog, n) for n in names}
+    for n in sorted(n for n, m in known.items() if m is None):
         log.warning("metric no longer in the catalog, left out", extra={"fields": {"metric": n}})
     samples = 0
     tmp = output.with_name(output.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as out:  # pass 2: one family at a time
-        for name in sorted(known, key=lambda n: catalog.describe_metric(n).family):
-            m = catalog.describe_metric(name)
-            help_text = catalog.help_text(name, interval_seconds)
+        for name in sorted((n for n, m in known.items() if m is not None), key=lambda n: known[n].family):
+            m = known[name]
+            help_text = _help(catalog, name, m)
             out.write(f"# HELP {m.family} {escape_label(help_text)}\n# TYPE {m.family} {m.type}\n")
             for sn in sns:
                 path = buckets / f"sn-{sn}" / name

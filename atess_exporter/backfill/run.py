@@ -103,8 +103,7 @@ class Backfill:
             pool.shutdown(wait=True, cancel_futures=True)
             return self.result
         pool.shutdown(wait=True)
-        self.result.samples = merge_parts(self.work, (d.sn for d in self.devices), self.catalog, self.output,
-                                          self.config.poll.interval_seconds)
+        self.result.samples = merge_parts(self.work, (d.sn for d in self.devices), self.catalog, self.output)
         if not self.result.failures:
             self.work.remove()
         return self.result

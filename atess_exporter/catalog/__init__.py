@@ -260,11 +260,15 @@ class Catalog:
             raise KeyError(name)
         return m
 
-    def help_text(self, metric: str, interval_seconds: float) -> str:
-        """HELP: what it is, which vendor fields feed it, and that it is cached."""
+    def help_text(self, metric: str, interval_seconds: float | None) -> str:
+        """HELP: what it is, which vendor fields feed it, and where the samples come
+        from: the live exporter's cache (every `interval_seconds`), or with None the
+        device's history (the backfill)."""
         m = self.describe_metric(metric)
         fields = self.vendor_fields(metric)
         source = f" Vendor field {', '.join(fields)}." if fields else ""
+        if interval_seconds is None:
+            return f"{m.help}.{source} Imported from the device's history (the API's 5-minute rows, each at its own time) by atess-exporter backfill."
         return f"{m.help}.{source} Cached from the last poll (every {interval_seconds:g}s per device)."
 
     def with_overrides(self, overrides: Mapping | None, enums: Mapping | None = None) -> "Catalog":
