@@ -342,3 +342,21 @@ def test_a_device_the_list_calls_lost_is_offline(mocked):
     assert value(parsed, "atess_device_online", sn="HPS-A") == 0
     assert value(parsed, "atess_device_online", sn="HPS-B") == 1
     assert value(parsed, "atess_device_lost", sn="HPS-A") == 1
+
+
+def test_a_listed_rating_bounds_the_readings_before_the_model_name(mocked):
+    """normalPower/nominalPower (W) in a list row is the device's rating (PLATFORM.md 9);
+    a plant row without capacity gives it as nominalPower (W)."""
+    mocked.devices[0]["normalPower"] = 500           # HPS-A, an "HPS150" by name: 0.5 kW by its list row
+    mocked.devices[2]["nominalPower"] = "250000"     # PCS-C
+    del mocked.plants[2]["capacity"]
+    mocked.plants[2]["nominalPower"] = 30000
+    exporter = discovering(mocked)
+    assert exporter.poller.refresh_topology()
+    assert exporter.poller.topology.rated_watts == {"HPS-A": 500.0, "PCS-C": 250000.0}
+    exporter.poller.poll_all_once()
+    parsed = scrape(exporter)
+    assert value(parsed, "atess_plant_capacity_watts", plant_id="P3") == 30000
+    assert not series(parsed, "atess_pv_power_watts", sn="HPS-A"), "2.5 kW is over 3x a 0.5 kW rating"
+    assert value(parsed, "atess_device_implausible_fields", sn="HPS-A") == 1
+    assert value(parsed, "atess_pv_power_watts", sn="HPS-B") == 2500

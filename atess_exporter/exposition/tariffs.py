@@ -12,7 +12,8 @@ The plants: those a tariff lists by id; the tariff without a list covers every o
 plant the exporter knows (the account's plant list, the devices' plants) and, with
 plant_id "", the devices listed without a plant. The time of day is the plant's: the
 tariff's own `timezone`, else the zone of the plant list (in any of the platform's
-spellings: "Europe/Berlin", "UTC+08:00", 8...), else atess.timezone when it names a
+spellings: "Europe/Berlin", "UTC+08:00", 8...), else the `timezone` of a device
+configured in that plant, else atess.timezone when it names a
 zone, else UTC (with `auto`, atess.timezone is measured as the API servers' zone,
 which is not the plant's).
 """
@@ -45,6 +46,7 @@ class TariffCollector(Collector):
         self.listed = {plant: t for t in config.tariffs for plant in t.plants}
         self.fallback_zone = config.api_zone() or timezone.utc
         self.configured_plants = {d.plant_id for d in config.devices}
+        self.device_zones = {d.plant_id: d.timezone for d in config.devices if d.timezone}
         self.cache = cache
         self.clock = clock
 
@@ -78,7 +80,8 @@ class TariffCollector(Collector):
             tariff = self._tariff(plant_id)
             if tariff is None:
                 continue
-            zone = _zone(tariff.timezone) or _zone(plant_zone) or self.fallback_zone
+            zone = (_zone(tariff.timezone) or _zone(plant_zone) or _zone(self.device_zones.get(plant_id))
+                    or self.fallback_zone)
             import_price, export_price = tariff.prices_at(now.astimezone(zone))
             buy.add_metric((plant_id, tariff.currency), import_price)
             sell.add_metric((plant_id, tariff.currency), export_price)
