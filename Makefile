@@ -1,6 +1,7 @@
 # Two commands a newcomer needs: `make demo` and `make test`.
 #   make demo [PORT=10036]   the exporter against its built-in simulator (installs only its own dependencies)
-#   make test                the test suite (adds the test tools)
+#   make test                the lint gate, then the test suite (adds the test tools)
+#   make lint                ruff, mypy and the import-layer contract (rules in pyproject.toml)
 #   make lock                re-pin requirements*.lock (exact versions + hashes, used by the Dockerfile)
 PYTHON ?= python3
 PORT   ?= 10036
@@ -9,7 +10,7 @@ PY     := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.installed-run
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check-config docs lock clean
+.PHONY: demo test lint check-config docs lock clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +28,14 @@ $(STAMP): pyproject.toml $(RUN_STAMP)
 demo: $(RUN_STAMP)
 	$(PY) exporter.py --demo --web.listen-address 127.0.0.1:$(PORT)
 
-test: $(STAMP)
+# The rules written down in pyproject.toml: ruff (bugs, not style), mypy over the
+# package, and import-linter's contract that each room imports only rooms upstream.
+lint: $(STAMP)
+	$(PY) -m ruff check --quiet atess_exporter tests benchmarks exporter.py
+	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
+
+test: lint
 	$(PY) -m pytest -q
 
 check-config: $(RUN_STAMP)
@@ -46,4 +54,4 @@ lock:
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) .venv-lock build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-lock build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

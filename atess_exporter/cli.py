@@ -211,13 +211,15 @@ def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
         return 1
 
     if args.check_config:
-        devices = f"{len(config.devices)} devices" + (" + discovery" if config.discovery.enabled else "")
+        which = f"{len(config.devices)} devices" + (" + discovery" if config.discovery.enabled else "")
         if config.discovery.enabled and not config.devices:
-            devices = "every device of the account, by discovery"
-        print(f"{config.source}: OK ({devices}, poll every {config.poll.interval_seconds:g}s)")
+            which = "every device of the account, by discovery"
+        print(f"{config.source}: OK ({which}, poll every {config.poll.interval_seconds:g}s)")
         return 0
 
-    if stopping is not None and stopping.is_set():
+    if stopping is None:     # the one-shot modes end above; serving needs the signal handlers' event
+        stopping = threading.Event()
+    if stopping.is_set():
         if simulator is not None:
             simulator.stop()
         return 0
@@ -246,7 +248,7 @@ def _run(args: argparse.Namespace, stopping: threading.Event | None) -> int:
         # The handlers main() installed before start-up stay: a SIGTERM at any point,
         # even before the first poll, ends the exporter cleanly (state saved).
         server.start()
-        host = server.httpd.server_address[0] or "localhost"
+        host = str(server.httpd.server_address[0]) or "localhost"
         url = f"{server.scheme}://{'localhost' if host in ('0.0.0.0', '::') else host}:{server.port}{args.telemetry_path}"
         # Logged once the device set is known (after the first discovery), so the count is real.
         exporter.start(on_ready=lambda devices: log.info("serving metrics", extra={"fields": {

@@ -34,7 +34,7 @@ import http.client
 import os
 import ssl
 import sys
-from typing import Mapping
+from typing import Mapping, cast
 
 
 MAX_CMDLINE_BYTES = 64 * 1024
@@ -198,7 +198,7 @@ def check(listen_address: str, web_config_file: str | None, timeout: float,
     try:
         conn.connect()
         if tls:
-            presented = conn.sock.getpeercert(binary_form=True)
+            presented = cast(ssl.SSLSocket, conn.sock).getpeercert(binary_form=True)
             if presented != pinned:
                 raise Unhealthy(f"{url}: the server's certificate is not the one in {web_config_file}")
         headers = {"Connection": "close"}

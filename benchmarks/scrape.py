@@ -300,7 +300,7 @@ def report(args, results: list[dict], elapsed: float) -> str:
         vm, vl = fast / r["memory"]["median"], fast / r["library"]["median"]
         per = (r["rss_mb"] - r["base_mb"]) * 1024 / r["n"]
         budget = GOALS["kib_per_device"] * r["n"] / 1024 + GOALS["base_mb"]
-        ok = lambda flag: "pass" if flag else "**miss**"  # noqa: E731
+        ok = lambda flag: "pass" if flag else "**miss**"
         lines.append(
             f"| {r['n']:,} | {ms(fast)} | {ms(r['memory']['median'])} | {vm:.2f} | {ok(vm <= GOALS['vs_memory'])} | "
             f"{ms(r['library']['median'])} | {vl:.3f} | {ok(vl <= GOALS['vs_library'])} | "

@@ -1,9 +1,13 @@
+"""Fixtures shared by the test files, and the check behind the tool markers.
+Helpers (config, clock, waiting, certificates...) are in support.py."""
+
 import pytest
+import yaml
+from prometheus_client import CollectorRegistry
 
-from atess_exporter.config import parse_config
-from atess_exporter.simulator import SimDevice, Simulator, demo_devices
-
-TOKEN = "test-token-s3cr3t-value"
+from atess_exporter.simulator import Simulator, demo_devices
+from atess_exporter.web.server import MetricsServer
+from support import TOKEN, TOOL_MARKERS, make_pki, require_tool
 
 
 @pytest.fixture
@@ -13,53 +17,40 @@ def sim():
         yield simulator
 
 
-def make_config(base_url: str, devices=None, **sections):
-    """A validated Config pointing at base_url; sections override defaults."""
-    devices = devices if devices is not None else demo_devices()
-    data = {
-        "atess": {"base_url": base_url, "token": TOKEN, "timeout_seconds": 5, **sections.pop("atess", {})},
-        "poll": {"interval_seconds": 300, "concurrency": 4, **sections.pop("poll", {})},
-        "devices": [{"sn": d.sn, "type": d.family, "model": d.model} if isinstance(d, SimDevice) else d for d in devices],
-        "state_file": sections.pop("state_file", ""),
-        **sections,
-    }
-    return parse_config(data, min_interval=0.01)
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A CA, server and client certificates, a client from another CA (support.make_pki)."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-class FakeClient:
-    """Stands in for AtessClient: `replies[sn]` is a payload, an exception, or a callable."""
+@pytest.fixture
+def metrics_server(tmp_path):
+    """start(collector, web_config=None, refresh=True, **MetricsServer options): a started
+    server on 127.0.0.1:0 exposing `collector`, stopped after the test. web_config: a dict
+    or YAML text (written to a file) or a file's path; refresh=False renders only when scraped."""
+    servers = []
 
-    def __init__(self, replies):
-        self.replies = replies
-        self.calls = []
+    def start(collector, web_config=None, refresh=True, **kwargs):
+        path = web_config
+        if isinstance(web_config, dict) or (isinstance(web_config, str) and "\n" in web_config):
+            path = tmp_path / f"web-{len(servers)}.yml"
+            path.write_text(web_config if isinstance(web_config, str) else yaml.safe_dump(web_config))
+        registry = CollectorRegistry()
+        registry.register(collector)
+        server = MetricsServer(registry, "127.0.0.1:0", web_config_file=str(path) if path else None, **kwargs)
+        if not refresh:
+            server.refresh_seconds = None
+        server.start()
+        servers.append(server)
+        return server
 
-    def latest(self, path, sn):
-        self.calls.append((path, sn))
-        reply = self.replies[sn]
-        reply = reply() if callable(reply) else reply
-        if isinstance(reply, Exception):
-            raise reply
-        return dict(reply)
-
-
-def parse_exposition(text: str) -> dict:
-    """{(sample name, frozenset of label items): value} from Prometheus text."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, frozenset(s.labels.items()))] = s.value
-    return out
-
-
-def series(parsed: dict, name: str, **labels) -> dict:
-    """The samples of `name` whose labels include `labels`: {frozenset(labels): value}."""
-    want = set(labels.items())
-    return {lbls: v for (n, lbls), v in parsed.items() if n == name and want <= lbls}
+    yield start
+    for server in servers:
+        server.stop()
 
 
-def value(parsed: dict, name: str, **labels):
-    found = series(parsed, name, **labels)
-    assert len(found) <= 1, f"{name}{labels} matches {len(found)} series"
-    return next(iter(found.values()), None)
+def pytest_runtest_setup(item):
+    """A test marked with a program it needs is skipped without it (failed in CI)."""
+    for marker in item.iter_markers():
+        if marker.name in TOOL_MARKERS:
+            require_tool(TOOL_MARKERS[marker.name])

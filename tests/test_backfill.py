@@ -25,8 +25,7 @@ from atess_exporter.readings.payload import payload_samples
 from atess_exporter.simulator import Request, SimDevice, Simulator
 from atess_exporter.simulator.history import history_handler
 from atess_exporter.simulator.physics import hps_central_latest
-from conftest import TOKEN
-from tools import require_tool, stop_process
+from support import TOKEN, Clock, require_tool, stop_process
 
 PATH = "/api/v1/hps/data-list"
 # Two plants in different zones: UTC+1 from atess.timezone, UTC-5 as a per-device override.
@@ -34,24 +33,6 @@ DEV_A = SimDevice(sn="HPSA2401000001", model="HPS50", tz_offset_hours=1.0)
 DEV_B = SimDevice(sn="HPSB2402000002", model="HPS100HV", tz_offset_hours=-5.0)
 ZONES = {DEV_A.sn: "Etc/GMT-1", DEV_B.sn: "Etc/GMT+5"}
 DAY1, DAY2, DAY3 = date(2024, 3, 1), date(2024, 3, 2), date(2024, 3, 3)
-
-
-class FakeClock:
-    """Shared by the simulator and the backfill: sleeping only moves time on."""
-
-    def __init__(self, start: float):
-        self.now = start
-        self.lock = threading.Lock()
-        self.slept = 0.0
-
-    def time(self) -> float:
-        with self.lock:
-            return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self.lock:
-            self.now += max(seconds, 0.0)
-            self.slept += max(seconds, 0.0)
 
 
 class FakeTTY(io.StringIO):
@@ -149,7 +130,7 @@ def test_simulator_history_rows_are_the_latest_payload_of_each_slot():
 
 
 def test_simulator_history_has_no_future_rows():
-    clock = FakeClock(utc(DAY1, 0, 12, 1.0))  # 00:12 local: slots 00:00, 00:05, 00:10 exist
+    clock = Clock(utc(DAY1, 0, 12, 1.0))  # 00:12 local: slots 00:00, 00:05, 00:10 exist
     sim = Simulator([DEV_A], token=TOKEN, clock=clock.time)
     data = sim.handle(_request(DEV_A.sn, startDate="2024-03-01", endDate="2024-03-02", pageSize=100)).envelope["data"]
     assert [r["time"][11:] for r in data["datas"]] == ["00:00:00", "00:05:00", "00:10:00"]
@@ -266,6 +247,8 @@ def test_backfill_progress_on_a_tty(sim2, tmp_path):
     assert err.endswith("\n") and err.rsplit("\r\x1b[K", 1)[1].startswith("atess-exporter backfill: 1 device, ")
 
 
+@pytest.mark.prometheus
+@pytest.mark.promtool
 def test_backfill_through_promtool_into_prometheus(tmp_path):
     promtool = require_tool("promtool")
     prometheus = require_tool("prometheus")
@@ -459,7 +442,7 @@ def test_counter_guard_state_survives_a_resume(sim2, tmp_path):
 
 
 def test_rate_limit_respected_and_calls_counted(tmp_path):
-    clock = FakeClock(time.time())
+    clock = Clock(time.time())
     with Simulator([DEV_A, DEV_B], token=TOKEN, min_interval_seconds=300, clock=clock.time) as sim:
         config = write_config(tmp_path, sim)
         out = tmp_path / "out.om"
@@ -564,7 +547,7 @@ def test_every_simulated_family_gets_history_for_free(tmp_path):
 def test_backfill_takes_the_devices_from_discovery(tmp_path):
     from atess_exporter.backfill import known_devices
     from atess_exporter.simulator import Simulator, demo_devices
-    from conftest import TOKEN, make_config
+    from support import make_config
 
     with Simulator(demo_devices(), token=TOKEN) as sim:
         config = make_config(sim.base_url, devices=[], discovery={"enabled": True, "exclude": {"plant": ["Hill Farm"]}})
@@ -594,7 +577,7 @@ def test_backfill_asks_for_date_times_and_reads_time(sim2, tmp_path):
                            for q in queries)
     assert min(int(q["pageNo"]) for q in queries) == 1
     samples = samples_of(out)
-    for dev, offset in ((DEV_A, 1.0), (DEV_B, -5.0)):
+    for dev in (DEV_A, DEV_B):
         assert len(series(samples, "atess_pv_power_watts", dev.sn, dev.model)) == 288
 
 
@@ -638,7 +621,7 @@ def test_start_line_recommends_the_concurrency_that_finishes_soonest(tmp_path):
     assert plan(300, 3, 300, 4)["recommended"].startswith("--concurrency 150 ")  # 256 at most: two rounds either way
     assert "recommended" not in plan(1, 3, 300, 4)
 
-    clock = FakeClock(time.time())
+    clock = Clock(time.time())
     with Simulator([DEV_A, DEV_B], token=TOKEN, min_interval_seconds=300, clock=clock.time) as sim:
         config = write_config(tmp_path, sim)
         rc, err = run(config, tmp_path / "out.om", "--call-interval", "300", "--concurrency", "1", end=DAY1,

@@ -22,7 +22,7 @@ from atess_exporter.readings.payload import payload_samples, read_payload
 from atess_exporter.simulator import SimDevice, demo_devices
 from atess_exporter.simulator.physics import LATEST_BUILDERS
 from atess_exporter.simulator.server import DEFAULT_ROUTES
-from tools import require_tool
+from support import require_tool
 
 FIELDS_TSV = Path(__file__).parent / "fixtures" / "hps_central_fields.tsv"
 T0 = 1748865600.0  # Monday 2025-06-02 12:00 UTC
@@ -415,6 +415,7 @@ def test_exposition_has_every_family(fresh):
     assert re.search(r'^atess_pv_energy_joules_total\{model="PCS100",sn="PCS100A2309000058"\} \S+$', text, re.M)
 
 
+@pytest.mark.promtool
 def test_promtool_check_metrics_is_clean(fresh):
     promtool = require_tool("promtool")
     body = exposition(fresh, EXTRA)

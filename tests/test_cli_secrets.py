@@ -8,7 +8,7 @@ import yaml
 
 from atess_exporter import cli
 from atess_exporter.simulator import Simulator, demo_devices
-from conftest import TOKEN, parse_exposition, value
+from support import TOKEN, parse_exposition, value
 
 APP_ID, APP_KEY = "app-id-7f3c9e", "app-key-secret-91b2d4"
 SECRETS = (TOKEN, APP_KEY, base64.b64encode(f"{APP_ID}:{APP_KEY}".encode()).decode())

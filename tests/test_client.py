@@ -8,7 +8,7 @@ import responses
 
 from atess_exporter.api.client import (ApiError, AtessClient, AuthError, HttpError, MalformedResponseError, NoDataError, RateLimitError, TransportError)
 from atess_exporter.config import parse_config
-from conftest import TOKEN
+from support import TOKEN
 
 BASE = "http://127.0.0.1:9"
 PATH = "/api/v1/hps/data-last"

@@ -9,7 +9,7 @@ import pytest
 
 from atess_exporter.app import Exporter
 from atess_exporter.web.server import MetricsServer
-from conftest import FakeClient, make_config, parse_exposition, value
+from support import FakeClient, make_config, parse_exposition, value
 
 SNS = [f"SN{i:02d}" for i in range(8)]
 SCRAPERS, SCRAPES_EACH = 50, 6

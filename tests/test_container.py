@@ -21,7 +21,6 @@ import os
 import re
 import resource
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 import yaml
+from support import free_port, server_certificate, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates")
@@ -38,6 +38,8 @@ CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 STATE_DIR = "/var/lib/atess-exporter"
 USER, PASSWORD = "prometheus", "container health password"
 REPORT: dict[str, object] = {}
+
+pytestmark = pytest.mark.podman
 
 if os.environ.get("ATESS_REQUIRE_PODMAN") != "1":
     pytest.skip("the image test builds a Debian base image with mmdebstrap and podman: it runs in CI "
@@ -137,12 +139,6 @@ def containers():
         podman("rm", "-f", "-t", "0", name, check=False)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def get(port: int, path: str, context: ssl.SSLContext | None = None, auth: str | None = None,
         timeout: float = 5) -> tuple[int, bytes]:
     conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=context) if context
@@ -154,20 +150,6 @@ def get(port: int, path: str, context: ssl.SSLContext | None = None, auth: str |
         return resp.status, resp.read()
     finally:
         conn.close()
-
-
-def wait_for(probe, what: str, deadline_s: float = 60):
-    deadline = time.monotonic() + deadline_s
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            result = probe()
-            if result:
-                return result
-        except OSError as exc:     # not listening yet
-            last = exc
-        time.sleep(0.05)
-    pytest.fail(f"{what}: not within {deadline_s:g}s (last error: {last})")
 
 
 def state(name: str, field: str) -> str:
@@ -285,9 +267,7 @@ def test_stop_right_after_start_is_quick_and_clean(image, containers):
 
 
 def make_web_config(d: Path) -> Path:
-    subprocess.run([tool("openssl"), "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", "server.key", "-out", "server.crt", "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], cwd=d, check=True, capture_output=True)
+    server_certificate(d, "server")
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
     (d / "web.yml").write_text(yaml.safe_dump({"tls_server_config": {"cert_file": "server.crt", "key_file": "server.key"},
                                                "basic_auth_users": {USER: hashed}}))

@@ -3,53 +3,16 @@
 import json
 import math
 from datetime import date
+from functools import partial
 
-from atess_exporter.live.store import Cache
-from atess_exporter.catalog import load_catalog
 from atess_exporter.readings.counterguard import CounterGuard
-from atess_exporter.live.poller import Poller
 from atess_exporter.simulator import Simulator
-from conftest import TOKEN, FakeClient, make_config
 from test_backfill import DEV_A, PATH, _override_rows, run, samples_of, series, utc, write_config
+from support import KWH, TOKEN, exposed, one_device_poller
 
-KWH = 3.6e6
+poller = partial(one_device_poller, model="HPS10KTL")   # a string HPS of 10 kW: the rise check has a rating
 PV = "atess_pv_energy_joules_total"
 PV_TIME = "atess_pv_time_seconds_total"
-
-
-class Clock:
-    def __init__(self, start=1_700_000_000.0):
-        self.now = start
-
-    def __call__(self):
-        return self.now
-
-
-def poller(readings, model="HPS10KTL", confirm=3, state_file=""):
-    """A poller of one device `A` whose polls return `readings` in turn, 300 s apart."""
-    feed = iter(readings)
-    clock = Clock()
-    config = make_config("http://127.0.0.1:9", devices=[{"sn": "A", "type": "hps_central", "model": model}],
-                         poll={"counter_reset_confirm_polls": confirm}, state_file=state_file)
-
-    def reply():
-        payload = next(feed)
-        return payload if isinstance(payload, dict) else {"epvTotal": payload}
-
-    p = Poller(config, FakeClient({"A": reply}), Cache(), load_catalog(), clock=clock)
-    p.test_clock = clock
-    return p
-
-
-def exposed(p, n, name=PV, unit=KWH):
-    """What each of n polls exposes for `name` (None: no series), and the glitch count."""
-    out = []
-    for _ in range(n):
-        snap = p.poll_device(p.devices["A"])
-        rows = snap.samples.get(name, ())
-        out.append((rows[0][1] / unit if rows else None, snap.glitches))
-        p.test_clock.now += 300
-    return out
 
 
 def test_zero_for_three_polls_is_no_reading_not_a_reset():

@@ -12,7 +12,7 @@ from atess_exporter.app import Exporter
 from atess_exporter.config import ConfigError
 from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS
 from atess_exporter.config.shard import in_shard
-from conftest import TOKEN, make_config, parse_exposition, series, value
+from support import TOKEN, make_config, scrape, series, value
 
 BASE = "http://127.0.0.1:9"
 
@@ -83,10 +83,6 @@ def mocked():
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=acct.reply)
         yield acct
-
-
-def scrape(exporter):
-    return parse_exposition(exporter.exposition().decode())
 
 
 def test_discovery_pages_through_the_whole_account(mocked):

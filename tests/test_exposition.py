@@ -14,8 +14,7 @@ from atess_exporter.catalog import load_catalog
 from atess_exporter.exposition.collectors import DeviceStatusCollector, ReadingsCollector
 from atess_exporter.live.poller import Poller
 from atess_exporter.web.server import MetricsServer
-from conftest import FakeClient, make_config
-from tools import require_tool
+from support import FakeClient, make_config, require_tool
 
 DATA_TIME = 1767261600.0  # 2026-01-01 10:00:00 UTC, the payload's "time"
 
@@ -94,12 +93,13 @@ def polled_cache(payload=PAYLOAD, now=DATA_TIME + 60):
 def test_golden_exposition_on_a_fresh_registry():
     config, cache = polled_cache()
     registry = CollectorRegistry()
-    clock = lambda: DATA_TIME + 60  # noqa: E731
+    clock = lambda: DATA_TIME + 60
     registry.register(DeviceStatusCollector(cache, config.poll, clock=clock))
     registry.register(ReadingsCollector(cache, load_catalog(), config.poll, clock=clock))
     assert generate_latest(registry).decode() == GOLDEN
 
 
+@pytest.mark.promtool
 def test_promtool_check_metrics_is_silent_on_the_demo_fleet(sim):
     promtool = require_tool("promtool")
     exporter = Exporter(make_config(sim.base_url))
@@ -164,7 +164,7 @@ def test_process_python_and_build_info_like_every_python_exporter(sim):
     """process_* and python_info from the client library's collectors; build info names the Python."""
     import platform
 
-    from conftest import parse_exposition
+    from support import parse_exposition
 
     exporter = Exporter(make_config(sim.base_url))
     parsed = parse_exposition(exporter.exposition().decode())

@@ -12,18 +12,14 @@ from atess_exporter.api.client import TransportError
 from atess_exporter.exposition.collectors import DeviceStatusCollector, ReadingsCollector
 from atess_exporter.live.poller import Poller
 from atess_exporter.simulator import Simulator, demo_devices
-from conftest import FakeClient, make_config, parse_exposition, series, value
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
+from support import FakeClient, exposed, make_config, one_device_poller, parse_exposition, scrape, series, value
 
 LATEST = "/api/v1/hps/data-last"
 DEVICES = demo_devices()
 BAD, GOOD = DEVICES[0].sn, [d.sn for d in DEVICES[1:]]
 FAST_RETRY = {"retry_backoff_seconds": 0.001}
-
-
-def scrape(exporter):
-    return parse_exposition(exporter.exposition().decode())
 
 
 def outcomes(parsed):
@@ -201,45 +197,30 @@ def test_stale_thresholds_are_configurable():
 
 # -- lifetime counters -----------------------------------------------------------
 
-def guarded_poller(readings, state_file="", confirm=3):
-    feed = iter(readings)
-    config = make_config("http://127.0.0.1:9", devices=[{"sn": "A", "type": "hps_central"}],
-                         poll={"counter_reset_confirm_polls": confirm}, state_file=state_file)
-    return Poller(config, FakeClient({"A": lambda: {"epvTotal": next(feed)}}), Cache(), load_catalog())
-
-
-def exposed_totals(poller, n):
-    out = []
-    for _ in range(n):
-        snap = poller.poll_device(poller.devices["A"])
-        out.append((snap.samples["atess_pv_energy_joules_total"][0][1] / 3.6e6, snap.glitches))
-    return out
-
-
 def test_a_transient_zero_never_makes_a_total_go_backwards():
-    poller = guarded_poller(["100", "0", "0", "101", "102"])
-    assert exposed_totals(poller, 5) == [(100, 0), (100, 1), (100, 2), (101, 2), (102, 2)]
+    poller = one_device_poller(["100", "0", "0", "101", "102"])
+    assert exposed(poller, 5) == [(100, 0), (100, 1), (100, 2), (101, 2), (102, 2)]
 
 
 def test_a_sustained_reset_is_accepted_after_confirmation():
-    poller = guarded_poller(["100", "5", "6", "7", "8"], confirm=3)
-    assert [v for v, _ in exposed_totals(poller, 5)] == [100, 100, 100, 7, 8]
+    poller = one_device_poller(["100", "5", "6", "7", "8"], confirm=3)
+    assert [v for v, _ in exposed(poller, 5)] == [100, 100, 100, 7, 8]
 
 
 def test_last_good_totals_survive_a_restart(tmp_path):
     state = str(tmp_path / "state.json")
-    first = guarded_poller(["100"], state_file=state)
+    first = one_device_poller(["100"], state_file=state)
     first.poll_all_once()
     assert json.loads(open(state).read())["counters"]["A"]
-    second = guarded_poller(["0", "100.5"], state_file=state)   # restarted; the cloud says 0
-    assert exposed_totals(second, 2) == [(100, 1), (100.5, 1)]
+    second = one_device_poller(["0", "100.5"], state_file=state)   # restarted; the cloud says 0
+    assert exposed(second, 2) == [(100, 1), (100.5, 1)]
 
 
 def test_an_unreadable_state_file_is_not_fatal(tmp_path, caplog):
     state = tmp_path / "state.json"
     state.write_text("{not json")
-    poller = guarded_poller(["7"], state_file=str(state))
-    assert exposed_totals(poller, 1) == [(7, 0)]
+    poller = one_device_poller(["7"], state_file=str(state))
+    assert exposed(poller, 1) == [(7, 0)]
     assert "state file unreadable" in caplog.text
 
 

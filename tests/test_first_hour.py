@@ -14,8 +14,7 @@ import pytest
 from atess_exporter.app import Exporter
 from atess_exporter.config import ConfigError, load_config, parse_config
 from atess_exporter.simulator import Simulator, demo_devices
-from conftest import TOKEN
-from tools import stop_process
+from support import TOKEN, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 

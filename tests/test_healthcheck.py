@@ -5,7 +5,6 @@ run everywhere, against servers on 127.0.0.1:0.
 """
 
 import argparse
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,23 +17,16 @@ from prometheus_client import CollectorRegistry
 from atess_exporter import healthcheck
 from atess_exporter.healthcheck import Unhealthy, check, exporter_args, settings
 from atess_exporter.web.server import MetricsServer
-from tools import require_tool
+from support import free_port, server_certificate
 
 USER, PASSWORD = "prometheus", "health check password"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
 
 
-def make_cert(d: Path, name: str) -> tuple[str, str]:
-    subprocess.run([require_tool("openssl"), "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], cwd=d, check=True, capture_output=True)
-    return str(d / f"{name}.crt"), str(d / f"{name}.key")
-
-
 def web_config(tmp_path: Path, tls: bool = True, users: bool = True, name: str = "web.yml", cert_name: str = "server") -> str:
     data = {}
     if tls:
-        cert, key = make_cert(tmp_path, cert_name)
+        cert, key = server_certificate(tmp_path, cert_name)
         data["tls_server_config"] = {"cert_file": Path(cert).name, "key_file": Path(key).name}   # relative: as the toolkit
     if users:
         data["basic_auth_users"] = {USER: HASH}
@@ -56,12 +48,6 @@ def serve():
     yield start
     for server in servers:
         server.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_plain_http_healthy_then_down(serve):

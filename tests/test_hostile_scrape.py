@@ -14,12 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import bcrypt
 import pytest
-import yaml
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
-from atess_exporter.web.server import MetricsServer
 from atess_exporter.web.webconfig import BasicAuth
+from support import http_get
 
 USER, PASSWORD = "prometheus", "right password"
 
@@ -32,39 +30,12 @@ class Tiny:
 
 
 @pytest.fixture
-def serve(tmp_path):
-    servers = []
-
-    def start(web_config=None, **kwargs):
-        path = None
-        if web_config is not None:
-            path = tmp_path / f"web-{len(servers)}.yml"
-            path.write_text(yaml.safe_dump(web_config))
-        registry = CollectorRegistry()
-        registry.register(Tiny())
-        server = MetricsServer(registry, "127.0.0.1:0", web_config_file=str(path) if path else None, **kwargs)
-        server.refresh_seconds = None
-        server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+def serve(metrics_server):
+    return lambda web_config=None, **kwargs: metrics_server(Tiny(), web_config, refresh=False, **kwargs)
 
 
 def basic(user, password):
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-def get(port, path="/metrics", headers=None, timeout=10):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.headers, resp.read()
-    finally:
-        conn.close()
 
 
 def raw_exchange(port, data: bytes, seconds=5.0) -> bytes:
@@ -119,7 +90,7 @@ def test_a_malformed_accept_version_gets_the_default_format_and_no_log_line(serv
     caplog.set_level(logging.DEBUG)
     server = serve()
     for _ in range(3):
-        status, headers, body = get(server.port, headers={"Accept": accept})
+        status, headers, body = http_get(server.port, headers={"Accept": accept})
         assert status == 200, body
         assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
         assert b"atess_test_answer" in body
@@ -151,7 +122,7 @@ def test_a_password_flood_does_not_lock_out_a_scraper_with_valid_credentials(ser
         while not stop.is_set() and n < 400:
             n += 1
             try:
-                status = get(server.port, headers={"Authorization": basic(USER, f"guess {worker} {n}")},
+                status = http_get(server.port, headers={"Authorization": basic(USER, f"guess {worker} {n}")},
                              timeout=5)[0]
             except OSError:
                 status = 0
@@ -186,7 +157,7 @@ def test_a_password_flood_does_not_lock_out_a_scraper_with_valid_credentials(ser
     assert 503 in flood_statuses and 401 in flood_statuses
     assert server.auth.bcrypt_checks < len(flood_statuses)     # most guesses never reached bcrypt
     t0 = time.monotonic()
-    assert get(server.port, headers={"Authorization": basic("grafana", "other password")}, timeout=5)[0] == 200
+    assert http_get(server.port, headers={"Authorization": basic("grafana", "other password")}, timeout=5)[0] == 200
     assert time.monotonic() - t0 < 2.0
 
 
@@ -194,7 +165,7 @@ def test_same_credentials_together_share_one_check_and_are_not_refused_busy(serv
     server = serve({"basic_auth_users": {USER: bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(10)).decode()}},
                    max_auth_checks=1)
     with ThreadPoolExecutor(max_workers=20) as pool:
-        statuses = list(pool.map(lambda _: get(server.port, headers={"Authorization": basic(USER, PASSWORD)})[0],
+        statuses = list(pool.map(lambda _: http_get(server.port, headers={"Authorization": basic(USER, PASSWORD)})[0],
                                  range(20)))
     assert statuses == [200] * 20
     assert server.auth.bcrypt_checks == 1
@@ -257,11 +228,11 @@ def test_framing_in_doubt_is_refused_and_the_connection_closed(serve, request_by
 
 
 def test_nosniff_and_csp_by_default_and_the_web_config_wins(serve):
-    status, headers, body = get(serve().port, "/")
+    status, headers, body = http_get(serve().port, "/")
     assert status == 200 and b"<style>" in body
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert "default-src 'none'" in headers["Content-Security-Policy"]
     assert "'sha256-" in headers["Content-Security-Policy"]           # the page's own style, nothing else
-    _, headers, _ = get(serve({"http_server_config": {"headers": {"Content-Security-Policy": "default-src 'self'"}}}).port, "/")
+    _, headers, _ = http_get(serve({"http_server_config": {"headers": {"Content-Security-Policy": "default-src 'self'"}}}).port, "/")
     assert headers.get_all("Content-Security-Policy") == ["default-src 'self'"]
     assert headers["X-Content-Type-Options"] == "nosniff"

@@ -1,6 +1,5 @@
 """The HTTP side under idle, slow, half-open and resetting clients (loopback only, bounded in time)."""
 
-import http.client
 import json
 import logging
 import os
@@ -14,12 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from atess_exporter import __version__
 from atess_exporter.web import connections as httpconn
-from atess_exporter.web.server import MetricsServer
+from support import http_get, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,39 +33,8 @@ class Big:
 
 
 @pytest.fixture
-def server():
-    servers = []
-
-    def start(**kwargs):
-        registry = CollectorRegistry()
-        registry.register(Big())
-        srv = MetricsServer(registry, "127.0.0.1:0", **kwargs)
-        srv.start()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.stop()
-
-
-def get(port, path="/metrics", headers=None, timeout=10):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.headers, resp.read()
-    finally:
-        conn.close()
-
-
-def wait_until(predicate, seconds, what):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"not within {seconds}s: {what}")
+def server(metrics_server):
+    return lambda **kwargs: metrics_server(Big(), **kwargs)
 
 
 def rst_close(sock):
@@ -77,7 +44,7 @@ def rst_close(sock):
 
 def test_server_header_names_no_python_version(server):
     srv = server()
-    status, headers, _ = get(srv.port, "/healthz")
+    status, headers, _ = http_get(srv.port, "/healthz")
     assert status == 200
     assert headers["Server"] == f"atess-exporter/{__version__}"
     assert "Python" not in str(headers)
@@ -87,7 +54,7 @@ def test_server_header_names_no_python_version(server):
                                                ("*;q=0.5", True), ("deflate", False)])
 def test_accept_encoding_q_values(server, encoding, gzipped):
     srv = server()
-    status, headers, body = get(srv.port, "/metrics", {"Accept-Encoding": encoding})
+    status, headers, body = http_get(srv.port, "/metrics", {"Accept-Encoding": encoding})
     assert status == 200
     assert (headers.get("Content-Encoding") == "gzip") is gzipped
     if not gzipped:
@@ -112,7 +79,7 @@ def test_a_small_answer_is_one_write(server, monkeypatch):
     real = server_module.send_pieces
     monkeypatch.setattr(server_module, "send_pieces", lambda sock, pieces: (calls.append(len(pieces)), real(sock, pieces)))
     srv = server()
-    assert get(srv.port, "/healthz")[0] == 200
+    assert http_get(srv.port, "/healthz")[0] == 200
     assert calls == [2]          # head and body, handed to one sendmsg
 
 
@@ -126,10 +93,10 @@ def test_idle_connections_over_the_cap_do_not_lock_scrapers_out(server):
         half.append(s)
     try:
         t0 = time.monotonic()
-        status, _, body = get(srv.port, timeout=10)
+        status, _, body = http_get(srv.port, timeout=10)
         assert status == 200 and b"big_series" in body
         assert time.monotonic() - t0 < 10
-        wait_until(lambda: len(srv.httpd.connections) <= 20, 10, "connections within the cap")
+        wait_for(lambda: len(srv.httpd.connections) <= 20, "connections within the cap", 10)
         assert srv.httpd.connections.evicted >= 60
     finally:
         for s in idle + half:
@@ -184,8 +151,8 @@ def test_a_client_resetting_mid_answer_is_one_log_line_and_no_traceback(server, 
         s2.sendall(b"GET /metrics HTTP/1.1\r\nHost")                  # reset mid-request
         ports.append(s2.getsockname()[1])
         rst_close(s2)
-    assert get(srv.port)[0] == 200                        # still serving
-    wait_until(lambda: len(srv.httpd.connections) == 0, 10, "reset connections closed")
+    assert http_get(srv.port)[0] == 200                        # still serving
+    wait_for(lambda: len(srv.httpd.connections) == 0, "reset connections closed", 10)
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Exception occurred" not in err
     for port in ports:                                    # at most one line per reset connection
@@ -202,7 +169,7 @@ EXPORTER = textwrap.dedent("""
 
 
 def api_successes(port) -> float:
-    _, _, body = get(port, timeout=10)
+    _, _, body = http_get(port, timeout=10)
     return sum(float(m.group(1)) for m in re.finditer(rb'atess_api_requests_total\{[^}]*outcome="success"[^}]*\} (\S+)', body))
 
 
@@ -223,7 +190,7 @@ def test_1100_idle_and_half_open_connections_with_1024_fds(request):
     try:
         line = proc.stdout.readline()                     # the demo prints its URL once serving
         port = int(re.search(r":(\d+)/metrics", line).group(1))
-        wait_until(lambda: api_successes(port) > 0, 30, "first polls")
+        wait_for(lambda: api_successes(port) > 0, "first polls", 30)
         for i in range(1100):
             try:
                 s = socket.create_connection(("127.0.0.1", port), timeout=3)
@@ -238,11 +205,11 @@ def test_1100_idle_and_half_open_connections_with_1024_fds(request):
         assert len(conns) > 1024
         for _ in range(3):
             t0 = time.monotonic()
-            status, _, body = get(port, timeout=10)
+            status, _, body = http_get(port, timeout=10)
             assert status == 200 and b"atess_device_up" in body
             assert time.monotonic() - t0 < 5
         before = api_successes(port)
-        wait_until(lambda: api_successes(port) > before, 40, "polls after the flood")
+        wait_for(lambda: api_successes(port) > before, "polls after the flood", 40)
         fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
         assert fds < 1024
     finally:

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from atess_exporter.app import Exporter
 from atess_exporter.catalog import load_catalog
-from conftest import make_config
+from support import make_config
 
 BASE = "http://127.0.0.1:9"
 LATEST = BASE + "/api/v1/hps/data-last"

@@ -16,13 +16,13 @@ from atess_exporter.app import Exporter
 from atess_exporter.catalog import load_catalog, parse_number
 from atess_exporter.probe import command as probe_command
 from atess_exporter.simulator import Simulator, demo_devices
-from conftest import TOKEN, make_config, parse_exposition, series, value
+from support import TOKEN, make_config, parse_exposition, series, value
 
 BEFORE = json.loads((Path(__file__).parent / "fixtures" / "catalog_before_issue18.json").read_text())["families"]
 NOW = time.time()   # one moment for every simulator here: both dialects read the same physics, fresh
 
 # PLATFORM.md 5-7, transcribed: every field it names, per section.
-_RANGE = lambda stem, a, b: [f"{stem}{i}" for i in range(a, b + 1)]  # noqa: E731
+_RANGE = lambda stem, a, b: [f"{stem}{i}" for i in range(a, b + 1)]
 PLATFORM_FIELDS = {
     "pcs": ["bvpv", "bipv", "vacuv", "vacvw", "vacwu", "bipvu", "bipvv", "bipvw", "i1A", "i1B", "i1C", "bvpvuv",
             "bvpvvw", "bvpvwu", "gridFreq", "pfSymbol", "risoBatp", "risoBatn", "gfdi1", "gfdi2", "loadIa", "loadIb",
@@ -116,7 +116,7 @@ def test_the_exporter_reads_both_dialects_alike(dialect):
         vendor = [n for (n, labels) in parsed if n.startswith("atess_vendor_") and dict(labels)["sn"] == dev.sn]
         fam = exporter.catalog.families[dev.family]
         assert not [n for n in vendor if any(n == f"atess_vendor_{k.lower()}" for k in fam.fields)], vendor
-    for (name, labels), v in parsed.items():
+    for (name, _labels), v in parsed.items():
         if name == "atess_load_power_factor":
             assert 0.9 <= v <= 1.0, "loadPf is a percentage: 95 is 0.95"
     pcs = next(d.sn for d in sim.devices.values() if d.family == "pcs")

@@ -8,7 +8,7 @@ from atess_exporter.app import Exporter
 from atess_exporter.live.schedule import spread_phases
 from atess_exporter.web.server import MetricsServer
 from atess_exporter.simulator import Simulator, demo_devices
-from conftest import TOKEN, make_config, parse_exposition, value
+from support import TOKEN, make_config, parse_exposition, value, wait_for
 
 def calls_of(sim, sn):
     return sum(n for (path, call_sn), n in list(sim.calls.items()) if call_sn == sn)
@@ -103,22 +103,14 @@ def test_a_device_removed_and_readded_is_still_polled_once_per_interval():
         gone = devices[0].sn
         exporter.start()
         try:
-            assert wait_for(lambda: all(calls_of(sim, d.sn) >= 2 for d in devices))
+            assert wait_for(lambda: all(calls_of(sim, d.sn) >= 2 for d in devices), "every device polled twice")
             poller.apply_devices({sn: d for sn, d in everyone.items() if sn != gone})
             assert exporter.cache.get(gone) is None, "a removed device's series go away"
             poller.apply_devices(everyone)    # back before its old schedule entry came due
             before = calls_of(sim, gone)
-            assert wait_for(lambda: calls_of(sim, gone) >= before + 3)
+            assert wait_for(lambda: calls_of(sim, gone) >= before + 3, "the removed device polled again")
         finally:
             exporter.stop()
         assert sim.rate_limit_violations == 0
 
 
-def wait_for(condition, timeout=30.0):
-    done = threading.Event()
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        done.wait(0.02)
-    return True

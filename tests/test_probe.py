@@ -20,7 +20,7 @@ from atess_exporter.readings.clock import parse_wall
 from atess_exporter.readings.payload import read_payload
 from atess_exporter.simulator import Simulator, demo_devices
 from atess_exporter.simulator.server import Reply
-from conftest import TOKEN
+from support import TOKEN
 
 RECORDED = Path(__file__).parent / "fixtures" / "recorded"
 

@@ -12,7 +12,6 @@ import contextlib
 import json
 import math
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tools import require_tool, stop_process
+from support import free_port, require_tool, stop_process, wait_for
+
+pytestmark = pytest.mark.prometheus   # every test here runs a real Prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 PROM_DIR = ROOT / "dashboards" / "prometheus"
@@ -86,33 +87,9 @@ ALLOWED_EMPTY_ALERTS = {
 DEADLINE_SECONDS = 40
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http_get(url: str, timeout: float = 5) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return resp.read()
-
-
-def wait_for(what: str, check, deadline_seconds: float = DEADLINE_SECONDS, procs=()):
-    """Poll check() until it returns a truthy value or the deadline passes."""
-    deadline = time.monotonic() + deadline_seconds
-    last = None
-    while time.monotonic() < deadline:
-        for p in procs:
-            if p.poll() is not None:
-                pytest.fail(f"{what}: process {p.args[0]} exited with {p.returncode}")
-        try:
-            result = check()
-            if result:
-                return result
-        except (OSError, urllib.error.URLError, ValueError, KeyError) as exc:
-            last = exc
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {deadline_seconds}s waiting for {what} (last error: {last!r})")
 
 
 @contextlib.contextmanager
@@ -128,7 +105,7 @@ def demo_exporter(tmp_path_factory, *args: str):
             body = http_get(url)
             return body if b"atess_pv_energy_joules_total{" in body else None
 
-        body = wait_for("exporter /metrics with device data", device_data, procs=[proc])
+        body = wait_for(device_data, "exporter /metrics with device data", procs=[proc])
         devices = body.count(b"\natess_device_info{")
         assert devices >= 3, body[:2000]
         yield {"address": f"127.0.0.1:{port}", "devices": devices}
@@ -161,7 +138,7 @@ def running_prometheus(target: str, work: Path, rule_files=RULE_FILES):
         cwd=work, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for("prometheus ready", lambda: http_get(f"{base}/-/ready") is not None, procs=[proc])
+        wait_for(lambda: http_get(f"{base}/-/ready") is not None, "prometheus ready", procs=[proc])
         yield base, proc
     finally:
         stop_process(proc)
@@ -177,12 +154,12 @@ def _scraping(exporter_url, tmp_path_factory):
             return float(res[0]["value"][1]) if res else 0.0
 
         # a few scrapes, every device, and the slowest recording rule has produced a series
-        wait_for("five successful scrapes", lambda: scalar('count_over_time(up{job="atess"}[1m])') >= 5
-                 and scalar('min_over_time(up{job="atess"}[1m])') == 1, procs=[proc])
-        wait_for("every demo device", lambda: scalar("count(atess_device_info)") == exporter_url["devices"], procs=[proc])
-        wait_for("recording rules, one series per plant",
-                 lambda: scalar("count(atess_plant:pv_energy_joules:today)")
-                 == scalar("count(count by (plant_name) (atess_device_info))") > 0, procs=[proc])
+        wait_for(lambda: scalar('count_over_time(up{job="atess"}[1m])') >= 5
+                 and scalar('min_over_time(up{job="atess"}[1m])') == 1, "five successful scrapes", procs=[proc])
+        wait_for(lambda: scalar("count(atess_device_info)") == exporter_url["devices"], "every demo device", procs=[proc])
+        wait_for(lambda: scalar("count(atess_plant:pv_energy_joules:today)")
+                 == scalar("count(count by (plant_name) (atess_device_info))") > 0,
+                 "recording rules, one series per plant", procs=[proc])
         yield base
 
 
@@ -313,7 +290,7 @@ def test_every_dashboard_and_rule_expression_returns_data(prometheus, platform_p
 def test_healthy_demo_fires_no_alert(prometheus):
     """The alert expressions are quiet on the healthy demo fleet (not just 'valid')."""
     firing = {}
-    for where, expr, alert in rule_expressions():
+    for _where, expr, alert in rule_expressions():
         if alert:
             result = query(prometheus, expr)
             if result:
@@ -393,12 +370,12 @@ def test_daily_energy_follows_the_plants_local_midnight(tmp_path):
                 res = query(base, 'atess_plant:pv_energy_joules:today{plant_name="Harbour Depot"}')
                 return float(res[0]["value"][1]) if res else None
 
-            before = wait_for("the day's running total", lambda: plant_pv_today(), procs=[proc])
+            before = wait_for(lambda: plant_pv_today(), "the day's running total", procs=[proc])
             crossing = math.ceil((time.time() + 12) / 60) * 60 + 8
             shift[0] = midnight - crossing
-            wait_for("both devices' day totals recorded after midnight",
-                     lambda: len(query(base, "atess_device:pv_energy_joules:local_day[1h]")) == 2,
-                     deadline_seconds=crossing - time.time() + 30, procs=[proc])
+            wait_for(lambda: len(query(base, "atess_device:pv_energy_joules:local_day[1h]")) == 2,
+                     "both devices' day totals recorded after midnight",
+                     seconds=crossing - time.time() + 30, procs=[proc])
             after = plant_pv_today()
 
             catalog = load_catalog()

@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder, generate_latest
+from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.openmetrics import exposition as openmetrics
 
 from atess_exporter.app import Exporter
@@ -17,7 +17,7 @@ from atess_exporter.readings.payload import payload_samples
 from atess_exporter.exposition.render import Renderer
 from atess_exporter.simulator import SimDevice, Simulator
 from atess_exporter.simulator.physics import LATEST_BUILDERS
-from conftest import TOKEN, make_config
+from support import TOKEN, Clock, make_config
 
 NOW = 1767261600.0  # 2026-01-01 10:00:00 UTC
 
@@ -30,14 +30,6 @@ def steady_process_metrics(monkeypatch):
 
     import atess_exporter.app as app
     monkeypatch.setattr(app, "ProcessCollector", lambda registry: ProcessCollector(proc="/nonexistent", registry=registry))
-
-
-class Clock:
-    def __init__(self, t: float):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def device_collectors(exporter):
@@ -165,13 +157,13 @@ def test_clock_moving_across_thresholds_both_ways():
     renderer = Renderer(exporter)
     for t in (NOW, NOW + 1, NOW + 869.5, NOW + 870, NOW + 3569.5, NOW + 870.5, NOW + 871, NOW + 3000, NOW + 3570.5, NOW + 3571,
               NOW + 10 ** 6, NOW, NOW - 10 ** 6, NOW + 100):
-        clock.t = t
+        clock.now = t
         assert_same(renderer, exporter)
         assert_same(renderer, exporter, PROM2, "gzip")
     rebuilds = renderer.rebuilds
     assert_same(renderer, exporter)
     assert renderer.rebuilds == rebuilds      # same time, same cache: the pieces are reused
-    clock.t = NOW + 200                       # later, but no device crossed a threshold
+    clock.now = NOW + 200                       # later, but no device crossed a threshold
     assert_same(renderer, exporter)
     assert renderer.rebuilds == rebuilds
 
@@ -182,7 +174,7 @@ def test_all_devices_stale_drops_the_gauge_families():
     renderer = Renderer(exporter)
     body = assert_same(renderer, exporter)
     assert b"# HELP atess_pv_power_watts " not in body and b"# HELP atess_pv_energy_joules_total " in body
-    clock.t = NOW
+    clock.now = NOW
     assert b"# HELP atess_pv_power_watts " in assert_same(renderer, exporter)
 
 
@@ -197,7 +189,7 @@ def test_uncatalogued_help_grows_as_more_families_send_the_field():
         snap = exporter.cache.get(dev.sn)
         extra = payload_samples(families[dev.family], {"zzNewSensor": 7 + step, "deviceSn": dev.sn})
         exporter.cache.put(DeviceSnapshot(**{**snap.__dict__, "samples": {**snap.samples, **extra}}))
-        clock.t = NOW + step
+        clock.now = NOW + step
         for accept in (None, PROM2):
             assert_same(renderer, exporter, accept, "gzip")
     body = assert_same(renderer, exporter).decode()
@@ -326,7 +318,7 @@ def test_gzip_after_changes_still_decompresses_to_the_text():
     for step in range(4):
         snap = exporter.cache.get(MIXED[step].sn)
         exporter.cache.put(snap.failed(NOW + step, "timeout"))
-        clock.t = NOW + 1000 * step          # devices cross stale_after and max_data_age too
+        clock.now = NOW + 1000 * step          # devices cross stale_after and max_data_age too
         for accept in (None, PROM2):
             assert_same(renderer, exporter, accept, "gzip")
 
@@ -348,7 +340,7 @@ def test_live_simulator_polls_keep_equality():
         for _ in range(3):
             before = renderer.device_renders
             exporter.poller.poll_all_once()
-            clock.t = time.time()
+            clock.now = time.time()
             assert_same(renderer, exporter, PROM2, "gzip")
             assert renderer.device_renders - before == 2 * len(fleet)
 
@@ -362,7 +354,7 @@ def test_refresh_renders_polled_devices_before_the_scrape():
     renders = renderer.device_renders
     for dev in MIXED[:3]:
         exporter.cache.put(exporter.cache.get(dev.sn).failed(NOW + 1, "timeout"))
-    clock.t = NOW + 2
+    clock.now = NOW + 2
     renderer.refresh()
     assert renderer.device_renders == renders + 6          # the three devices, both collectors
     assert_same(renderer, exporter, PROM2, "gzip")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import require_tool
 
-from tools import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 PROM = ROOT / "dashboards" / "prometheus"
@@ -34,6 +34,7 @@ def alerts() -> list[dict]:
 
 # ------------------------------------------------------------------ Prometheus rules
 
+@pytest.mark.promtool
 def test_promtool_check_rules():
     promtool = require_tool("promtool")
     res = run(promtool, "check", "rules", *RULE_FILES)
@@ -41,6 +42,7 @@ def test_promtool_check_rules():
     assert "SUCCESS" in res.stdout
 
 
+@pytest.mark.promtool
 def test_promtool_lint_is_clean():
     """`check rules` also lints (duplicate rules, etc.): no warnings either."""
     promtool = require_tool("promtool")
@@ -48,6 +50,7 @@ def test_promtool_lint_is_clean():
     assert "WARNING" not in (res.stdout + res.stderr).upper(), res.stdout + res.stderr
 
 
+@pytest.mark.promtool
 def test_promtool_unit_tests_pass():
     promtool = require_tool("promtool")
     assert RULE_TESTS, "no rule unit tests found"
@@ -111,6 +114,7 @@ def test_recording_rules_feed_the_fleet_dashboard():
     assert plant_rules and all(r in fleet for r in plant_rules), plant_rules - {r for r in plant_rules if r in fleet}
 
 
+@pytest.mark.promtool
 def test_promtool_check_config_resolves_rule_files():
     promtool = require_tool("promtool")
     res = run(promtool, "check", "config", PROM / "prometheus.yml")
@@ -125,6 +129,7 @@ def test_prometheus_example_scrapes_job_atess():
     assert set(cfg["rule_files"]) == {"alerts.yml", "recording.yml"}
 
 
+@pytest.mark.amtool
 def test_amtool_check_config():
     amtool = require_tool("amtool")
     res = run(amtool, "check-config", PROM / "alertmanager.yml")

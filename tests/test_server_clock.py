@@ -15,7 +15,7 @@ from atess_exporter.live.poller import Poller
 from atess_exporter.live.store import Cache
 from atess_exporter.simulator import SimDevice, Simulator
 from atess_exporter.simulator.server import slot_start_utc
-from conftest import TOKEN, make_config, parse_exposition, value
+from support import TOKEN, make_config, parse_exposition, value
 
 NOW = 1_780_000_000.0 + 137.0   # a fixed instant, 137 s into a 5-minute slot
 

@@ -17,6 +17,7 @@ import requests
 
 from atess_exporter.simulator import SimDevice, Simulator, demo_devices
 from atess_exporter.simulator.physics import LATEST_BUILDERS, hps_central_latest
+from support import Clock
 
 PATH = "/api/v1/hps/data-last"
 FIELDS_TSV = Path(__file__).parent / "fixtures" / "hps_central_fields.tsv"
@@ -63,16 +64,6 @@ DEVICES = [
 ]
 TOKEN = "t0ken"
 AUTH = {"Authorization": f"Basic {TOKEN}", "Accept-Language": "en"}
-
-
-class Clock:
-    """A virtual clock the test moves by hand."""
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture
@@ -124,7 +115,7 @@ def _schema_types() -> dict[str, str]:
 @pytest.mark.parametrize("sn", [SN150, SNHV, SN50])
 @pytest.mark.parametrize("hour", [3, 12, 20])
 def test_json_types_follow_the_schema(sim, clock, sn, hour):
-    clock.t = T0 + hour * HOUR
+    clock.now = T0 + hour * HOUR
     d = data(sim, sn)
     for key, typ in _schema_types().items():
         v = d[key]
@@ -167,29 +158,29 @@ def _pv(d: dict) -> float:
 @pytest.mark.parametrize("sn,rating", [(SN150, 150), (SNHV, 100), (SN50, 50), (SNTZ, 150)])
 def test_pv_is_zero_at_night_and_high_at_local_noon(sim, clock, sn, rating):
     tz = 2.0 if sn == SNTZ else 0.0
-    clock.t = T0 + (2 - tz) * HOUR
+    clock.now = T0 + (2 - tz) * HOUR
     assert _pv(data(sim, sn)) == 0
     # The brightest noon of the week (days differ in cloudiness).
     noons = []
     for day in range(7):
-        clock.t = T0 + day * 24 * HOUR + (12 - tz) * HOUR
+        clock.now = T0 + day * 24 * HOUR + (12 - tz) * HOUR
         noons.append(_pv(data(sim, sn)))
     assert 0.5 * rating < max(noons) <= rating
     assert min(noons) > 0
 
 
 def test_time_is_local_and_rounded_down_to_the_slot(sim, clock):
-    clock.t = T0 + 12 * HOUR + 7 * 60 + 31
+    clock.now = T0 + 12 * HOUR + 7 * 60 + 31
     assert data(sim, SN150)["time"] == "2025-06-02 12:05:00"
     assert data(sim, SNTZ)["time"] == "2025-06-02 14:05:00"
 
 
 def test_same_slot_same_payload_next_slot_new_reading(sim, clock):
-    clock.t = T0 + 10 * HOUR
+    clock.now = T0 + 10 * HOUR
     first = data(sim, SN150)
-    clock.t += 299
+    clock.now += 299
     assert data(sim, SN150) == first
-    clock.t += 1
+    clock.now += 1
     nxt = data(sim, SN150)
     assert nxt["time"] == "2025-06-02 10:05:00" and nxt != first
 
@@ -199,11 +190,11 @@ TODAY = [k for k in DOC_FIELDS if "Today" in k or k.startswith("daily")]
 
 
 def test_lifetime_totals_never_decrease_over_a_virtual_day(sim, clock):
-    clock.t = T0 - HOUR
+    clock.now = T0 - HOUR
     prev = data(sim, SNTZ)
     grew = set()
     for _ in range(26 * 12):
-        clock.t += 300
+        clock.now += 300
         cur = data(sim, SNTZ)
         for k in MONOTONIC:
             assert cur[k] >= prev[k], (k, cur["time"])
@@ -230,11 +221,11 @@ def test_totals_monotonic_and_today_consistent_over_two_weeks(dev):
 
 def test_today_values_reset_at_local_midnight(sim, clock):
     # SNTZ is UTC+2: local midnight is 22:00 UTC.
-    clock.t = T0 + 21 * HOUR + 55 * 60
+    clock.now = T0 + 21 * HOUR + 55 * 60
     before = data(sim, SNTZ)
     assert before["time"] == "2025-06-02 23:55:00"
     assert before["epvToday"] > 0 and before["eloadToday"] > 0 and before["epvTimeToday"] > 0
-    clock.t += 300
+    clock.now += 300
     after = data(sim, SNTZ)
     assert after["time"] == "2025-06-03 00:00:00"
     for k in TODAY:
@@ -469,13 +460,13 @@ def test_binds_loopback_and_stops(clock):
 def test_rate_limit_answers_429_and_counts(clock):
     with Simulator(DEVICES, token=TOKEN, min_interval_seconds=300, clock=clock) as s:
         assert get(s, SN150).status_code == 200
-        clock.t += 10
+        clock.now += 10
         r = get(s, SN150)
         assert r.status_code == 429
         assert r.json() == {"code": 429, "data": None, "msg": "request too frequent"}
         assert s.rate_limit_violations == 1
         assert get(s, SN50).status_code == 200  # per (path, SN)
-        clock.t += 290
+        clock.now += 290
         assert get(s, SN150).status_code == 200
         assert s.rate_limit_violations == 1
         s.reset_counters()
@@ -489,9 +480,9 @@ def test_no_rate_limit_by_default(sim):
 
 
 def test_call_accounting(sim, clock):
-    t1 = clock.t
+    t1 = clock.now
     get(sim, SN150)
-    clock.t += 60
+    clock.now += 60
     get(sim, SN150)
     get(sim, SN50)
     get(sim, "NOPE")

@@ -7,7 +7,7 @@ from atess_exporter.live.store import Cache
 from atess_exporter.catalog import load_catalog
 from atess_exporter.live.poller import Poller
 from atess_exporter.live.state import TEMP_PREFIX, remove_leftovers, save_state
-from conftest import FakeClient, make_config
+from support import FakeClient, make_config
 
 
 def test_leftover_temp_files_are_removed_at_start(tmp_path):

@@ -14,8 +14,7 @@ from atess_exporter.app import Exporter
 from atess_exporter.config import ConfigError
 from atess_exporter.exposition.tariffs import TariffCollector
 from atess_exporter.live.store import Cache, DeviceSnapshot
-from conftest import make_config, parse_exposition, series, value
-from tools import require_tool
+from support import make_config, parse_exposition, require_tool, series, value
 
 TOU = {"currency": "EUR", "import_price": 0.30, "export_price": 0.08,
        "windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "from": "07:00", "to": "22:00", "import_price": 0.38},
@@ -81,6 +80,7 @@ def test_a_zone_name_from_the_api_that_this_system_does_not_know_falls_back_to_a
     assert value(at, "atess_tariff_import_price_per_kwh", plant_id="PL1") == 0.38  # 15:30 in Tokyo (06:30 UTC: 0.30)
 
 
+@pytest.mark.promtool
 def test_no_tariff_no_series_and_promtool_accepts_the_prices():
     plain = Exporter(make_config("http://127.0.0.1:9", devices=DEVICES)).exposition().decode()
     assert "atess_tariff" not in plain

@@ -9,7 +9,7 @@ from atess_exporter.api.client import AtessClient
 from atess_exporter.live.poller import Poller
 from atess_exporter.live.store import Cache
 from atess_exporter.simulator import Simulator, demo_devices
-from conftest import TOKEN, make_config
+from support import TOKEN, make_config
 
 T0 = 1_780_000_000.0
 

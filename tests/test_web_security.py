@@ -13,18 +13,15 @@ import ssl
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 
 import bcrypt
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from atess_exporter import cli
-from atess_exporter.web.server import MetricsServer
 from atess_exporter.web.webconfig import WebConfigError, load_web_config
-from tools import require_tool
+from support import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "web-config.yml"
@@ -34,43 +31,6 @@ HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()   # cost 4: 
 
 
 # --------------------------------------------------------------------------- certificates
-
-
-def _openssl(*args, cwd):
-    subprocess.run([require_tool("openssl"), *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _ca(d: Path, name: str):
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2", "-subj", f"/CN={name}",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-             cwd=d)
-
-
-def _leaf(d: Path, name: str, ca: str, san: str, usage: str, serial: int):
-    (d / f"{name}.ext").write_text(
-        f"subjectAltName={san}\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-        f"extendedKeyUsage={usage}\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
-    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-             "-set_serial", str(serial), "-days", "2", "-out", f"{name}.crt", "-extfile", f"{name}.ext", cwd=d)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    """A CA; a server certificate for 127.0.0.1; a client certificate; a client from another CA."""
-    d = tmp_path_factory.mktemp("pki")
-    _ca(d, "ca")
-    _ca(d, "rogue-ca")
-    _leaf(d, "server", "ca", "IP:127.0.0.1,DNS:localhost", "serverAuth", 1)
-    _leaf(d, "client", "ca", "DNS:scraper.example", "clientAuth", 2)
-    _leaf(d, "rogue", "rogue-ca", "DNS:scraper.example", "clientAuth", 3)
-    _openssl("pkey", "-in", "server.key", "-aes256", "-passout", "pass:secret", "-out", "server-encrypted.key",
-             cwd=d)
-    files = {f"{name.replace('-', '_')}_{ext}": str(d / f"{name}.{ext}")
-             for name in ("ca", "rogue-ca", "server", "client", "rogue") for ext in ("crt", "key")}
-    return SimpleNamespace(**files, encrypted_key=str(d / "server-encrypted.key"))
 
 
 # --------------------------------------------------------------------------- server and client helpers
@@ -90,22 +50,9 @@ def write_config(tmp_path, data, name="web-config.yml") -> str:
 
 
 @pytest.fixture
-def serve(tmp_path):
+def serve(tmp_path, metrics_server):
     """serve(web config dict or path) -> a started MetricsServer on 127.0.0.1:0 (stopped afterwards)."""
-    servers = []
-
-    def start(config):
-        path = config if isinstance(config, str) else write_config(tmp_path, config)
-        registry = CollectorRegistry()
-        registry.register(TinyCollector())
-        server = MetricsServer(registry, "127.0.0.1:0", web_config_file=path)
-        server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+    return lambda config: metrics_server(TinyCollector(), config if isinstance(config, str) else write_config(tmp_path, config))
 
 
 def client_context(pki, cert=None, key=None, max_version=None, cafile=None):
@@ -313,6 +260,7 @@ def test_passwords_and_hashes_never_logged(pki, serve, caplog, tmp_path):
 # --------------------------------------------------------------------------- promtool and the example
 
 
+@pytest.mark.promtool
 def test_promtool_accepts_the_example_and_generated_files(pki, tmp_path):
     promtool = require_tool("promtool")
     shutil.copy(EXAMPLE, tmp_path / "web-config.yml")

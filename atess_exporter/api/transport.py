@@ -105,8 +105,10 @@ class _DeadlineSocket:
 
 
 class _DeadlineMixin:
-    def _new_conn(self):  # type: ignore[no-untyped-def]
-        sock = super()._new_conn()  # type: ignore[misc]
+    sock: Any   # the connection's socket, as urllib3's connection classes keep it
+
+    def _new_conn(self):
+        sock = super()._new_conn()
         call = getattr(_current, "call", None)
         if call is not None:
             call.sockets.add(sock)  # a TLS handshake in progress can be shut down too
@@ -114,8 +116,8 @@ class _DeadlineMixin:
 
     def connect(self) -> None:
         super().connect()  # type: ignore[misc]
-        if self.sock is not None and not isinstance(self.sock, _DeadlineSocket):  # type: ignore[has-type]
-            self.sock = _DeadlineSocket(self.sock)  # type: ignore[assignment]
+        if self.sock is not None and not isinstance(self.sock, _DeadlineSocket):
+            self.sock = _DeadlineSocket(self.sock)
 
 
 class _HTTPConnection(_DeadlineMixin, HTTPConnection):
@@ -144,7 +146,7 @@ class DeadlineAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = dict(_POOLS)
 
-    def proxy_manager_for(self, proxy: str, **kwargs: Any):  # type: ignore[no-untyped-def]
+    def proxy_manager_for(self, proxy: str, **kwargs: Any):
         manager = super().proxy_manager_for(proxy, **kwargs)
         if hasattr(manager, "pool_classes_by_scheme") and not proxy.lower().startswith("socks"):
             manager.pool_classes_by_scheme = dict(_POOLS)
@@ -234,9 +236,9 @@ def redirect_hook(cap: int):
     requests would otherwise read (and inflate) it whole before following the redirect."""
 
     def hook(resp: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
-        if resp.is_redirect and resp._content is False:  # type: ignore[attr-defined]
-            resp._content = read_body(resp, cap, getattr(_current, "call", None))  # type: ignore[attr-defined]
-            resp._content_consumed = True  # type: ignore[attr-defined]
+        if resp.is_redirect and resp._content is False:
+            resp._content = read_body(resp, cap, getattr(_current, "call", None))
+            resp._content_consumed = True
         return resp
 
     return hook

@@ -56,7 +56,7 @@ def render_window(catalog: Catalog, device: DeviceConfig, family: FamilyCatalog,
             for labels, value in entries:
                 series.setdefault((name, labels), []).append((ts, value))
     ids = (device.sn, device.model or "unknown")
-    out = []
+    out: list[str] = []
     for name, labels in sorted(series):
         m = catalog.describe_metric(name)
         prefix = name + _labels(BASE_LABELS + m.labels, ids + labels)

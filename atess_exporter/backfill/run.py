@@ -135,9 +135,9 @@ class Backfill:
         try:
             path = self.config.endpoint(device.type, "history")
         except KeyError:
-            path = None
+            path = ""
         todo = list(windows(date.fromisoformat(state["next"]), self.end, self.window_days))
-        if todo and path is None:
+        if todo and not path:
             self._fail(Failure(sn, todo[0][0], todo[-1][1],
                                f"no history endpoint for device type {device.type}; set endpoints.{device.type}.history",
                                len(todo) - 1))

@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any, Iterable, Mapping
 
 from atess_exporter.outside.yamlfile import load_yaml
-from atess_exporter.catalog.naming import UNCATALOGUED_PREFIX, Uncatalogued
+from atess_exporter.catalog.naming import UNCATALOGUED_PREFIX, Uncatalogued, UncataloguedDef
 from atess_exporter.catalog.ranges import Range, default_range, parse_range
 
 # Vendor unit -> factor to the Prometheus base unit.
@@ -239,26 +239,27 @@ class Catalog:
         central = self.families.get("hps_central")
         for fam in self.families.values():
             for alias, target in fam.aliases.items():
-                f = fam.fields.get(target)
-                if f is None or (fam is not central and central is not None and central.aliases.get(alias) == target):
+                aliased = fam.fields.get(target)
+                if aliased is None or (fam is not central and central is not None and central.aliases.get(alias) == target):
                     continue
                 line = f"{fam.name}.{alias} (another name of {target})"
-                if line not in out.setdefault(f.metric.name, []):
-                    out[f.metric.name].append(line)
+                if line not in out.setdefault(aliased.metric.name, []):
+                    out[aliased.metric.name].append(line)
         return out
 
     def vendor_fields(self, metric: str) -> list[str]:
         return list(self._vendor_index.get(metric, ()))
 
-    def describe_metric(self, name: str) -> Any:
+    def describe_metric(self, name: str) -> MetricDef | UncataloguedDef:
         """The definition of any metric a payload can produce: catalogued, or a
         gauge made for an uncatalogued field. KeyError for anything else."""
         m = self.metrics.get(name)
-        if m is None:
-            m = self.uncatalogued.get(name)
-        if m is None:
+        if m is not None:
+            return m
+        u = self.uncatalogued.get(name)
+        if u is None:
             raise KeyError(name)
-        return m
+        return u
 
     def help_text(self, metric: str, interval_seconds: float | None) -> str:
         """HELP: what it is, which vendor fields feed it, and where the samples come
@@ -336,7 +337,7 @@ def field_map(where: str, field: str, spec: Mapping, metrics: dict[str, MetricDe
     no_reading, faults}` entry."""
     if not isinstance(spec, Mapping):
         raise CatalogError(f"{where}: expected a mapping like {{metric: ..., unit: ...}}")
-    metric = metrics.get(spec.get("metric"))
+    metric = metrics.get(str(spec.get("metric")))
     if metric is None:
         raise CatalogError(f"{where}: metric {spec.get('metric')!r} is not in the catalog (atess-exporter --list-metrics)")
     unit = str(spec.get("unit", "1"))
@@ -353,14 +354,15 @@ def field_map(where: str, field: str, spec: Mapping, metrics: dict[str, MetricDe
         except ValueError as exc:
             raise CatalogError(str(exc)) from None
     no_reading = spec.get("no_reading") or ()
-    if not isinstance(no_reading, (list, tuple)) or any(parse_number(v) is None for v in no_reading):
+    sentinels = [parse_number(v) for v in no_reading] if isinstance(no_reading, (list, tuple)) else [None]
+    if any(v is None for v in sentinels):
         raise CatalogError(f"{where}: no_reading must be a list of numbers")
     bits, table = _fault_bits(where, spec, labels, faults or {})
     return FieldMap(field=field, metric=metric, unit=unit, scale=UNIT_SCALE[unit],
                     label_values=tuple(labels[k] for k in metric.labels), doc=str(spec.get("doc", "")),
                     note=str(spec.get("note", "")), states=states, state_metric=state_metric, enum=enum,
                     low_byte_field=str(spec.get("low_byte", "")), range=rng,
-                    no_reading=tuple(parse_number(v) for v in no_reading), faults=bits,
+                    no_reading=tuple(v for v in sentinels if v is not None), faults=bits,
                     fault_metric=metrics.get(FAULT_METRIC) if bits else None, fault_table=table)
 
 
@@ -397,7 +399,7 @@ def _states(where: str, spec: Mapping, metrics: dict[str, MetricDef],
         raw = enums[enum]["states"]
     if raw is None and "state_metric" not in spec:
         return (), None, ""
-    metric = metrics.get(spec.get("state_metric"))
+    metric = metrics.get(str(spec.get("state_metric")))
     if metric is None:
         raise CatalogError(f"{where}: states need a state_metric from metrics.yaml, got {spec.get('state_metric')!r}")
     if metric.type != "gauge" or metric.labels != ("state",):

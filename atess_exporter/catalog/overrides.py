@@ -147,9 +147,9 @@ def _family(fam: FamilyCatalog, spec: Any, catalog: Catalog, where: str) -> Fami
         own.append(Variant(f"model {model}", re.compile(f"^{re.escape(str(model))}$", re.IGNORECASE),
                            mfields, {k: v for k, v in mskip.items() if k not in mfields}))
     # A model's own entry is a complete view of that model: it comes first.
-    result = replace(base, variants=tuple(own) + tuple(variants))
-    check_spellings(result, where)
-    return result
+    corrected = replace(base, variants=tuple(own) + tuple(variants))
+    check_spellings(corrected, where)
+    return corrected
 
 
 def _enum_states(where: str, spec: Any, catalog: Catalog) -> tuple[tuple[tuple[float, str], ...], str]:
@@ -173,17 +173,19 @@ def _enums(families: dict[str, FamilyCatalog], spec: Any, catalog: Catalog) -> d
         if field not in known:
             raise CatalogError(f"{where}: not an enumeration field{_hint(str(field), known)}; fields with state tables: {', '.join(sorted(known))}")
         states, enum = _enum_states(where, table, catalog)
-
-        def fix(fields: dict[str, FieldMap]) -> dict[str, FieldMap]:
-            f = fields.get(field)
-            if f is None or f.state_metric is None:
-                return fields
-            return {**fields, field: replace(f, states=states, enum=enum)}
-
         for name, fam in out.items():
-            out[name] = replace(fam, fields=fix(fam.fields), _views={},
-                                variants=tuple(replace(v, fields=fix(v.fields)) for v in fam.variants))
+            out[name] = replace(fam, fields=_with_states(fam.fields, field, states, enum), _views={},
+                                variants=tuple(replace(v, fields=_with_states(v.fields, field, states, enum))
+                                               for v in fam.variants))
     return out
+
+
+def _with_states(fields: dict[str, FieldMap], field: str, states: Any, enum: str) -> dict[str, FieldMap]:
+    """`fields` with the enumeration field's state table replaced (the others as they are)."""
+    f = fields.get(field)
+    if f is None or f.state_metric is None:
+        return fields
+    return {**fields, field: replace(f, states=states, enum=enum)}
 
 
 def apply_overrides(catalog: Catalog, overrides: Mapping, enums: Mapping) -> Catalog:

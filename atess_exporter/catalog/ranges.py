@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 from dataclasses import dataclass
 
 DAY = 86400.0
@@ -70,7 +71,7 @@ def default_range(metric: str) -> Range:
     raise AssertionError("the last rule matches everything")
 
 
-def parse_range(spec: object, rating: object, where: str, fallback: Range) -> Range:
+def parse_range(spec: object, rating: Any, where: str, fallback: Range) -> Range:
     """A range from YAML (`range: [lo, hi]`, `rating: k`); ValueError names the problem."""
     lo, hi = fallback.lo, fallback.hi
     if spec is not None:

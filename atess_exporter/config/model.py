@@ -76,6 +76,8 @@ class Credentials:
             if re.match(r"^(Basic|Bearer)\s", raw):
                 return Secret(raw)
             return Secret(f"{self.scheme} {raw}" if self.scheme else raw)
+        if self.app_id is None or self.app_key is None:   # the config's reader refuses this
+            raise ValueError("atess: a token, or app_id and app_key, are required")
         pair = f"{self.app_id.reveal()}:{self.app_key.reveal()}".encode()
         return Secret(f"{self.scheme} {base64.b64encode(pair).decode()}")
 
@@ -152,7 +154,7 @@ class DiscoveryConfig:
     include_plants: frozenset[str] = frozenset()   # plant ids or names
     exclude_sns: frozenset[str] = frozenset()
     exclude_plants: frozenset[str] = frozenset()
-    max_pages: int = 50                   # pages per list and refresh: a list that never ends stops here
+    max_pages: int = 50                   # pages per list and refresh: a list still going after this fails the refresh
     max_calls: int = 2000                 # list calls per refresh
     max_devices: int = 5000               # devices (and plants, dataloggers) adopted; the rest dropped and counted
 

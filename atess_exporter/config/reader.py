@@ -3,6 +3,7 @@ and range where it is read, and any key nobody asked for refused with a guess.""
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import math
 from typing import Any
@@ -45,7 +46,7 @@ class Section:
             raise ConfigError(f"{self.key(name)}: must be a string, got {kind_of(value)}")
         return expand_env(str(value), self.key(name))
 
-    def number(self, name: str, default: Any, minimum: float, hint: str = "", integer: bool = False,
+    def number(self, name: builtins.str, default: Any, minimum: float, hint: builtins.str = "", integer: builtins.bool = False,
                maximum: float = NUMBER_MAX) -> Any:
         value = self.raw(name, default)
         if isinstance(value, str):
@@ -68,13 +69,13 @@ class Section:
             raise ConfigError(f"{self.key(name)}: {value:g} is above the maximum {maximum:g}; set it to {maximum:g} or less")
         return int(value) if integer else float(value)
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         value = self.raw(name, default)
         if not isinstance(value, bool):
             raise ConfigError(f"{self.key(name)}: must be true or false, got {quoted(value)}")
         return value
 
-    def str_list(self, name: str) -> tuple[str, ...]:
+    def str_list(self, name: builtins.str) -> tuple[builtins.str, ...]:
         value = self.raw(name, [])
         if isinstance(value, (str, int)) and not isinstance(value, bool):
             value = [value]
@@ -82,7 +83,7 @@ class Section:
             raise ConfigError(f"{self.key(name)}: must be a list of strings, e.g. [YKD0F1022A]")
         return tuple(expand_env(str(v), self.key(name)) for v in value)
 
-    def int_list(self, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    def int_list(self, name: builtins.str, default: tuple[int, ...]) -> tuple[int, ...]:
         value = self.raw(name, default)
         if value is default:
             return default
@@ -90,7 +91,7 @@ class Section:
             raise ConfigError(f"{self.key(name)}: must be a list of integers, e.g. [{', '.join(map(str, default))}]")
         return tuple(value)
 
-    def secret(self, name: str) -> Secret | None:
+    def secret(self, name: builtins.str) -> Secret | None:
         """A credential given inline (`${ENV}` allowed) or as `<name>_file`."""
         inline = self.str(name, None)
         path = self.str(f"{name}_file", None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -95,7 +95,7 @@ class DeviceStatusCollector(PerDeviceCollector):
         self.poll = poll
         self.clock = clock
 
-    def _families(self) -> dict[str, Metric]:
+    def _families(self) -> dict[str, Any]:   # Info, Gauge and Counter families: add_metric differs
         stale = f"{self.poll.stale_after_seconds:g}"
         return {
             "info": InfoMetricFamily("atess_device", "Device identity: SN, model, device family, plant, datalogger and firmware where known (join on sn)", labels=INFO_LABELS),
@@ -230,7 +230,7 @@ class ReadingsCollector(PerDeviceCollector):
             shape = self._shapes[name] = (cls, m.family, BASE_LABELS + m.labels, unit)
         return shape
 
-    def _blank(self, name: str) -> Metric:
+    def _blank(self, name: str) -> Any:
         """An empty family for one device's samples (its HELP is never shown)."""
         cls, family, labels, unit = self._shape(name)
         return cls(family, "", labels=labels, unit=unit)
@@ -330,8 +330,8 @@ class SettingsCollector(Collector):
                 if name not in numbers:
                     numbers[name] = GaugeMetricFamily(name, f"Device setting {key} (vendor settings endpoint, no unit conversion; read-only, refreshed hourly)", labels=BASE_LABELS)
                 numbers[name].add_metric((dev.sn, dev.model), value)
-            for key, value in current.texts.items():
-                texts.add_metric((dev.sn, dev.model, key, value), {})
+            for key, text in current.texts.items():
+                texts.add_metric((dev.sn, dev.model, key, text), {})
         yield from (numbers[name] for name in sorted(numbers))
         yield texts
 

@@ -2,7 +2,7 @@
 
 ``generate_latest`` (or the OpenMetrics encoder) rebuilds every line on every
 scrape, although a device's data changes once per poll interval. Here the
-collectors of collector.py that are PerDeviceCollectors give one part per
+collectors of collectors.py that are PerDeviceCollectors give one part per
 device (the families holding that device's samples, decided by their rules);
 this module keeps each part as bytes in each format asked for, per family and
 device, and splices them:

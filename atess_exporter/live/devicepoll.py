@@ -12,7 +12,7 @@ import logging
 import random
 import threading
 from dataclasses import replace
-from typing import Callable
+from typing import Any, Callable
 
 from atess_exporter.api.client import AtessClient, AtessError, AuthError, RateLimitError
 from atess_exporter.api.retry import RetryPolicy
@@ -174,7 +174,7 @@ class DevicePoll:
         return self.retry.call(lambda: client.latest(path, sn), self.stop.wait, {"sn": sn})
 
     def _failed(self, client: AtessClient, sn: str, exc: AtessError) -> None:
-        fields = {"sn": sn, "outcome": exc.outcome, "error": str(exc)}
+        fields: dict[str, Any] = {"sn": sn, "outcome": exc.outcome, "error": str(exc)}
         if self.stop.is_set():      # the shutdown ended the call in flight: expected, not a warning
             log.info("poll ended by the shutdown", extra={"fields": {"sn": sn}})
             return

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import replace
+from functools import partial
 from typing import Any, Callable, Iterable
 
 from atess_exporter.config import Config, DeviceConfig
@@ -70,8 +71,7 @@ class ReadingTimes:
             if not changed:
                 return
             for other, (wall, polled) in list(self._walls.items()):
-                self.store.update(other, lambda current, wall=wall, polled=polled: None if current is None
-                                  else self._placed(current, wall, polled))
+                self.store.update(other, partial(self._placed_if_stored, wall=wall, polled=polled))
 
     def waiting_for(self, sn: str) -> bool:
         return sn in self._unpolled
@@ -88,6 +88,10 @@ class ReadingTimes:
         """The state file's section: the measured offset, when there is one."""
         offset = self.clock.decision.offset
         return {"clock": {"offset_seconds": offset}} if self.clock.zone is None and offset is not None else {}
+
+    def _placed_if_stored(self, current: DeviceSnapshot | None, wall: float | None,
+                          polled: float) -> DeviceSnapshot | None:
+        return None if current is None else self._placed(current, wall, polled)
 
     def _placed(self, snapshot: DeviceSnapshot, wall: float | None, polled: float, zone=None) -> DeviceSnapshot:
         placed = self.clock.place(wall, polled, zone)

@@ -93,6 +93,9 @@ class Scheduler:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self) -> None:
+        pool = self._pool
+        if pool is None:   # start() makes the pool before the thread
+            return
         while not self.stop_event.is_set():
             with self._cond:
                 if not self._heap:
@@ -105,7 +108,7 @@ class Scheduler:
                     continue
                 heapq.heappop(self._heap)
             try:
-                self._pool.submit(self._job, kind, sn, due)
+                pool.submit(self._job, kind, sn, due)
             except RuntimeError:  # the pool is shutting down
                 return
 

@@ -61,7 +61,12 @@ class PackedSamples(Mapping):
 
     __slots__ = ("_layout", "_values")
 
-    def __init__(self, samples: Mapping[str, Iterable[tuple[tuple[str, ...], float]]] = ()):
+    _layout: _Layout
+    _values: array
+
+    def __init__(self, samples: Mapping[str, Iterable[tuple[tuple[str, ...], float]]] | None = None):
+        if samples is None:
+            samples = {}
         if isinstance(samples, PackedSamples):
             self._layout, self._values = samples._layout, samples._values
             return

@@ -106,12 +106,13 @@ class _Formatter(logging.Formatter):
         for key, value in (getattr(record, "fields", None) or {}).items():
             if key not in out:
                 out[key] = value
-        if getattr(record, "exc_type_name", None):
-            out["exc_type"] = record.exc_type_name
-            out["exc"] = record.exc_message
+        exc_type, stack = getattr(record, "exc_type_name", None), getattr(record, "exc_stack", None)
+        if exc_type:
+            out["exc_type"] = exc_type
+            out["exc"] = getattr(record, "exc_message", "")
         out = {k: _value(v) for k, v in out.items()}
-        if self.with_stack and getattr(record, "exc_stack", None):
-            out["stack"] = safe_text(record.exc_stack, MAX_STACK_CHARS)
+        if self.with_stack and stack:
+            out["stack"] = safe_text(stack, MAX_STACK_CHARS)
         return out
 
 
@@ -159,7 +160,7 @@ def _install_hooks() -> None:
     def thread_hook(args: threading.ExceptHookArgs) -> None:
         if args.exc_type is SystemExit:
             return
-        log.error("uncaught exception in a thread", exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        log.error("uncaught exception in a thread", exc_info=args.exc_value,
                   extra={"fields": {"thread": args.thread.name if args.thread else ""}})
 
     def main_hook(etype, value, tb) -> None:

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Mapping, TextIO
 
 from atess_exporter.probe import recording
 from atess_exporter.catalog import Catalog, parse_number
@@ -203,7 +203,7 @@ class Probe:
             c.time_ok = row_wall(rows[0]) is not None
 
 
-def what_values_suggest(payload: dict) -> list[str]:
+def what_values_suggest(payload: Mapping) -> list[str]:
     """What an account's own values say about the disputed readings (PLATFORM.md 3, 5)."""
     notes = []
     volts = sorted(v for v in (parse_number(payload.get(f)) for f in ("vpvuv", "vpvvw", "vpvwu")) if v and v > 50)
@@ -252,7 +252,7 @@ def render(checks: list[Check]) -> str:
                      {None: "", True: "parsed", False: "NOT parsed"}[c.time_ok],
                      "; ".join(([c.msg] if c.msg else []) + c.notes)[:120]))
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()  # noqa: E731
+    line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()
     out = [line(head), line(tuple("-" * w for w in widths))] + [line(r) for r in rows]
     hints = [f"  {c.family}: {h}" for c in checks for h in c.hints]
     if hints:

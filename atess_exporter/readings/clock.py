@@ -145,7 +145,7 @@ class ServerClock:
             voting = sum(self._counts.values())
             if not voting:
                 return False
-            (top, agreeing), *rest = self._counts.most_common(2) + [(None, 0)]
+            [(top, agreeing)] = self._counts.most_common(1)   # voting > 0: there is one
             if agreeing * 2 <= voting:
                 if "split" not in self._warned:
                     self._warned.add("split")
@@ -175,12 +175,15 @@ class ServerClock:
             return previous.offset != top
 
     def _check_override(self, top: int, agreeing: int, voting: int) -> None:
-        configured = datetime.now(self.zone).utcoffset()
+        zone = self.zone
+        if zone is None:
+            return
+        configured = datetime.now(zone).utcoffset()
         seconds = configured.total_seconds() if configured is not None else 0
         if abs(seconds - top) >= QUARTER_SECONDS and "override" not in self._warned:
             self._warned.add("override")
             log.warning("the API's reading times suggest another zone than atess.timezone; using the configured one",
-                        extra={"fields": {"configured": zone_name(self.zone), "suggested": offset_text(top),
+                        extra={"fields": {"configured": zone_name(zone), "suggested": offset_text(top),
                                           "devices": agreeing, "voting": voting}})
 
     # -- placing readings -----------------------------------------------------

@@ -134,7 +134,7 @@ class CounterGuard:
         track = self._tracks.get(key)
         return track.value if track else None
 
-    def held(self, present: Iterable[Hashable]) -> list[tuple[Hashable, float]]:
+    def held(self, present: Iterable[Hashable]) -> list[tuple[Any, float]]:
         """The counters that have a good value but no reading this time (the
         field was missing): their last good value stays exposed."""
         seen = set(present)

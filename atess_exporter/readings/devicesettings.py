@@ -33,7 +33,7 @@ def read_device_settings(data: dict, max_keys: int = 500) -> DeviceSettings:
         raw = data[name]
         number = parse_number(raw)
         metric = setting_metric_name(str(name)) if number is not None else None
-        if metric:
+        if metric and number is not None:
             numbers[metric] = (str(name), number)
         elif isinstance(raw, str) and label_text(raw) and len(raw) <= MAX_TEXT:
             texts[str(name)] = label_text(raw)

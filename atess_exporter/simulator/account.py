@@ -112,12 +112,13 @@ def settings_of(d: SimDevice) -> dict:
     string `batCapacity` .. `valleyPeriodTime2`); the fields between are assumed."""
     if d.family == "bcu":
         return dict(BCU_SETTINGS)
+    seed = d.seed or 0    # set by SimDevice itself
     if d.family == "hps_string":
         periods = 2
-        data: dict[str, Any] = {"batCapacity": str(round(d.rating_kw * 2)), "runModel": d.seed % 4}
+        data: dict[str, Any] = {"batCapacity": str(round(d.rating_kw * 2)), "runModel": seed % 4}
     else:
         periods = 5
-        data = {"atsComNo": d.seed % 3, "runModel": d.seed % 4, "socLowLimit": 15, "socHighLimit": "95"}
+        data = {"atsComNo": seed % 3, "runModel": seed % 4, "socLowLimit": 15, "socHighLimit": "95"}
         if d.is_hv:
             data["sharedBatteryEnable"] = 0
     data.update({f"valleyPeriodTime{i}": f"0{i}:00-0{i + 1}:00" for i in range(1, periods + 1)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from typing import Any
 from dataclasses import dataclass
 
 
@@ -51,7 +52,8 @@ def demo_devices() -> list[SimDevice]:
     central HPS of different models, then one device of every other family.
     Plant PL1001 (Harbour Depot) holds several families behind two dataloggers;
     plant PL1002 (Hill Farm) a string HPS and a PBD."""
-    depot, farm = dict(plant_id="PL1001"), dict(plant_id="PL1002", datalog_sn="DL1002A")
+    depot: dict[str, Any] = {"plant_id": "PL1001"}
+    farm: dict[str, Any] = {"plant_id": "PL1002", "datalog_sn": "DL1002A"}
     return [
         SimDevice(sn="HPS150A2312000147", model="HPS150", tz_offset_hours=1.0, **depot),
         SimDevice(sn="HPS100HV2403000082", model="HPS100HV", tz_offset_hours=1.0, **depot),

@@ -361,10 +361,10 @@ def hps_central_latest(device: SimDevice, now: float) -> dict:
         ibuck2 = max(ipv - ibuck1, 0.0)
 
     racks, modules = p.racks, p.modules
-    minutes = lambda k: float(today(k) * SLOT_SECONDS // 60)  # noqa: E731
-    hours = lambda k: round(total(k) * SLOT_HOURS, 1)  # noqa: E731
-    kwh_today = lambda k: round(today(k) / 1000.0, 1)  # noqa: E731
-    kwh_total = lambda k: round(total(k) / 1000.0, 1)  # noqa: E731
+    minutes = lambda k: float(today(k) * SLOT_SECONDS // 60)
+    hours = lambda k: round(total(k) * SLOT_HOURS, 1)
+    kwh_today = lambda k: round(today(k) / 1000.0, 1)
+    kwh_total = lambda k: round(total(k) / 1000.0, 1)
     # "+ 0.0" turns -0.0 into 0.0.
     r1, r2, r3 = (lambda x: round(x, 1) + 0.0), (lambda x: round(x, 2) + 0.0), (lambda x: round(x, 3) + 0.0)
 

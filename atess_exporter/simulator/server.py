@@ -30,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -52,7 +53,7 @@ class Request:
     method: str
     path: str
     query: dict[str, str]  # first value of each parameter
-    headers: Mapping[str, str]
+    headers: Mapping[str, str] | Message   # the handler's headers: case-insensitive lookups
     body: bytes = b""
 
     @property
@@ -372,5 +373,5 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = _dispatch
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test and demo output clean

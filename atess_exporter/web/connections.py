@@ -201,6 +201,7 @@ class HTTPServer(ThreadingHTTPServer):
 
     def _tls_handshake(self, sock: socket.socket, client_address) -> ssl.SSLSocket | None:
         config = self.web_config
+        assert config is not None and config.ssl_context is not None   # a handshake only on a TLS port
         client = client_address[0]
         try:
             sock.settimeout(HEADER_SECONDS)

@@ -2,7 +2,7 @@
 
 Each connection is served on its own thread from the cache; nothing here
 calls the ATESS API, so scrapes cost the same whatever their number.
-httpconn.py bounds connections (a cap below the descriptor limit, deadlines
+web/connections.py bounds connections (a cap below the descriptor limit, deadlines
 for idle and slow clients) and runs the TLS handshake on the connection's
 thread.
 
@@ -21,17 +21,18 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import io
 import logging
 import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler
-from typing import Callable
+from typing import Callable, cast
 
 from prometheus_client import CollectorRegistry
 
 from atess_exporter import __version__
-from atess_exporter.web import connections as httpconn
+from atess_exporter.web import connections
 from atess_exporter.web import landing
 from atess_exporter.exposition.formats import gzip_accepted
 from atess_exporter.web.connections import HTTPServer
@@ -123,7 +124,8 @@ def send_pieces(sock: socket.socket, pieces: list[bytes]) -> None:
         if group:
             sock.sendall(b"".join(group))
         return
-    queue = pieces if all(pieces) else [p for p in pieces if p]
+    queue: list[bytes | memoryview[int]] = (cast("list[bytes | memoryview[int]]", pieces) if all(pieces)
+                                             else [p for p in pieces if p])
     at = 0
     while at < len(queue):
         batch = queue[at:at + IOV_MAX]
@@ -161,7 +163,7 @@ class MetricsServer:
         self.httpd = HTTPServer((host, port), self._handler(), host_is_v6=":" in host, web_config=self.web_config,
                                 max_connections=max_connections)
         # Renders only what changed since the last scrape and shares the bytes
-        # between concurrent scrapers (see render.py); output = the library's encoders.
+        # between concurrent scrapers (see exposition/render.py); output = the library's encoders.
         self.renderer = Renderer(registry)
         self.thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -193,7 +195,7 @@ class MetricsServer:
 
     def _refresh_loop(self) -> None:
         """Render devices as they are polled, not when Prometheus asks: a scrape then
-        only assembles (render.py). A failure here costs speed, not correctness."""
+        only assembles (exposition/render.py). A failure here costs speed, not correctness."""
         while not self._stopping.wait(self.refresh_seconds):
             try:
                 self.renderer.refresh()
@@ -214,6 +216,8 @@ class MetricsServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            server: HTTPServer          # the connection-keeping server this handler is made for
+            raw_requestline: bytes      # set by handle_one_request
             protocol_version = "HTTP/1.1"
             server_version = f"atess-exporter/{__version__}"
 
@@ -229,7 +233,7 @@ class MetricsServer:
                 """Wait for a request (HEADER_SECONDS on a new connection, IDLE_SECONDS on a
                 kept-alive one), then give it HEADER_SECONDS to arrive in full."""
                 conns, sock = self.server.connections, self.connection
-                wait = httpconn.IDLE_SECONDS if self.served else httpconn.HEADER_SECONDS
+                wait = connections.IDLE_SECONDS if self.served else connections.HEADER_SECONDS
                 self.served += 1
                 conns.phase(sock, busy=False, seconds=wait)
                 sock.settimeout(wait)
@@ -240,15 +244,16 @@ class MetricsServer:
                 except (OSError, ValueError):
                     self.close_connection = True
                     return
-                conns.phase(sock, busy=False, seconds=httpconn.HEADER_SECONDS)
-                sock.settimeout(httpconn.HEADER_SECONDS)
+                conns.phase(sock, busy=False, seconds=connections.HEADER_SECONDS)
+                sock.settimeout(connections.HEADER_SECONDS)
                 super().handle_one_request()
 
             def parse_request(self) -> bool:
                 """The library's parsing, then the framing checks of framing_error; a body
                 (at most MAX_BODY) is read and dropped so it is never taken for a request."""
                 real = self.rfile
-                self.rfile = recorder = _LineRecorder(real)
+                recorder = _LineRecorder(real)
+                self.rfile = cast(io.BufferedIOBase, recorder)   # parse_request only calls readline
                 try:
                     ok = super().parse_request()
                 finally:
@@ -309,7 +314,7 @@ class MetricsServer:
 
             def do_GET(self, head: bool = False):
                 self.server.connections.phase(self.connection, busy=True)
-                self.connection.settimeout(httpconn.WRITE_SECONDS)
+                self.connection.settimeout(connections.WRITE_SECONDS)
                 if not self._authorized(head):
                     return
                 path = self.path.split("?", 1)[0]

@@ -173,7 +173,7 @@ class _Reader:
             with open(full, encoding="ascii", errors="replace") as fh:
                 pem = fh.read()
         except OSError as exc:
-            raise self.fail(key, f"cannot read {full}: {exc.strerror or exc}; fix the path or the file's permissions")
+            raise self.fail(key, f"cannot read {full}: {exc.strerror or exc}; fix the path or the file's permissions") from None
         if marker not in pem:
             raise self.fail(key, f"{full} holds no PEM {what} (no '{marker}' line)")
         return pem if text else full
@@ -314,7 +314,7 @@ def _tls(r: _Reader, tls: dict, notes: list[str]) -> tuple[ssl.SSLContext | None
         try:
             ctx.set_ecdh_curve(CURVES[curves[0]])
         except (ValueError, ssl.SSLError) as exc:
-            raise r.fail(f"{p}.curve_preferences", f"{curves[0]} is not available in this OpenSSL ({exc})")
+            raise r.fail(f"{p}.curve_preferences", f"{curves[0]} is not available in this OpenSSL ({exc})") from None
     if prefer_server:
         ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     else:
@@ -348,14 +348,14 @@ def _memfd(r: _Reader, key: str, text: str, fds: list[int]) -> str:
         fds.append(fd)
         os.write(fd, text.encode())
     except OSError as exc:
-        raise r.fail(key, f"cannot hold the inline PEM in memory ({exc}); use {key.rsplit('.', 1)[1]}_file")
+        raise r.fail(key, f"cannot hold the inline PEM in memory ({exc}); use {key.rsplit('.', 1)[1]}_file") from None
     return f"/proc/self/fd/{fd}"
 
 
 def _load_cert(r: _Reader, ctx: ssl.SSLContext, s: dict) -> bytes:
     """Load the server's certificate and key into ctx; the certificate's DER."""
     p = "tls_server_config"
-    fds = []
+    fds: list[int] = []
     try:
         if s["cert_file"]:
             cert_key, cert_path = f"{p}.cert_file", r.read_pem(f"{p}.cert_file", s["cert_file"],
@@ -383,13 +383,13 @@ def _load_cert(r: _Reader, ctx: ssl.SSLContext, s: dict) -> bytes:
         except ssl.SSLError as exc:
             if asked:
                 raise r.fail(key_key, "the private key is encrypted and the format has no passphrase; "
-                                              "decrypt it with: openssl pkey -in KEY -out KEY.plain")
+                                              "decrypt it with: openssl pkey -in KEY -out KEY.plain") from None
             reason = exc.reason or str(exc)
             if reason == "KEY_VALUES_MISMATCH":
-                raise r.fail(key_key, "the private key does not match the certificate")
-            raise r.fail(cert_key, f"cannot load the certificate and key ({reason}); check both are PEM")
+                raise r.fail(key_key, "the private key does not match the certificate") from None
+            raise r.fail(cert_key, f"cannot load the certificate and key ({reason}); check both are PEM") from None
         except OSError as exc:     # the file vanished or changed between the checks above and now
-            raise r.fail(cert_key, f"cannot load the certificate and key ({exc.strerror or exc})")
+            raise r.fail(cert_key, f"cannot load the certificate and key ({exc.strerror or exc})") from None
         return _first_certificate(s["cert"] or r.read_pem(cert_key, s["cert_file"], CERT_BEGIN, "certificate", text=True))
     finally:
         for fd in fds:
@@ -415,7 +415,7 @@ def _load_client_ca(r: _Reader, ctx: ssl.SSLContext, s: dict) -> None:
                 raise r.fail(key, "holds no PEM CA certificate")
             ctx.load_verify_locations(cadata=s["client_ca"])
     except ssl.SSLError as exc:
-        raise r.fail(key, f"cannot load the CA certificates ({exc.reason or exc})")
+        raise r.fail(key, f"cannot load the CA certificates ({exc.reason or exc})") from None
 
 
 def _ciphers(r: _Reader, ctx: ssl.SSLContext, suites: list[str]) -> None:
@@ -434,7 +434,7 @@ def _ciphers(r: _Reader, ctx: ssl.SSLContext, suites: list[str]) -> None:
     try:
         ctx.set_ciphers(":".join(names))
     except ssl.SSLError:
-        raise r.fail(key, "none of these suites is available in this OpenSSL")
+        raise r.fail(key, "none of these suites is available in this OpenSSL") from None
 
 
 # --------------------------------------------------------------------------- serving
@@ -540,6 +540,7 @@ class BasicAuth:
                     mine = False
         if ok is not None:
             return ok and known
+        assert running is not None   # set above whenever ok is None
         if not mine:                            # the same credentials are being checked: share the outcome
             running.wait(60)
             with self._lock:

@@ -19,8 +19,8 @@ from atess_exporter.app import Exporter
 from atess_exporter.api.client import ApiError, AtessClient, MalformedResponseError, TransportError
 from atess_exporter.config import parse_config
 from atess_exporter.exposition.render import Renderer
-from conftest import TOKEN, make_config, parse_exposition, value
 from hostile_api import HostileServer, envelope, gzip_bomb, query, read_request, response
+from support import TOKEN, make_config, parse_exposition, value
 
 PATH = "/api/v1/hps/data-last"
 GOOD = {"ppv": "12.5", "time": "2024-05-01 12:00:00"}
@@ -46,7 +46,7 @@ def timed_call(c, sn="SN1"):
     started = time.monotonic()
     try:
         return c.latest(PATH, sn), time.monotonic() - started
-    except Exception as exc:  # noqa: BLE001 - the test inspects it
+    except Exception as exc:
         return exc, time.monotonic() - started
 
 
@@ -178,7 +178,8 @@ def test_compressed_answers_within_the_cap_are_read():
     body = envelope(GOOD)
     for encoding, data in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body)),
                            ("deflate", zlib.compress(body)[2:-4])):   # raw deflate, as some servers send
-        with HostileServer(lambda conn, req, srv: conn.sendall(response(data, headers={"Content-Encoding": encoding}))) as server:
+        reply = response(data, headers={"Content-Encoding": encoding})
+        with HostileServer(lambda conn, req, srv, reply=reply: conn.sendall(reply)) as server:
             assert client(server.base_url).latest(PATH, "SN1") == GOOD, encoding
 
 
@@ -224,7 +225,7 @@ def test_one_device_with_a_surrogate_field_leaves_metrics_working_for_all():
         parsed = parse_exposition(served.decode("utf-8"))
         library = parse_exposition(exporter.exposition().decode("utf-8"))
     # process_* moves between the two renderings (CPU time); the rest must be identical.
-    steady = lambda p: {k: v for k, v in p.items() if not k[0].startswith("process_")}  # noqa: E731
+    steady = lambda p: {k: v for k, v in p.items() if not k[0].startswith("process_")}
     assert steady(library) == steady(parsed)
     assert value(parsed, "atess_device_up", sn="GOOD1") == 1
     assert value(parsed, "atess_device_up", sn="BAD1") == 1

@@ -17,7 +17,7 @@ from atess_exporter.exposition.collectors import DeviceStatusCollector, Readings
 from atess_exporter.config import ConfigError
 from atess_exporter.live.poller import Poller
 from atess_exporter.readings.payload import payload_samples, read_payload
-from conftest import FakeClient, make_config, parse_exposition, series, value
+from support import FakeClient, make_config, parse_exposition, series, value
 
 NOW = time.time()
 STAMP = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(NOW - 60))
