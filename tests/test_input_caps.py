@@ -11,8 +11,8 @@ from atess_exporter.config import parse_config  # noqa: F401  (the settings belo
 from atess_exporter.exposition.collectors import ReadingsCollector
 from atess_exporter.exposition.render import Renderer
 from atess_exporter.live.store import Cache, DeviceSnapshot
-from conftest import make_config, series, value
-from test_discovery import account, discovering, mocked, scrape  # noqa: F401  (fixture)
+from support import make_config, scrape, series, value
+from test_discovery import account, discovering, mocked  # noqa: F401  (fixture)
 
 
 SHAPES_CAP = 1024       # render.MAX_SHAPES, as documented
@@ -99,7 +99,7 @@ def test_one_hostile_answer_cannot_spend_the_uncatalogued_name_budget(caplog):
     each) took them all, and a real new field later got no gauge, silently."""
     from atess_exporter.catalog import load_catalog
     from atess_exporter.live.poller import Poller
-    from conftest import FakeClient
+    from support import FakeClient
 
     caplog.set_level(logging.WARNING)
     answers = iter([{"ppv": "1", **{f"junk{k}x{i:04d}": str(i) for i in range(256)}} for k in range(12)]

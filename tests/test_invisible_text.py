@@ -2,8 +2,8 @@
 a plant name with U+202E could read backwards in Grafana and on the page."""
 
 from atess_exporter.web.landing import DeviceTable, render
-from conftest import parse_exposition
-from test_discovery import account, discovering, mocked, scrape  # noqa: F401  (fixture)
+from support import parse_exposition
+from test_discovery import account, discovering, mocked  # noqa: F401  (fixture)
 
 INVISIBLE = ["\u202e", "\u2066", "\u2067", "\u2068", "\u2069", "\u200b", "\u200c", "\u200d", "\u200e", "\u200f",
              "\ufeff", "\u061c", "\u202a", "\u2060", "\u00ad", "\U000e0041"]

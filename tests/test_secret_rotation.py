@@ -73,7 +73,7 @@ def test_calls_ended_by_the_shutdown_are_not_warnings(caplog):
     from atess_exporter.catalog import load_catalog
     from atess_exporter.live.poller import Poller
     from atess_exporter.live.store import Cache
-    from conftest import make_config
+    from support import make_config
     from hostile_api import HostileServer
 
     def hang(conn, request, server):

@@ -9,7 +9,12 @@ import threading
 import pytest
 
 from atess_exporter.live import state as state_mod
-from test_counter_rules import KWH, PV, exposed, poller
+from support import KWH, PV_TOTAL as PV, exposed, one_device_poller
+
+
+def poller(readings, state_file=""):
+    """One HPS10KTL (10 kW) `A` polled 300 s apart (support.one_device_poller)."""
+    return one_device_poller(readings, model="HPS10KTL", state_file=state_file)
 
 GOOD_ROW = [[PV, []], 100 * KWH, 0, 0.0, 1_699_999_000.0, None]
 
@@ -129,8 +134,7 @@ def test_a_backward_clock_step_does_not_stretch_the_auth_pause():
     from atess_exporter.live.poller import Poller
     from atess_exporter.live.store import Cache
     from atess_exporter.catalog import load_catalog
-    from conftest import FakeClient, make_config
-    from test_counter_rules import Clock
+    from support import Clock, FakeClient, make_config
 
     answers = iter([AuthError("refused"), {"epvTotal": "100"}])
     client = FakeClient({"A": lambda: next(answers)})
