@@ -12,8 +12,9 @@ from atess_exporter.api.client import AtessClient
 from atess_exporter.api.instrumentation import ApiStats
 from atess_exporter.config import Config
 from atess_exporter.exposition.collectors import (AuthCollector, BuildInfoCollector, DeviceStatusCollector,
-                                                  DroppedCollector, ReadingsCollector, ServerClockCollector,
-                                                  SettingsCollector, TopologyCollector)
+                                                  DroppedCollector, PollCollector, ReadingsCollector,
+                                                  ServerClockCollector, SettingsCollector, ShardCollector,
+                                                  TopologyCollector)
 from atess_exporter.exposition.tariffs import TariffCollector
 from atess_exporter.live.poller import Poller
 from atess_exporter.live.store import Cache
@@ -29,7 +30,7 @@ class Exporter:
         self.registry = CollectorRegistry()
         self.api_stats = ApiStats(self.registry)
         self.client = AtessClient(config.api, observer=self.api_stats.observe, session=session,
-                                  connections=config.poll.concurrency)
+                                  connections=max(config.poll.max_concurrency, config.discovery.concurrency))
         self.cache = Cache()
         self.poller = Poller(config, self.client, self.cache, self.catalog)
         self.registry.register(BuildInfoCollector())
@@ -41,7 +42,9 @@ class Exporter:
         self.registry.register(ServerClockCollector(self.cache))
         self.registry.register(DeviceStatusCollector(self.cache, config.poll))
         self.registry.register(ReadingsCollector(self.cache, self.catalog, config.poll))
-        self.registry.register(TopologyCollector(self.cache))
+        self.registry.register(PollCollector(self.cache))
+        self.registry.register(ShardCollector(config.shard))
+        self.registry.register(TopologyCollector(self.cache, config.shard))
         self.registry.register(SettingsCollector(self.cache))
         self.registry.register(TariffCollector(config, self.cache))
 

@@ -175,3 +175,18 @@ def test_a_device_zone_overrides_the_measurement():
     clock = fleet_clock([(f"D{i}", 0, 8) for i in range(4)])
     placed = clock.place(parse_wall(wall_text(NOW - 60, -5)), NOW, zone=parse_zone("UTC-5"))
     assert placed.at == NOW - 60
+
+
+def test_votes_of_devices_long_silent_expire():
+    """Three devices stopped a day ago still say UTC+8; two live ones show the servers moved to UTC."""
+    mono = [0.0]
+    clock = ServerClock(monotonic=lambda: mono[0])
+    for sn in ("OLD1", "OLD2", "OLD3"):
+        clock.observe(sn, parse_wall(wall_text(NOW, 8)), NOW)
+    clock.decide()
+    assert clock.decision.offset == 28800
+    later = NOW + 25 * 3600
+    mono[0] = 25 * 3600.0
+    for sn in ("LIVE1", "LIVE2"):
+        clock.observe(sn, parse_wall(wall_text(later, 0)), later)
+    assert clock.decide() is True and clock.decision == clock.decision.__class__(0, 2, 2)

@@ -81,7 +81,7 @@ def discovering(acct, **sections):
 def mocked():
     acct = account()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=acct.reply)
+        mock.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=lambda request: acct.reply(request))
         yield acct
 
 
@@ -242,7 +242,7 @@ def _client_for(mock_answers):
 
 @pytest.mark.parametrize("shape", ["bare", "page"])
 def test_lists_answer_a_bare_array_or_a_page_object(shape):
-    from atess_exporter.account.discovery import pages
+    from atess_exporter.api.paging import pages
 
     rows = [{"deviceSn": f"SN{i}"} for i in range(5)]
 
@@ -262,7 +262,7 @@ def test_lists_answer_a_bare_array_or_a_page_object(shape):
 
 
 def test_a_list_ignoring_pageno_is_read_once_not_forever():
-    from atess_exporter.account.discovery import pages
+    from atess_exporter.api.paging import pages
 
     two = [{"plantId": "A"}, {"plantId": "B"}]
     client, calls, reply = _client_for(lambda path, query: {"datas": two})  # no total, pageNo ignored
@@ -275,7 +275,7 @@ def test_a_list_ignoring_pageno_is_read_once_not_forever():
 
 def test_a_list_that_never_ends_stops_at_the_page_cap():
     """The cap ends the calls, and the list fails: a list read in part is not the list."""
-    from atess_exporter.account.discovery import pages
+    from atess_exporter.api.paging import pages
     from atess_exporter.api.client import MalformedResponseError
 
     client, calls, reply = _client_for(lambda path, query: {"datas": [{"plantId": query["pageNo"]}] * 2})
@@ -287,14 +287,16 @@ def test_a_list_that_never_ends_stops_at_the_page_cap():
 
 
 def test_a_list_past_the_page_cap_keeps_the_devices(mocked):
-    """discovery.max_pages reached: the refresh fails (as over the call budget) instead of
-    taking the pages read for the whole account and dropping the devices beyond them."""
+    """discovery.max_pages reached while the list's total promises more: the total wins (the
+    account's own size, not a constant); nothing read so far is dropped either way."""
     exporter = discovering(mocked, discovery={"max_pages": 2})   # 3 plants, 2 a page: 2 pages
     assert exporter.poller.refresh_topology()
     before = sorted(exporter.poller.devices)
     mocked.plants += [{"plantId": f"P{i}", "plantName": f"Plant {i}"} for i in (4, 5)]   # now 3 pages
-    assert not exporter.poller.refresh_topology()
+    assert exporter.poller.refresh_topology()
     assert sorted(exporter.poller.devices) == before == ["HPS-A", "HPS-B", "PCS-C", "TL-D"]
+    assert {p.plant_id for p in exporter.poller.topology.plants} == {"P1", "P2", "P3", "P4", "P5"}
+    assert exporter.poller.topology.complete
 
 
 def test_an_empty_list_is_no_devices_not_an_error(mocked):
@@ -320,13 +322,60 @@ def test_discovery_refuses_what_the_config_would_refuse(mocked):
     assert max(len(n) for n in names) <= 128
 
 
-def test_discovery_calls_are_counted_and_budgeted(mocked):
+def test_a_capped_refresh_adopts_what_it_found_and_the_next_continues(mocked, caplog):
     exporter = discovering(mocked, discovery={"max_calls": 3})
-    assert not exporter.poller.refresh_topology(), "the budget ends the refresh, which keeps the devices"
+    assert exporter.poller.refresh_topology(), "a cap stops the walk, it does not fail the refresh"
     assert len(mocked.requests) == 3
     parsed = scrape(exporter)
+    assert value(parsed, "atess_discovery_unread_lists") > 0, "the shortfall is a metric"
     lists = sum(v for lbls, v in series(parsed, "atess_api_requests_total").items() if "list" in dict(lbls)["endpoint"])
     assert lists == 3
+    refreshes = 1
+    while exporter.poller.topology.unread_lists and refreshes < 10:
+        exporter.poller.refresh_topology()
+        refreshes += 1
+    assert sorted(exporter.poller.devices) == ["HPS-A", "HPS-B", "PCS-C", "TL-D"]
+    assert value(scrape(exporter), "atess_discovery_unread_lists") == 0
+    # 2 plant pages + 3 datalogger lists + 3 x 3 device lists: every page read once, none again
+    asked = [(path, tuple(sorted((k, v[0]) for k, v in q.items()))) for _, path, q in mocked.requests]
+    assert len(asked) == 14 and len(set(asked)) == 14, "the walk continued; it never restarted from zero"
+    assert refreshes == 5
+    warnings = [r for r in caplog.records if "stopped before the end" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].fields["setting"] == "discovery.max_calls"
+
+
+def test_devices_found_by_an_unfinished_walk_are_adopted_and_none_removed(mocked):
+    exporter = discovering(mocked, discovery={"max_calls": 5})
+    while exporter.poller.refresh_topology() and exporter.poller.topology.unread_lists:
+        pass
+    assert sorted(exporter.poller.devices) == ["HPS-A", "HPS-B", "PCS-C", "TL-D"]
+    mocked.devices = [d for d in mocked.devices if d["deviceSn"] != "HPS-A"]   # gone from the account
+    assert exporter.poller.refresh_topology() and exporter.poller.topology.unread_lists
+    assert "HPS-A" in exporter.poller.devices, "a walk that has not reached the end removes nothing"
+    while exporter.poller.topology.unread_lists:
+        exporter.poller.refresh_topology()
+    assert sorted(exporter.poller.devices) == ["HPS-B", "PCS-C", "TL-D"], "the finished walk does"
+
+
+def test_a_failed_device_list_costs_only_its_devices_and_is_retried(mocked):
+    failing = {"DL2"}
+    reply = mocked.reply
+
+    def flaky(request):
+        if "dataLogSn=DL2" in request.url and failing:
+            return 502, {}, "<html>bad gateway</html>"
+        return reply(request)
+
+    mocked.reply = flaky
+    exporter = discovering(mocked)
+    assert exporter.poller.refresh_topology()
+    assert sorted(exporter.poller.devices) == ["HPS-A", "HPS-B", "TL-D"]
+    assert value(scrape(exporter), "atess_discovery_unread_lists") == 3   # DL2's three family lists
+    failing.clear()
+    done = len(mocked.requests)
+    assert exporter.poller.refresh_topology()
+    assert sorted(exporter.poller.devices) == ["HPS-A", "HPS-B", "PCS-C", "TL-D"]
+    assert len(mocked.requests) - done == 3, "only the failed lists were read again"
 
 
 def test_a_device_the_list_calls_lost_is_offline(mocked):
@@ -338,6 +387,89 @@ def test_a_device_the_list_calls_lost_is_offline(mocked):
     assert value(parsed, "atess_device_online", sn="HPS-A") == 0
     assert value(parsed, "atess_device_online", sn="HPS-B") == 1
     assert value(parsed, "atess_device_lost", sn="HPS-A") == 1
+
+
+def _paged(rows, cap, said=True, total=True):
+    """A list server that never sends more than `cap` rows a page, whatever pageSize asks."""
+    def answer(path, query):
+        no, size = int(query["pageNo"]), min(int(query["pageSize"]), cap)
+        page = {"datas": rows[(no - 1) * size: no * size]}
+        if said:
+            page["pageSize"] = size
+        if total:
+            page["total"] = len(rows)
+        return page
+    return answer
+
+
+@pytest.mark.parametrize("said", [True, False], ids=["says-its-size", "silent"])
+def test_a_short_page_while_total_says_more_is_followed_at_the_servers_size(said):
+    from atess_exporter.api.paging import pages
+
+    rows = [{"plantId": f"P{i}"} for i in range(1000)]
+    client, calls, reply = _client_for(_paged(rows, 10, said=said))
+    with responses.RequestsMock() as mock:
+        mock.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=reply)
+        got = list(pages(client, "/api/v1/plant/list", {}, 100, max_pages=50))
+    assert [r["plantId"] for r in got] == [r["plantId"] for r in rows], "1,000 plants, not the first 10"
+    assert len(calls) == 100, "100 pages of 10, each once"
+    assert {q["pageSize"] for _, q in calls[1:]} == {"10"}, "the server's own page size from the second page on"
+
+
+def test_without_a_total_a_page_of_the_servers_stated_size_is_not_the_end():
+    from atess_exporter.api.paging import pages
+
+    rows = [{"plantId": f"P{i}"} for i in range(25)]
+    client, calls, reply = _client_for(_paged(rows, 10, total=False))
+    with responses.RequestsMock() as mock:
+        mock.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=reply)
+        got = list(pages(client, "/api/v1/plant/list", {}, 100))
+    assert len(got) == 25 and len(calls) == 3
+
+
+def test_a_total_beyond_max_pages_is_read_to_its_end():
+    from atess_exporter.api.paging import pages
+
+    rows = [{"plantId": f"P{i}"} for i in range(120)]
+    client, calls, reply = _client_for(_paged(rows, 1000))
+    with responses.RequestsMock() as mock:
+        mock.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=reply)
+        got = list(pages(client, "/api/v1/plant/list", {}, 2, max_pages=7))
+    assert len(got) == 120 and len(calls) == 60, "the account's own total sets the pages, not a constant"
+
+
+def test_each_list_endpoint_is_paced_across_threads():
+    from atess_exporter.account.discovery import EndpointPacer
+
+    now = [100.0]
+    slept = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+
+    pacer = EndpointPacer(4.0, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5):
+        pacer.wait()   # all at the same instant, as five threads would
+    assert slept == [0.25, 0.5, 0.75, 1.0], "five calls spread over a second at 4 calls/s"
+    now[0] += 10
+    pacer.wait()
+    assert len(slept) == 4, "an idle endpoint is called at once"
+
+
+def test_a_large_account_is_adopted_whole_on_its_first_refresh_by_a_token_only_config():
+    """The issue's shape at a tenth of the scale: a server capping pages at 7, many lists."""
+    from atess_exporter.config import parse_config
+    from atess_exporter.simulator.fleet import FleetAccount
+
+    with FleetAccount(plants=60, datalogs_per_plant=2, devices_per_datalog=5, max_page_size=7) as fake:
+        config = parse_config({"atess": {"base_url": fake.url, "token": TOKEN},
+                               "discovery": {"calls_per_second": 1000}})
+        exporter = Exporter(config)
+        assert exporter.poller.refresh_topology()
+        assert sorted(exporter.poller.devices) == fake.sns, "all 600 devices"
+        assert exporter.poller.topology.complete
+        assert fake.calls["list"] == 9 + 60 + 120 * 6, "9 plant pages, one list per plant and per datalogger x family"
+        assert fake.max_in_flight > 1, "lists are read in parallel"
 
 
 def test_a_listed_rating_bounds_the_readings_before_the_model_name(mocked):

@@ -73,15 +73,17 @@ def test_next_due_keeps_the_phase_and_never_comes_early():
         poller = exporter.poller
         poller.scheduler.phases = {"A": 100.0}
         poller.scheduler.origin = 0.0
-        # After the start-up sweep: the first slot on the device's phase that
-        # is a whole interval away.
-        assert poller.next_due("A", due=0.0, started=0.0) == 400.0
+        # Calls are interval + margin (2 s) apart: the device's grid has a period of 302 s.
+        # After the start-up sweep: the first slot on the device's phase a whole period away.
+        assert poller.next_due("A", due=0.0, started=0.0) == 402.0
         # On time: the next slot on the phase...
-        assert poller.next_due("A", due=400.0, started=400.0) == 700.0
-        # ...unless the call started late: never two calls within one interval.
-        assert poller.next_due("A", due=100.0, started=100.5) == 400.5
-        # A poll that started late (slow API) still waits a whole interval.
-        assert poller.next_due("A", due=100.0, started=399.0) == 699.0
+        assert poller.next_due("A", due=402.0, started=402.0) == 704.0
+        # ...unless the call started late: never two calls within interval + margin.
+        assert poller.next_due("A", due=100.0, started=100.5) == 402.5
+        # A poll that started late (slow API) still waits a whole interval + margin.
+        assert poller.next_due("A", due=100.0, started=399.0) == 701.0
+        # Spaced from the end of the previous call: the server may have seen it as late as that.
+        assert poller.next_due("A", due=402.0, started=402.0, ended=403.5) == 705.5
 
 
 def test_once_polls_each_device_exactly_once(sim):

@@ -70,6 +70,8 @@ ALLOWED_EMPTY_ALERTS = {
     "AtessExporterDown": "the exporter is up",
     "AtessExporterNotPolling": "polls succeed every 15 s",
     "AtessApiAuthFailing": "the simulator accepts the demo token",
+    "AtessPollingBehind": "three demo devices never wait for a worker",
+    "AtessShardMissing": "one unsharded exporter (shard 0 of 1)",
     "AtessDeviceDown": "every demo device answers",
     "AtessDeviceOffline": "demo data is fresh (online 1)",
     "AtessDeviceLost": "the cloud flags no demo device lost",

@@ -162,14 +162,14 @@ def test_a_reading_far_in_the_future_is_unknown_and_not_fresh():
 
 # -- backfill and probe use the same clock ---------------------------------------
 
-def write_config(tmp_path, sim, devices, **atess):
+def write_config(tmp_path, sim, devices, state_file="", **atess):
     import yaml
 
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({
         "atess": {"base_url": sim.base_url, "token": TOKEN, "timeout_seconds": 5, **atess},
         "devices": [{"sn": d.sn, "type": d.family, "model": d.model} for d in devices],
-        "state_file": "",
+        "state_file": state_file,
     }), encoding="utf-8")
     return str(path)
 
@@ -216,6 +216,31 @@ def test_backfill_without_a_measurement_stops_and_asks_for_the_zone(tmp_path):
     assert "set atess.timezone" in err.getvalue() and not (tmp_path / "h.om").exists()
 
 
+def test_backfill_beside_a_live_exporter_takes_its_measured_offset(tmp_path):
+    """The live exporter has just polled: the API refuses backfill's latest-data calls
+    ("too frequent"); the offset the exporter measured and saved serves instead."""
+    import io
+
+    from atess_exporter import backfill
+
+    devices = fleet(3)
+    state = tmp_path / "state.json"
+    with Simulator(devices, token=TOKEN, clock_utc_offset_hours=8, min_interval_seconds=300) as sim:
+        live = run_first_poll(sim, time.time, state_file=str(state))
+        assert live.server_clock.decision.offset == 28800
+        err, out = io.StringIO(), tmp_path / "h.om"
+        rc = backfill.main(["--config.file", write_config(tmp_path, sim, devices, state_file=str(state)),
+                            "--from", "2024-03-01", "--to", "2024-03-01", "--output", str(out),
+                            "--call-interval", "0", "--retry-backoff", "0", "--page-size", "1000",
+                            "--sn", devices[1].sn], stderr=err)
+        assert sim.rate_limit_violations >= 3        # every measuring call was refused
+    assert rc == 0, err.getvalue()
+    assert "taken from the live exporter's state file" in err.getvalue()
+    import calendar
+    stamps = sorted({float(line.rsplit(" ", 1)[1]) for line in out.read_text().splitlines() if not line.startswith("#")})
+    assert stamps[0] == calendar.timegm((2024, 3, 1, 0, 0, 0)) - 8 * 3600
+
+
 def test_probe_prints_the_clock_it_found(tmp_path):
     import io
     from datetime import date
@@ -248,3 +273,20 @@ def test_a_normal_start_on_a_utc8_platform_warns_of_nothing(caplog):
     with Simulator(fleet(5), token=TOKEN, clock=clock, clock_utc_offset_hours=8) as sim:
         run_first_poll(sim, clock)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_large_fleet_decides_before_its_first_round_ends():
+    """Ten agreeing devices decide: the rest of a big first round is placed right as it comes."""
+    clock = Clock(NOW)
+    devices = fleet(14)
+    with Simulator(devices, token=TOKEN, clock=clock, clock_utc_offset_hours=8) as sim:
+        cfg = make_config(sim.base_url, devices=devices)
+        poller = Poller(cfg, AtessClient(cfg.api), Cache(), load_catalog(), clock=clock)
+        configured = list(poller.devices.values())
+        for device in configured[:9]:
+            poller.poll_device(device)
+        assert poller.server_clock.decision.offset is None
+        poller.poll_device(configured[9])
+        assert poller.server_clock.decision.offset == 28800
+        late = poller.poll_device(configured[10])
+    assert abs(late.data_time - slot_start_utc(devices[10], NOW)) <= 900

@@ -110,6 +110,28 @@ def test_parse_shard_errors(text, message):
     assert "\n" not in str(err.value) and str(err.value).startswith("--shard ")
 
 
+@pytest.mark.parametrize("hostname, expected", [
+    ("atess-exporter-0", (0, 3)), ("atess-exporter-2", (2, 3)), ("shard-exporter-12-1", (1, 3)),
+])
+def test_auto_takes_the_index_from_the_statefulset_pods_ordinal(hostname, expected):
+    assert parse_shard("auto/3", hostname=hostname) == expected
+
+
+def test_auto_reads_the_pod_name_kubernetes_puts_in_hostname(monkeypatch):
+    monkeypatch.setenv("HOSTNAME", "atess-exporter-1")
+    assert parse_shard("auto/2") == (1, 2)
+
+
+@pytest.mark.parametrize("hostname, message", [
+    ("my-laptop", "does not end in -ORDINAL"),
+    ("atess-exporter-3", "must be below COUNT (3); use 0..2 (auto: the pod's ordinal is 3; are the StatefulSet's replicas above COUNT?)"),
+])
+def test_auto_without_a_usable_ordinal_is_a_one_line_error(hostname, message):
+    with pytest.raises(ValueError) as err:
+        parse_shard("auto/3", hostname=hostname)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError):
         shard_of("X", 0)

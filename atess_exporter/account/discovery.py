@@ -8,9 +8,16 @@ so both shapes are accepted everywhere: a bare array, or a page object
 `{datas, total, pageNo, pageSize, offset}`.
 
 A list never floods the API: the paged-list reader (api/paging.py) ends it on
-its rules, and fails it past `discovery.max_pages` pages; one refresh makes at
-most `discovery.max_calls` calls. A list that fails fails the refresh, so a
-half-read account never removes devices. Every value taken from a
+its rules (a short page while `total` says more is followed at the server's
+page size), and stops it after `discovery.max_pages` pages or as many as its
+total promises; `discovery.max_calls` (0: whatever the account's lists need)
+caps one refresh. A list stopped by a cap, or failed, is not lost: the devices
+found so far are adopted (a half-read account removes none) and the next
+refresh continues the walk where it stopped.
+
+Discovery reads `discovery.concurrency` lists at a time (the pages of one list
+in order), each list endpoint paced to `discovery.calls_per_second`; the probe
+walks the same rows one list after another (`walk`). Every value taken from a
 row is checked here, where it enters: SNs follow the config's rules, label
 texts are cut to a sane length, a non-finite capacity is no capacity.
 """
@@ -18,11 +25,14 @@ texts are cut to a sane length, a non-finite capacity is no capacity.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator
 
-from atess_exporter.api.client import AtessClient
-from atess_exporter.api.paging import CallBudget, bounded_number, pages
+from atess_exporter.api.client import AtessClient, AtessError, AuthError
+from atess_exporter.api.paging import CallBudget, Cursor, bounded_number, read_pages
 from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.catalog.endpoints import LIST_KEY
 from atess_exporter.outside.text import label_text, valid_sn
@@ -59,8 +69,24 @@ class Topology:
     datalog_of: dict[str, str] = field(default_factory=dict)  # sn -> datalogger SN
     lost: dict[str, bool] = field(default_factory=dict)      # sn -> the list's `lost` flag
     skipped: int = 0                                         # rows refused (bad SN, no SN)
-    dropped: int = 0                                         # rows over discovery.max_devices, not adopted
     rated_watts: dict[str, float] = field(default_factory=dict)  # sn -> the list's normalPower/nominalPower (W)
+    complete: bool = True                                    # every list read to its end
+    dropped: int = 0                                         # rows over discovery.max_devices, not adopted
+    unread_lists: int = 0                                    # lists left for the next refresh
+
+
+def merged(new: Topology, old: Topology | None) -> Topology:
+    """An unfinished walk's topology over the last one: nothing the account had is dropped
+    until a walk reads the account to its end."""
+    if new.complete or old is None:
+        return new
+    plants = {p.plant_id: p for p in old.plants} | {p.plant_id: p for p in new.plants}
+    datalogs = {d.sn: d for d in old.datalogs} | {d.sn: d for d in new.datalogs}
+    devices = {d.sn: d for d in old.devices} | {d.sn: d for d in new.devices}
+    return replace(new, plants=tuple(plants.values()), datalogs=tuple(datalogs.values()),
+                   devices=tuple(sorted(devices.values(), key=lambda d: d.sn)),
+                   firmware=old.firmware | new.firmware, datalog_of=old.datalog_of | new.datalog_of,
+                   lost=old.lost | new.lost, rated_watts=old.rated_watts | new.rated_watts)
 
 
 def plant_zone(row: dict) -> str:
@@ -109,101 +135,263 @@ class Listed:
 Listing = Callable[[str, dict[str, Any]], Iterable[dict]]
 
 
+def plant_of(row: dict) -> Plant | None:
+    """A plant row: only what identifies the plant. Its rows also carry coordinates, owner
+    accounts, addresses and contacts (PLATFORM.md 9), which are never read."""
+    plant_id = label_text(pick(row, "plantId", "id"))
+    if not plant_id:
+        return None
+    return Plant(plant_id=plant_id, name=label_text(pick(row, "plantName", "name")),
+                 capacity_kw=_plant_kw(row), timezone=plant_zone(row))
+
+
+def datalog_of_row(row: dict, plant_id: str) -> Datalog | None:
+    """A datalogger row of a plant's list; None without a usable SN."""
+    dl_sn = str(pick(row, "dataLogSn", "datalogSn", "sn"))
+    if not valid_sn(dl_sn):
+        return None
+    status = pick(row, "status", "online", default=None)
+    return Datalog(sn=dl_sn, plant_id=plant_id, model=label_text(pick(row, "model", "datalogType")),
+                   online=None if status is None else str(status).lower() in ("1", "true", "online"))
+
+
+def device_of(row: dict, family: str, plant: Plant) -> DeviceConfig | None:
+    """A device row of a datalogger's family list; None without a usable SN."""
+    sn = pick(row, "deviceSn", "sn")
+    if not valid_sn(sn):
+        return None
+    return DeviceConfig(sn=sn, type=family, model=label_text(pick(row, "deviceModel", "model", "deviceType")),
+                        plant_id=plant.plant_id, plant_name=plant.name)
+
+
 def walk(listing: Listing, families: list[str], *, wanted: Callable[[str], bool] = lambda family: True,
          max_plants: int | None = None, max_datalogs: int | None = None) -> Iterator[Listed | None]:
     """The account's plants -> dataloggers -> devices, as `listing(kind, params)` reads
-    each list: the one walk discovery and the probe take. A plant listed twice is
-    walked once, a device listed twice found once; `wanted(family)` skips a family's
-    lists; max_plants/max_datalogs bound the walk (the probe's)."""
+    each list, one after another: the probe's walk. A plant listed twice is walked once,
+    a device listed twice found once; `wanted(family)` skips a family's lists;
+    max_plants/max_datalogs bound the walk."""
     plant_ids: set[str] = set()
     datalogs = 0
     seen_devices: set[str] = set()
     for row in listing("plant", {}):
-        plant_id = label_text(pick(row, "plantId", "id"))
-        if not plant_id or plant_id in plant_ids:
+        plant = plant_of(row)
+        if plant is None or plant.plant_id in plant_ids:
             continue
         if max_plants is not None and len(plant_ids) >= max_plants:
             break
-        plant_ids.add(plant_id)
-        # Only what identifies the plant: its rows also carry coordinates, owner accounts,
-        # addresses and contacts (PLATFORM.md 9), which are never read.
-        plant = Plant(plant_id=plant_id, name=label_text(pick(row, "plantName", "name")),
-                      capacity_kw=_plant_kw(row), timezone=plant_zone(row))
+        plant_ids.add(plant.plant_id)
         yield Listed(plant)
-        for drow in listing("datalog", {LIST_KEY["datalog"]: plant_id}):
-            dl_sn = str(pick(drow, "dataLogSn", "datalogSn", "sn"))
-            if not valid_sn(dl_sn):
+        for drow in listing("datalog", {LIST_KEY["datalog"]: plant.plant_id}):
+            datalog = datalog_of_row(drow, plant.plant_id)
+            if datalog is None:
                 yield SKIPPED
                 continue
             if max_datalogs is not None and datalogs >= max_datalogs:
                 continue
             datalogs += 1
-            status = pick(drow, "status", "online", default=None)
-            datalog = Datalog(sn=dl_sn, plant_id=plant_id, model=label_text(pick(drow, "model", "datalogType")),
-                              online=None if status is None else str(status).lower() in ("1", "true", "online"))
             yield Listed(plant, datalog)
             for family in families:
                 if not wanted(family):
                     continue
-                for rowd in listing(family, {LIST_KEY[family]: dl_sn}):
-                    sn = pick(rowd, "deviceSn", "sn")
-                    if not valid_sn(sn):
+                for rowd in listing(family, {LIST_KEY[family]: datalog.sn}):
+                    device = device_of(rowd, family, plant)
+                    if device is None:
                         yield SKIPPED
                         continue
-                    if sn in seen_devices:
+                    if device.sn in seen_devices:
                         continue
-                    seen_devices.add(sn)
-                    device = DeviceConfig(sn=sn, type=family,
-                                          model=label_text(pick(rowd, "deviceModel", "model", "deviceType")),
-                                          plant_id=plant_id, plant_name=plant.name)
+                    seen_devices.add(device.sn)
                     yield Listed(plant, datalog, device, rowd)
 
 
+class EndpointPacer:
+    """Spaces the calls to one list endpoint at least 1/rate apart, whichever thread makes them."""
+
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Any] = time.sleep):
+        self.gap = 1.0 / per_second if per_second > 0 else 0.0
+        self.clock, self.sleep = clock, sleep
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.gap:
+            return
+        with self._lock:
+            now = self.clock()
+            slot = max(now, self._next)
+            self._next = slot + self.gap
+        if slot > now:
+            self.sleep(slot - now)
+
+
+@dataclass
+class _List:
+    """One list of the walk: which, for what, and how far it has been read."""
+
+    kind: str                       # "plant", "datalog" or a device family
+    params: dict[str, Any]
+    plant: Plant | None = None
+    datalog: Datalog | None = None
+    cursor: Cursor = field(default_factory=Cursor)
+
+
+RANK = {"plant": 2, "datalog": 1}   # device lists first: a datalogger's devices before more dataloggers
+CAPS = {"pages": "discovery.max_pages", "calls": "discovery.max_calls"}
+
+
+class _Walk:
+    """Everything one walk of the account has found, and the lists it has still to read."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap                  # discovery.max_devices: plants, dataloggers and devices each
+        self.dropped = 0
+        self.plants: dict[str, Plant] = {}
+        self.datalogs: dict[str, Datalog] = {}
+        self.devices: dict[str, DeviceConfig] = {}
+        self.firmware: dict[str, str] = {}
+        self.datalog_of: dict[str, str] = {}
+        self.lost: dict[str, bool] = {}
+        self.rated: dict[str, float] = {}
+        self.skipped = 0
+        self.todo: list[_List] = [_List("plant", {})]
+
+    def take(self, job: _List, rows: list, families: list[str]) -> None:
+        """Adopt the rows one list answered; new plants and dataloggers become lists to read."""
+        plant, datalog = job.plant, job.datalog
+        for row in rows:
+            if not isinstance(row, dict):
+                continue
+            if plant is None:   # the plant list
+                found = plant_of(row)
+                if found is not None and found.plant_id not in self.plants:
+                    if len(self.plants) >= self.cap:
+                        self.dropped += 1
+                        continue
+                    self.plants[found.plant_id] = found
+                    self.todo.append(_List("datalog", {LIST_KEY["datalog"]: found.plant_id}, found))
+            elif datalog is None:   # a plant's datalogger list
+                logger = datalog_of_row(row, plant.plant_id)
+                if logger is None:
+                    self.skipped += 1
+                elif logger.sn not in self.datalogs:
+                    if len(self.datalogs) >= self.cap:
+                        self.dropped += 1
+                        continue
+                    self.datalogs[logger.sn] = logger
+                    self.todo.extend(_List(f, {LIST_KEY[f]: logger.sn}, plant, logger) for f in families)
+            else:   # a datalogger's device list of one family
+                device = device_of(row, job.kind, plant)
+                if device is None:
+                    self.skipped += 1
+                elif device.sn not in self.devices:
+                    if len(self.devices) >= self.cap:
+                        self.dropped += 1
+                        continue
+                    self._device(device, datalog, row)
+
+    def _device(self, device: DeviceConfig, datalog: Datalog, row: dict) -> None:
+        sn = device.sn
+        self.devices[sn] = device
+        self.firmware[sn] = label_text(pick(row, "firmwareVersion", "version", "softVersion"))
+        self.datalog_of[sn] = datalog.sn
+        if isinstance(row.get("lost"), bool):
+            self.lost[sn] = row["lost"]
+        watts = bounded_number(pick(row, "normalPower", "nominalPower", default=None))
+        if watts:
+            self.rated[sn] = watts
+
+    def topology(self, unread: list[_List]) -> Topology:
+        devices = tuple(sorted(self.devices.values(), key=lambda d: d.sn))
+        return Topology(tuple(self.plants.values()), tuple(self.datalogs.values()), devices,
+                        dict(self.firmware), dict(self.datalog_of), dict(self.lost), self.skipped, dict(self.rated),
+                        complete=not unread, unread_lists=len(unread), dropped=self.dropped)
+
+
+class Discovery:
+    """One account's discovery, refresh after refresh. A refresh that could not read every
+    list keeps what it found and the lists left; the next refresh reads those first."""
+
+    def __init__(self, client: AtessClient, config: Config, families: list[str]):
+        self.client, self.config, self.families = client, config, families
+        rate = config.discovery.calls_per_second
+        self._pacers = {kind: EndpointPacer(rate) for kind in ("plant", "datalog", *families)}
+        self._carry: _Walk | None = None
+        self._warned: set[str] = set()
+
+    def refresh(self) -> Topology:
+        """Walk the account (or continue the last walk). Raises AtessError when the credentials
+        are refused, or when no list could be read at all."""
+        settings = self.config.discovery
+        walk_ = self._carry or _Walk(settings.max_devices)
+        self._carry = None
+        budget = CallBudget(settings.max_calls or None, "discovery stopped after its call budget")
+        unread: list[_List] = []
+        errors: list[AtessError] = []
+        progressed = False
+
+        def read(job: _List) -> list:
+            return list(read_pages(self.client, self.config.endpoint(job.kind, "list"), job.params, job.cursor,
+                                   settings.page_size, settings.max_pages, budget, self._pacers[job.kind].wait))
+
+        with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="discovery") as pool:
+            running: dict[Future, _List] = {}
+            try:
+                while walk_.todo or running:
+                    while walk_.todo and len(running) < settings.concurrency:
+                        walk_.todo.sort(key=lambda j: RANK.get(j.kind, 0), reverse=True)
+                        job = walk_.todo.pop()
+                        running[pool.submit(read, job)] = job
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        job = running.pop(future)
+                        try:
+                            rows = future.result()
+                        except AuthError:
+                            raise
+                        except AtessError as exc:
+                            errors.append(exc)
+                            unread.append(job)
+                            continue
+                        progressed = progressed or bool(rows) or job.cursor.done
+                        walk_.take(job, rows, self.families)
+                        if not job.cursor.done:
+                            unread.append(job)
+            except AuthError:
+                for future in running:
+                    future.cancel()
+                raise
+        if errors and not progressed:
+            raise errors[0]
+        if unread:
+            walk_.todo = unread
+            self._carry = walk_
+            self._report(unread, errors)
+        if walk_.skipped:
+            log.warning("discovery skipped list rows without a usable serial number",
+                        extra={"fields": {"rows": walk_.skipped}})
+        return walk_.topology(unread)
+
+    def _report(self, unread: list[_List], errors: list[AtessError]) -> None:
+        """One warning per cap that stopped a walk (not one per refresh), naming its setting."""
+        for setting in sorted({CAPS[job.cursor.capped] for job in unread if job.cursor.capped}):
+            if setting in self._warned:
+                continue
+            self._warned.add(setting)
+            log.warning("discovery stopped before the end of the account; adopting the devices found so far, "
+                        "the next refresh continues", extra={"fields": {
+                            "unread_lists": len(unread), "setting": setting,
+                            "fix": f"raise {setting} if the account is really this large"}})
+        if errors:
+            log.warning("discovery could not read some lists; adopting the devices found so far, the next "
+                        "refresh retries them", extra={"fields": {"unread_lists": len(unread),
+                                                                  "outcome": errors[0].outcome, "error": str(errors[0])}})
+
+
 def discover(client: AtessClient, config: Config, families: list[str]) -> Topology:
-    """Read the account's plants, dataloggers and devices. Raises AtessError when a list fails,
-    so a half-read account never removes devices."""
-    budget = CallBudget(config.discovery.max_calls, "discovery stopped after its call budget; "
-                                                    "raise discovery.max_calls if the account is really this large")
-
-    def listing(kind: str, params: dict[str, Any]) -> Iterator[dict]:
-        rows = pages(client, config.endpoint(kind, "list"), params, config.discovery.page_size, budget,
-                     config.discovery.max_pages, cap_hint="; raise discovery.max_pages if the account is really this large")
-        return (row for row in rows if isinstance(row, dict))
-
-    plants, datalogs, devices = [], [], []
-    firmware, datalog_of, lost, rated = {}, {}, {}, {}
-    skipped = dropped = 0
-    cap = config.discovery.max_devices      # each of plants, dataloggers and devices: memory bounded
-    for found in walk(listing, families):
-        if found is SKIPPED:
-            skipped += 1
-        elif found.device is not None and found.datalog is not None:
-            if len(devices) >= cap:
-                dropped += 1
-                continue
-            sn = found.device.sn
-            devices.append(found.device)
-            firmware[sn] = label_text(pick(found.row, "firmwareVersion", "version", "softVersion"))
-            datalog_of[sn] = found.datalog.sn
-            if isinstance(found.row.get("lost"), bool):
-                lost[sn] = found.row["lost"]
-            watts = bounded_number(pick(found.row, "normalPower", "nominalPower", default=None))
-            if watts:
-                rated[sn] = watts
-        elif found.datalog is not None:
-            if len(datalogs) >= cap:
-                dropped += 1
-                continue
-            datalogs.append(found.datalog)
-        elif len(plants) >= cap:
-            dropped += 1
-        else:
-            plants.append(found.plant)
-    if skipped:
-        log.warning("discovery skipped list rows without a usable serial number",
-                    extra={"fields": {"rows": skipped}})
-    return Topology(tuple(plants), tuple(datalogs), tuple(devices), firmware, datalog_of, lost, skipped,
-                    dropped=dropped, rated_watts=rated)
+    """Read the account's plants, dataloggers and devices in one refresh (`complete` says
+    whether every list was read to its end)."""
+    return Discovery(client, config, families).refresh()
 
 
 def select_devices(config: Config, topology: Topology | None) -> dict[str, DeviceConfig]:

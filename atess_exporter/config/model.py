@@ -122,7 +122,9 @@ class ApiConfig:
 @dataclass(frozen=True)
 class PollConfig:
     interval_seconds: float = float(MIN_INTERVAL_SECONDS)
-    concurrency: int = 4
+    concurrency: int = 4                   # polls in flight at start, and the least ever
+    max_concurrency: int = 64              # the most: polls in flight grow to fit the fleet into the interval
+    margin_seconds: float = 2.0            # each device's calls are interval + this apart (end to start)
     retries: int = 2                       # transport errors and HTTP 5xx only
     retry_backoff_seconds: float = 2.0     # first retry; doubles, with jitter
     stale_after_seconds: float = 900.0     # data older than this: atess_device_online 0
@@ -154,9 +156,11 @@ class DiscoveryConfig:
     include_plants: frozenset[str] = frozenset()   # plant ids or names
     exclude_sns: frozenset[str] = frozenset()
     exclude_plants: frozenset[str] = frozenset()
-    max_pages: int = 50                   # pages per list and refresh: a list still going after this fails the refresh
-    max_calls: int = 2000                 # list calls per refresh
-    max_devices: int = 5000               # devices (and plants, dataloggers) adopted; the rest dropped and counted
+    max_pages: int = 50                   # pages per list and refresh when its total promises no more
+    max_calls: int = 0                    # list calls per refresh; 0: whatever the account's lists need
+    max_devices: int = 20000              # devices (and plants, dataloggers) adopted; the rest dropped and counted
+    concurrency: int = 8                  # lists read at a time (the pages of one list in order)
+    calls_per_second: float = 10.0        # per list endpoint (assumed: the vendor documents no list rate)
 
     def wants(self, sn: str, plant_id: str = "", plant_name: str = "") -> bool:
         plants = {plant_id, plant_name} - {""}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import replace
 from typing import Any
 
 from atess_exporter.outside.zones import parse_zone
@@ -73,6 +74,10 @@ def read_poll(section: Section, min_interval: float) -> PollConfig:
             maximum=86400,
         ),
         concurrency=section.number("concurrency", 4, 1, integer=True, maximum=256),
+        max_concurrency=section.number("max_concurrency", 0, 1, integer=True, maximum=1024)
+        if section.raw("max_concurrency", None) is not None else 0,
+        margin_seconds=section.number("margin_seconds", 0.0, 0, maximum=3600)
+        if section.raw("margin_seconds", None) is not None else -1.0,
         retries=section.number("retries", 2, 0, integer=True, maximum=10),
         retry_backoff_seconds=section.number("retry_backoff_seconds", 2.0, 0, maximum=3600),
         stale_after_seconds=section.number("stale_after_seconds", 900.0, 1, maximum=30 * 86400),
@@ -80,6 +85,13 @@ def read_poll(section: Section, min_interval: float) -> PollConfig:
         counter_reset_confirm_polls=section.number("counter_reset_confirm_polls", 3, 1, integer=True, maximum=100),
         auth_backoff_seconds=section.number("auth_backoff_seconds", 0.0, 0, maximum=86400),
     )
+    if poll.margin_seconds < 0:  # not set: 2 s, or 1 % of a short (test) interval
+        poll = replace(poll, margin_seconds=min(2.0, poll.interval_seconds / 100))
+    if not poll.max_concurrency:  # not set: 64, or the floor when that is higher
+        poll = replace(poll, max_concurrency=max(64, poll.concurrency))
+    elif poll.max_concurrency < poll.concurrency:
+        raise ConfigError(f"{section.key('max_concurrency')}: {poll.max_concurrency} is below concurrency "
+                          f"({poll.concurrency}); set it at least as high")
     if poll.max_data_age_seconds < poll.stale_after_seconds:
         raise ConfigError(f"{section.key('max_data_age_seconds')}: {poll.max_data_age_seconds:g} is below "
                           f"stale_after_seconds ({poll.stale_after_seconds:g}); set it at least as high")
@@ -109,8 +121,10 @@ def read_discovery(section: Section, families: set[str], default_enabled: bool =
                                        hint="discovery lists the whole account; refresh at most every 5 minutes"),
         page_size=section.number("page_size", 100, 1, integer=True, maximum=1000),
         max_pages=section.number("max_pages", 50, 1, integer=True, maximum=10000),
-        max_calls=section.number("max_calls", 2000, 1, integer=True, maximum=1000000),
-        max_devices=section.number("max_devices", 5000, 1, integer=True, maximum=1000000),
+        max_calls=section.number("max_calls", 0, 0, integer=True, maximum=10000000),
+        max_devices=section.number("max_devices", 20000, 1, integer=True, maximum=1000000),
+        concurrency=section.number("concurrency", 8, 1, integer=True, maximum=64),
+        calls_per_second=section.number("calls_per_second", 10.0, 0.01, maximum=1000),
         families=chosen,
         include_sns=include[0], include_plants=include[1],
         exclude_sns=exclude[0], exclude_plants=exclude[1],

@@ -73,8 +73,10 @@ class DeviceStatusCollector(PerDeviceCollector):
     """One series per device about the polling itself.
 
     atess_device_info{sn,model,device_type,plant_id,plant_name,datalog_sn,firmware} 1
-    atess_device_up{sn,model}      1 when the last poll succeeded
+    atess_device_up{sn,model}      1 when the last poll succeeded (absent until the first poll:
+                                   a device waiting for it is pending, not down)
     atess_device_online{sn,model}  1 when the device's data is fresher than stale_after_seconds
+                                   (absent until the first poll, too)
     atess_device_lost{sn,model}    1 while the cloud flags the device lost, 0 when it says not (absent: never said)
     atess_device_last_poll_timestamp_seconds{sn,model}
     atess_device_last_poll_success_timestamp_seconds{sn,model}
@@ -119,8 +121,9 @@ class DeviceStatusCollector(PerDeviceCollector):
         fams = self._families()
         ids = (dev.sn, dev.model)
         fams["info"].add_metric((dev.sn, dev.model, dev.device_type) + tuple(dev.info.get(k, "") for k in INFO_LABELS[3:]), {})
-        fams["up"].add_metric(ids, 1.0 if dev.up else 0.0)
-        fams["online"].add_metric(ids, 1.0 if is_online(dev, now, window, self.poll.stale_after_seconds) else 0.0)
+        if dev.last_attempt is not None:  # pending until its first poll: not down, not offline
+            fams["up"].add_metric(ids, 1.0 if dev.up else 0.0)
+            fams["online"].add_metric(ids, 1.0 if is_online(dev, now, window, self.poll.stale_after_seconds) else 0.0)
         if dev.lost is not None:
             fams["lost"].add_metric(ids, 1.0 if dev.lost else 0.0)
         for key, value in (("attempt", dev.last_attempt), ("success", dev.last_success), ("data", dev.data_time)):
@@ -198,6 +201,40 @@ class DroppedCollector(Collector):
         yield CounterMetricFamily("atess_exporter_input_dropped", "", labels=("limit",))
 
 
+class PollCollector(Collector):
+    """Whether polling keeps up (emitted once the schedule runs):
+
+    atess_poll_concurrency                    polls allowed in flight (sized to the fleet)
+    atess_poll_duration_seconds               smoothed duration of one device's poll, retries included
+    atess_poll_sweep_duration_seconds         the last sweep: every device polled once
+    atess_poll_pending_devices                devices not polled yet since start-up
+    atess_poll_overdue_devices                devices whose poll is more than one interval late
+    atess_poll_devices_behind                 devices poll.max_concurrency cannot fit into one interval
+    atess_poll_oldest_reading_age_seconds     age of the oldest good reading over the devices
+    """
+
+    def __init__(self, cache: Cache):
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.cache.poll_stats
+        if stats is None:
+            return
+        yield GaugeMetricFamily("atess_poll_concurrency", "Device polls allowed in flight, sized to fit every device into the interval (poll.concurrency to poll.max_concurrency)", value=stats.concurrency)
+        if stats.latency_seconds is not None:
+            yield GaugeMetricFamily("atess_poll_duration_seconds", "Smoothed duration of one device's poll, retries included", value=stats.latency_seconds)
+        if stats.sweep_seconds is not None:
+            yield GaugeMetricFamily("atess_poll_sweep_duration_seconds", "Duration of the last complete sweep (every device polled once); above the interval, polling does not keep up", value=stats.sweep_seconds)
+        yield GaugeMetricFamily("atess_poll_pending_devices", "Devices not polled yet since start-up (no atess_device_up until their first poll)", value=stats.pending)
+        yield GaugeMetricFamily("atess_poll_overdue_devices", "Devices whose poll is more than one interval late, waiting for a free worker", value=stats.overdue)
+        yield GaugeMetricFamily("atess_poll_devices_behind", "Devices that poll.max_concurrency cannot fit into one interval at the measured poll duration (0: it keeps up)", value=stats.behind)
+        if stats.oldest_reading_age_seconds is not None:
+            yield GaugeMetricFamily("atess_poll_oldest_reading_age_seconds", "Age of the oldest good reading over the devices (since start-up for a device not yet polled well)", value=stats.oldest_reading_age_seconds)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
 class ReadingsCollector(PerDeviceCollector):
     """Every vendor field of every device, e.g.
 
@@ -257,6 +294,22 @@ class ReadingsCollector(PerDeviceCollector):
         return out
 
 
+class ShardCollector(Collector):
+    """atess_exporter_shards{shard} COUNT: this replica's shard and how many there are, so a
+    rule can tell when fewer replicas report than the configuration names (AtessShardMissing)."""
+
+    def __init__(self, shard: tuple[int, int]):
+        self.shard = shard
+
+    def collect(self) -> Iterator[Metric]:
+        fam = GaugeMetricFamily("atess_exporter_shards", "Shards the fleet is split into (--shard INDEX/COUNT); label shard: this replica's index",
+                                labels=("shard",))
+        fam.add_metric((str(self.shard[0]),), float(self.shard[1]))
+        yield fam
+
+    describe = collect
+
+
 class BuildInfoCollector(Collector):
     """atess_exporter_build_info{version,python_version} 1"""
 
@@ -276,14 +329,24 @@ class TopologyCollector(Collector):
     atess_plant_capacity_watts{plant_id}             rated PV capacity (vendor kW/kWp)
     atess_datalog_info{datalog_sn,plant_id,model} 1
     atess_datalog_online{datalog_sn,plant_id}        1 online, 0 offline (when the API says)
+    atess_discovery_unread_lists                     lists the last refresh left for the next one
+
+    With shards, the account-wide series (plants, dataloggers) come from shard 0
+    only, so sums over a sharded fleet count each plant once.
     """
 
-    def __init__(self, cache: Cache):
+    def __init__(self, cache: Cache, shard: tuple[int, int] = (0, 1)):
         self.cache = cache
+        self.account_wide = shard[0] == 0
 
     def collect(self) -> Iterator[Metric]:
         topology = self.cache.topology
         if topology is None:
+            return
+        unread = GaugeMetricFamily("atess_discovery_unread_lists", "Account lists (plant, datalogger, device lists) the last discovery refresh could not read to their end "
+                                   "(a cap: discovery.max_calls/max_pages, or failed calls); their devices may be missing until the next refresh continues", value=topology.unread_lists)
+        if not self.account_wide:
+            yield unread
             return
         # No address, city, country or coordinates: the plant list's personal data stays out (PLATFORM.md 9).
         plant = InfoMetricFamily("atess_plant", "Plant identity and time zone, from the account's plant list (read on discovery refresh)",
@@ -299,7 +362,7 @@ class TopologyCollector(Collector):
             datalog.add_metric((d.sn, d.plant_id, d.model), {})
             if d.online is not None:
                 online.add_metric((d.sn, d.plant_id), 1.0 if d.online else 0.0)
-        yield from (plant, capacity, datalog, online)
+        yield from (plant, capacity, datalog, online, unread)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())

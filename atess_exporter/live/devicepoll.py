@@ -65,6 +65,8 @@ class DevicePoll:
         try:
             payload = self._fetch(client, path, device.sn)
         except AtessError as exc:
+            if self.stop.is_set():  # a call cut short by the exporter stopping says nothing of the device
+                return previous
             self._failed(client, device.sn, exc)
             error = str(exc)
             return self._write(device.sn, lambda current: (current or previous).failed(now, error))
@@ -175,9 +177,6 @@ class DevicePoll:
 
     def _failed(self, client: AtessClient, sn: str, exc: AtessError) -> None:
         fields: dict[str, Any] = {"sn": sn, "outcome": exc.outcome, "error": str(exc)}
-        if self.stop.is_set():      # the shutdown ended the call in flight: expected, not a warning
-            log.info("poll ended by the shutdown", extra={"fields": {"sn": sn}})
-            return
         if isinstance(exc, AuthError):
             pause = self.auth.refused(client)
             if pause is None:

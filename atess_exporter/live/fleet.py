@@ -18,8 +18,8 @@ import threading
 from dataclasses import replace
 from typing import Callable
 
-from atess_exporter.account.discovery import (SavedTopologyError, Topology, discover, select_devices, topology_from_dict,
-                                              topology_to_dict)
+from atess_exporter.account.discovery import (Discovery, SavedTopologyError, Topology, merged, select_devices,
+                                              topology_from_dict, topology_to_dict)
 from atess_exporter.api.client import AtessClient, AtessError, AuthError
 from atess_exporter.catalog import Catalog
 from atess_exporter.config import Config, DeviceConfig
@@ -36,16 +36,20 @@ class Fleet:
         self.store = store
         self._lock = threading.Lock()
         self.saved_at: float | None = None   # wall time of the discovery the store's topology came from
+        self._discovery: Discovery | None = None   # one walk, continued across refreshes
         self.devices: dict[str, DeviceConfig] = select_devices(config, None)
         for device in self.devices.values():
             store.put(DeviceSnapshot(sn=device.sn, device_type=device.type, model=device.model or "unknown",
                                      info=device.info()))
 
     def read_account(self, client: AtessClient, auth: AuthGate, now: float) -> Topology | None:
-        """List the account and publish its topology; None (and the topology kept) on failure."""
-        families = list(self.config.discovery.families or self.catalog.families)
+        """List the account (or continue an unfinished walk) and publish its topology; None (and
+        the topology kept) on failure. An unfinished walk's topology keeps what the last one had."""
+        if self._discovery is None:
+            families = list(self.config.discovery.families or self.catalog.families)
+            self._discovery = Discovery(client, self.config, families)
         try:
-            topology = discover(client, self.config, families)
+            topology = merged(self._discovery.refresh(), self.store.topology)
         except AtessError as exc:
             if isinstance(exc, AuthError):
                 auth.refused(client)
@@ -88,9 +92,10 @@ class Fleet:
         return refresh - age
 
     def saved(self) -> dict:
-        """The state file's section: the topology and when it was read."""
+        """The state file's section: the topology and when it was read (only a walk that reached
+        the end: an unfinished one is continued by this run, or walked anew by the next)."""
         topology = self.store.topology
-        if topology is None or self.saved_at is None:
+        if topology is None or self.saved_at is None or not topology.complete:
             return {}
         return {"topology": {"saved_at": self.saved_at, "topology": topology_to_dict(topology)}}
 

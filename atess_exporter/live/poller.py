@@ -21,6 +21,7 @@ from atess_exporter.account.discovery import Topology, select_devices
 from atess_exporter.api.client import AtessClient
 from atess_exporter.catalog import Catalog
 from atess_exporter.config import Config, DeviceConfig
+from atess_exporter.live import lastcalls
 from atess_exporter.live.authgate import AuthGate
 from atess_exporter.live.counters import CounterState
 from atess_exporter.live.devicepoll import DevicePoll
@@ -53,7 +54,12 @@ class Poller:
         self.counters.sections += [self.fleet.saved, self.times.saved]
         self.device_poll = DevicePoll(config, catalog, cache, self.auth, self.counters,
                                       lambda sn: sn in self.fleet.devices, self._stop, rng or random.Random(), self.times)
-        self.scheduler = Scheduler(config, self, self._stop)
+        self.scheduler = Scheduler(config, self, self._stop, cache)
+        # each device's last call survives a restart beside the counters (live/lastcalls.py)
+        wait = config.poll.interval_seconds + config.poll.margin_seconds
+        self.scheduler.resume(lastcalls.load(self.counters.loaded.get(lastcalls.SECTION), time.time(), wait))
+        self.counters.sections.append(
+            lambda: {lastcalls.SECTION: lastcalls.dump(self.scheduler.calls_of(self.devices))})
         self._discovery_due = 0.0   # monotonic
         if config.discovery.enabled:
             self._restore_topology()
@@ -108,7 +114,8 @@ class Poller:
             return False
         added, removed = self.apply_devices(select_devices(self.config, topology))
         log.info("discovery", extra={"fields": {"plants": len(topology.plants), "devices": len(self.devices),
-                                                "added": len(added), "removed": len(removed)}})
+                                                "added": len(added), "removed": len(removed),
+                                                "complete": topology.complete}})
         self.save_state()  # kept at once: a crash loop lists nothing again
         return True
 
@@ -154,8 +161,8 @@ class Poller:
     def start(self) -> None:
         self.scheduler.start()
 
-    def next_due(self, sn: str, due: float, started: float) -> float:
-        return self.scheduler.next_due(sn, due, started)
+    def next_due(self, sn: str, due: float, started: float, ended: float | None = None) -> float:
+        return self.scheduler.next_due(sn, due, started, ended)
 
     def stop(self) -> None:
         self._stop.set()

@@ -1,8 +1,9 @@
 """Where each reading sits in time: the servers' clock (readings/clock.py) applied to the fleet's polls.
 
 The clock decides once every device of the fleet has had its first poll (the
-first poll of the fleet decides, not its first device), and again after every
-later poll. When the offset changes, every measured reading in the store is
+first poll of the fleet decides, not its first device), or as soon as
+EARLY_VOTES devices have voted (a large fleet's first round takes minutes), and
+again after every later poll. When the offset changes, every measured reading in the store is
 placed anew. The offset in use is published to the store, where
 atess_api_clock_offset_seconds reads it, and kept in the state file, where it
 serves after a restart until the first decision.
@@ -21,6 +22,8 @@ from atess_exporter.live.store import Cache, DeviceSnapshot
 from atess_exporter.readings.clock import MAX_OFFSET_SECONDS, QUARTER_SECONDS, ServerClock, parse_wall
 
 log = logging.getLogger(__name__)
+
+EARLY_VOTES = 10
 
 
 def remembered_offset(saved: Any, state_file: str | None) -> int | None:
@@ -64,7 +67,7 @@ class ReadingTimes:
         had one, the clock decides; when the offset changes, every reading is placed anew."""
         with self._lock:
             self._unpolled.discard(sn)
-            if self._unpolled:
+            if self._unpolled and self.clock.voting < EARLY_VOTES:
                 return
             changed = self.clock.decide()
             self._publish()

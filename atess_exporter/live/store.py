@@ -116,6 +116,21 @@ class DeviceSnapshot:
         return replace(self, up=False, last_attempt=at, error=error)
 
 
+@dataclass(frozen=True)
+class PollStats:
+    """Whether polling keeps up, as the schedule last measured it."""
+
+    concurrency: int = 0                      # polls allowed in flight now
+    in_flight: int = 0
+    latency_seconds: float | None = None      # smoothed duration of one poll
+    sweep_seconds: float | None = None        # the last complete sweep (every device polled once)
+    sweep_running_seconds: float = 0.0        # the current sweep so far
+    overdue: int = 0                          # devices more than one interval late
+    behind: int = 0                           # devices the ceiling cannot fit into one interval
+    oldest_reading_age_seconds: float | None = None   # the device longest without a good poll
+    pending: int = 0                          # devices not polled yet since start-up (not down)
+
+
 class Cache:
     """The store. Device snapshots are versioned (changed_since) for the fast
     renderer; topology, settings and the auth state are replaced whole, so a
@@ -132,6 +147,7 @@ class Cache:
         self.topology: Topology | None = None   # None until discovery has read the account
         self.auth_ok: bool | None = None        # None until the API has answered once
         self.dropped: dict[str, int] = {}       # setting that capped it -> items dropped (API input over a limit)
+        self.poll_stats: PollStats | None = None  # None until the schedule runs
         self.api_clock: tuple[float, int] | None = None  # (offset of the servers' clock in use, devices agreeing)
 
     def _changed(self, sn: str | None) -> None:
@@ -205,6 +221,14 @@ class Cache:
         """Each device's settings as last read (a copy)."""
         with self._lock:
             return dict(self._settings)
+
+    def poll_ages(self, since: float) -> tuple[float | None, int]:
+        """(the earliest last good poll over the devices, `since` for one never polled well;
+        the devices not yet polled at all)."""
+        with self._lock:
+            devices = list(self._devices.values())
+        oldest = min((since if d.last_success is None else d.last_success for d in devices), default=None)
+        return oldest, sum(1 for d in devices if d.last_attempt is None)
 
     def snapshot(self) -> list[DeviceSnapshot]:
         """A consistent view of all devices, sorted by SN for stable output."""

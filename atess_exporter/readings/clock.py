@@ -11,7 +11,8 @@ that difference (a reading is never younger than zero; SKEW_SECONDS of clock
 skew allowed), provided the reading looks fresh (at most FRESH_SECONDS past
 that quarter hour) and the offset is a zone's (within +-14 h). A device that is
 hours or days behind gives no vote or a minority one; a device repeating the
-same `time` keeps its earlier vote (it has no new evidence). The offset most
+same `time` keeps its earlier vote (it has no new evidence) for up to
+VOTE_TTL_SECONDS, so devices long offline cannot outvote live ones. The offset most
 devices agree on wins when it has a majority of the votes; one device alone
 decides when it is the only one voting (the log says so). Without a majority
 the last decision stays (or UTC before any) and a warning says so, once.
@@ -31,10 +32,11 @@ import calendar
 import logging
 import math
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
-from typing import Mapping
+from typing import Callable, Mapping
 
 from atess_exporter.outside.zones import MAX_OFFSET_HOURS, offset_text, zone_name
 
@@ -46,6 +48,8 @@ SKEW_SECONDS = 120             # our clock may lag the servers' by this much
 FRESH_SECONDS = 600            # a reading older than this past its quarter hour does not vote
 MAX_OFFSET_SECONDS = int(MAX_OFFSET_HOURS * 3600)
 FUTURE_TOLERANCE_SECONDS = 300.0
+VOTE_TTL_SECONDS = 86400.0     # a vote not renewed by a new reading for a day is dropped (monotonic)
+_SWEEP_SECONDS = 600.0
 EARLIEST = 946684800.0         # 2000-01-01: older "readings" are placeholders
 _LATEST_WALL = 4102444800.0    # 2100-01-01
 
@@ -103,10 +107,14 @@ class Decision:
 class ServerClock:
     """Thread-safe: the poller's workers observe and place concurrently."""
 
-    def __init__(self, zone: tzinfo | None = None, remembered: int | None = None):
+    def __init__(self, zone: tzinfo | None = None, remembered: int | None = None,
+                 monotonic: Callable[[], float] = time.monotonic):
         self.zone = zone                      # explicit override; None: measured
+        self.monotonic = monotonic
         self._lock = threading.Lock()
         self._votes: dict[str, int] = {}
+        self._cast: dict[str, float] = {}     # sn -> monotonic time of its vote
+        self._swept = monotonic()
         self._walls: dict[str, float] = {}
         self._counts: Counter[int] = Counter()
         self.decision = Decision(remembered)  # a remembered offset serves until the first decision
@@ -122,10 +130,12 @@ class ServerClock:
                 return
             self._walls[sn] = wall
             self._set_vote(sn, vote_of(wall, now))
+            self._cast[sn] = self.monotonic()
 
     def forget(self, sn: str) -> None:
         with self._lock:
             self._walls.pop(sn, None)
+            self._cast.pop(sn, None)
             self._set_vote(sn, None)
 
     def _set_vote(self, sn: str, vote: int | None) -> None:
@@ -138,10 +148,16 @@ class ServerClock:
             self._votes[sn] = vote
             self._counts[vote] += 1
 
+    @property
+    def voting(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())
+
     def decide(self) -> bool:
         """Weigh the votes; True when the offset in use changed. Logs a first
         decision and every change once, and a split vote once per episode."""
         with self._lock:
+            self._sweep()
             voting = sum(self._counts.values())
             if not voting:
                 return False
@@ -173,6 +189,16 @@ class ServerClock:
                 log.warning("API servers' clock changed", extra={"fields": {**fields,
                                                                            "was": offset_text(previous.offset or 0)}})
             return previous.offset != top
+
+    def _sweep(self) -> None:
+        """Drop the votes no new reading renewed within VOTE_TTL_SECONDS (every few minutes)."""
+        now = self.monotonic()
+        if now - self._swept < _SWEEP_SECONDS:
+            return
+        self._swept = now
+        for sn in [sn for sn, at in self._cast.items() if now - at > VOTE_TTL_SECONDS]:
+            del self._cast[sn]
+            self._set_vote(sn, None)
 
     def _check_override(self, top: int, agreeing: int, voting: int) -> None:
         zone = self.zone
