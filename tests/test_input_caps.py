@@ -41,7 +41,7 @@ def test_the_default_device_cap_holds_without_any_setting(mocked):
                         "dataLogSn": "DL1"} for i in range(100_000)]
     exporter = discovering(mocked, discovery={"page_size": 1000})
     assert exporter.poller.refresh_topology()
-    assert len(exporter.poller.devices) == 5000
+    assert len(exporter.poller.devices) == 20000
 
 
 def test_a_settings_answer_of_100000_keys_keeps_max_keys(mocked, caplog):
