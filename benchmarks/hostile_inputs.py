@@ -316,7 +316,7 @@ def flood_rows() -> list[str]:
             for t in threads:
                 t.join(15)
             peak = exp.rss_kib("VmHWM")
-    ms = lambda xs: f"{statistics.median(xs) * 1000:.0f} ms"  # noqa: E731
+    ms = lambda xs: f"{statistics.median(xs) * 1000:.0f} ms"
     busy = [t for s, t in refusals if s == 503]
     wrong = [t for s, t in refusals if s == 401]
     return [f"| password flood: 16 clients, distinct wrong passwords, 10 s (bcrypt cost 10) | 7 of 8 scrapes failed, "
@@ -368,7 +368,7 @@ def framing_rows() -> list[str]:
             while chunk := sock.recv(65536):
                 te += chunk
             took = time.monotonic() - t0
-    statuses = lambda raw: " ".join(s.decode() for s in re.findall(rb"HTTP/1\.[01] (\d{3}) ", raw))  # noqa: E731
+    statuses = lambda raw: " ".join(s.decode() for s in re.findall(rb"HTTP/1\.[01] (\d{3}) ", raw))
     return [f"| GET with a second request in its body (`Content-Length`), then one more | 3 answers (200 404 200) | "
             f"{statuses(out)} |",
             f"| the same body `Transfer-Encoding: chunked` | 2 answers | {statuses(te)}, connection closed in "
