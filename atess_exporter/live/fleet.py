@@ -53,7 +53,7 @@ class Fleet:
             topology = merged(self._discovery.refresh(), self.store.topology)
         except AtessError as exc:
             if isinstance(exc, AuthError):
-                auth.failed(now, str(exc))
+                auth.refused(client, str(exc))
             else:
                 failing = self.store.discovery_failed
                 self.store.discovery_failed = Trouble(failing.since if failing else now, str(exc))
@@ -61,6 +61,11 @@ class Fleet:
                         extra={"fields": {"outcome": exc.outcome, "error": str(exc)}})
             return None
         auth.succeeded()
+        if self.store.count_dropped("discovery.max_devices", topology.dropped):
+            log.warning("the account lists more devices, plants or dataloggers than discovery.max_devices; "
+                        "the rest are not polled (atess_exporter_input_dropped_total); raise discovery.max_devices "
+                        "if the account is really this large",
+                        extra={"fields": {"dropped": topology.dropped, "max_devices": self.config.discovery.max_devices}})
         self.store.topology, self.saved_at = topology, now
         self.store.discovery_failed = None
         return topology

@@ -156,6 +156,7 @@ class Cache:
         self.auth_ok: bool | None = None        # None until the API has answered once
         self.auth_refused: Trouble | None = None      # while the API refuses the credentials
         self.discovery_failed: Trouble | None = None  # while listing the account fails (not for credentials)
+        self.dropped: dict[str, int] = {}       # setting that capped it -> items dropped (API input over a limit)
         self.poll_stats: PollStats | None = None  # None until the schedule runs
         self.api_clock: tuple[float, int] | None = None  # (offset of the servers' clock in use, devices agreeing)
 
@@ -179,6 +180,16 @@ class Cache:
                     return None
                 out.add(sn)
             return out
+
+    def count_dropped(self, setting: str, count: int) -> bool:
+        """Items of API input dropped at the cap `setting`; True the first time for that
+        setting (the caller warns once, naming it)."""
+        if count <= 0:
+            return False
+        with self._lock:
+            first = setting not in self.dropped
+            self.dropped[setting] = self.dropped.get(setting, 0) + count
+            return first
 
     def put(self, snapshot: DeviceSnapshot) -> None:
         with self._lock:
