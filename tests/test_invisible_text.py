@@ -1,7 +1,8 @@
 """Bidi and invisible format characters never reach a label or the landing page (issue 19):
 a plant name with U+202E could read backwards in Grafana and on the page."""
 
-from atess_exporter.web.landing import DeviceTable, render
+from atess_exporter.web.landing import render
+from atess_exporter.web.status import StatusPages
 from support import parse_exposition
 from test_discovery import account, discovering, mocked  # noqa: F401  (mocked: the fixture)
 
@@ -21,9 +22,11 @@ def test_format_characters_are_stripped_from_labels_and_the_landing_page(mocked)
     exporter.poller.refresh_topology()
     exporter.poller.poll_settings(exporter.poller.devices["HPS-A"])
     text = exporter.exposition().decode()
-    page = render("/metrics", DeviceTable(exporter.cache, exporter.config.poll)).decode()
-    for where in (text, page):
+    pages = StatusPages(exporter.cache, exporter.config.poll, exporter.catalog)
+    page = render("/metrics", pages.fleet("")).decode()
+    device = render("/metrics", pages.device("sn=HPS-A")[1]).decode()
+    for where in (text, page, device):
         assert not [ch for ch in INVISIBLE if ch in where]
     assert 'plant_name="Harbour Depot"' in text and 'value="Load First"' in text
-    assert "Harbour Depot" in page and "HPS150" in page
+    assert "Harbour Depot" in page and "HPS150" in page and "Harbour Depot" in device
     assert parse_exposition(text)
