@@ -229,9 +229,13 @@ def what_values_suggest(payload: Mapping) -> list[str]:
 def clock_line(clock: ServerClock) -> str:
     """What the latest readings say about the zone the servers write `time` in."""
     d = clock.decision
-    measured = (f"{offset_text(d.offset)} from {d.agreeing} of {d.voting} device{'s' if d.voting != 1 else ''}' latest readings"
-                if d.offset is not None else
-                f"not measured ({d.voting} fresh readings disagree)" if d.voting else "not measured (no fresh latest reading)")
+    if d.offset is None:
+        measured = (f"not measured ({d.voting} fresh readings disagree)" if d.voting
+                    else "not measured (no fresh latest reading)")
+    elif d.voting == 1:
+        measured = f"{offset_text(d.offset)} from 1 device's latest reading (it rests on that device)"
+    else:
+        measured = f"{offset_text(d.offset)} from {d.agreeing} of {d.voting} devices' latest readings"
     if clock.zone is not None:
         return f"API servers' clock: atess.timezone {zone_name(clock.zone)} (configured); measured: {measured}\n"
     used = "" if d.offset is not None else "; the exporter reads times as UTC until it measures one, set atess.timezone to be sure"
