@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config.file", dest="config_file", default=os.environ.get("ATESS_CONFIG_FILE", "config.yaml"),
                    metavar="PATH", help="configuration file (default: %(default)s) [env ATESS_CONFIG_FILE]")
     p.add_argument("--save", metavar="DIR", type=Path, default=None,
-                   help="write every answer, redacted (SNs, plant names and ids hashed), as JSON files into DIR")
+                   help="write every answer, redacted (only measurements, codes and list shapes kept, identifiers hashed, all other text and the credentials removed), as JSON files into DIR")
     return p
 
 
