@@ -11,9 +11,10 @@ from prometheus_client.exposition import generate_latest
 from atess_exporter.api.client import AtessClient
 from atess_exporter.api.instrumentation import ApiStats
 from atess_exporter.config import Config
-from atess_exporter.exposition.collectors import (AuthCollector, BuildInfoCollector, DeviceStatusCollector, PollCollector,
-                                                  ReadingsCollector, ServerClockCollector, SettingsCollector,
-                                                  ShardCollector, TopologyCollector)
+from atess_exporter.exposition.collectors import (AuthCollector, BuildInfoCollector, DeviceStatusCollector,
+                                                  DroppedCollector, PollCollector, ReadingsCollector,
+                                                  ServerClockCollector, SettingsCollector, ShardCollector,
+                                                  TopologyCollector)
 from atess_exporter.exposition.tariffs import TariffCollector
 from atess_exporter.live.poller import Poller
 from atess_exporter.live.store import Cache
@@ -37,6 +38,7 @@ class Exporter:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.registry.register(AuthCollector(self.cache))
+        self.registry.register(DroppedCollector(self.cache))
         self.registry.register(ServerClockCollector(self.cache))
         self.registry.register(DeviceStatusCollector(self.cache, config.poll))
         self.registry.register(ReadingsCollector(self.cache, self.catalog, config.poll))

@@ -91,12 +91,16 @@ def test_bad_config_names_key_and_fix(tmp_path, text, message):
     assert "env-secret-token" not in text_of_error
 
 
-def test_token_file_reads_a_docker_secret(tmp_path):
+@pytest.mark.parametrize("text,line", [(GOOD, "token: ${ATESS_TEST_TOKEN}"), (BASE, "token: t0ken-value")],
+                         ids=["token-from-env", "inline-token"])
+def test_token_file_reads_a_docker_secret(tmp_path, text, line):
+    """A token_file (a Docker secret, written with a trailing newline) replaces the token;
+    the newline is not part of it. A missing file is a one-line error."""
     secret = tmp_path / "token"
     secret.write_text("file-secret-token\n")
-    config = load_config(write(tmp_path, GOOD.replace("token: ${ATESS_TEST_TOKEN}", f"token_file: {secret}")))
+    config = load_config(write(tmp_path, text.replace(line, f"token_file: {secret}")))
     assert config.api.credentials.authorization().reveal() == "Basic file-secret-token"
-    missing = write(tmp_path, GOOD.replace("token: ${ATESS_TEST_TOKEN}", f"token_file: {tmp_path}/absent"))
+    missing = write(tmp_path, text.replace(line, f"token_file: {tmp_path}/absent"))
     with pytest.raises(ConfigError, match=r"atess.token_file: cannot read"):
         load_config(missing)
 
@@ -210,13 +214,6 @@ def test_a_secret_file_must_be_a_small_regular_text_file(tmp_path, capsys):
     binary.write_bytes(b"\xff\xfet\x00o\x00k\x00")
     refused(write(tmp_path, BASE.replace("token: t0ken-value", f"token_file: {binary}")), "UTF-8", capsys=capsys)
     assert "t0ken" not in text
-
-
-def test_a_trailing_newline_from_a_secret_file_is_stripped(tmp_path):
-    secret = tmp_path / "token"
-    secret.write_text("s3cret-token\n")
-    config = load_config(write(tmp_path, BASE.replace("token: t0ken-value", f"token_file: {secret}")))
-    assert config.api.credentials.authorization().reveal() == "Basic s3cret-token"
 
 
 @pytest.mark.parametrize("token,problem", [("s3cret\n", "control character"), ("s3cret\rx", "control character"),

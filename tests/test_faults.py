@@ -103,6 +103,7 @@ def test_refused_credentials_pause_every_device():
         exporter = Exporter(make_config(sim.base_url, poll={"concurrency": 1}))
         now = [1_000_000.0]
         exporter.poller.clock = lambda: now[0]
+        exporter.poller.auth.clock = lambda: now[0]    # the pause runs on the monotonic clock
         exporter.poller.poll_all_once()
         parsed = scrape(exporter)
         assert value(parsed, "atess_api_auth_ok") == 0
@@ -228,6 +229,7 @@ def test_one_refusal_episode_pauses_once_not_per_device():
         exporter = Exporter(make_config(sim.base_url, poll={"concurrency": 4}))
         now = [1_000_000.0]
         exporter.poller.clock = lambda: now[0]
+        exporter.poller.auth.clock = lambda: now[0]
         exporter.poller.poll_all_once()      # several devices refused at once
         now[0] += 300                         # one interval: the pause is over
         calls = sum(sim.calls.values())

@@ -290,3 +290,39 @@ def test_a_large_fleet_decides_before_its_first_round_ends():
         assert poller.server_clock.decision.offset == 28800
         late = poller.poll_device(configured[10])
     assert abs(late.data_time - slot_start_utc(devices[10], NOW)) <= 900
+
+
+def test_probe_says_when_the_clock_rests_on_one_device_or_none(tmp_path):
+    import io
+    from datetime import date
+
+    from atess_exporter.probe.command import main
+
+    devices = [SimDevice(sn="HPS150A2312000147", model="HPS150")]
+    with Simulator(devices, token=TOKEN, clock_utc_offset_hours=-5) as sim:
+        out = io.StringIO()
+        main(["--config.file", write_config(tmp_path, sim, devices)], out=out, err=io.StringIO(),
+             today=lambda: date(2025, 6, 3))
+        assert "API servers' clock: UTC-05:00 from 1 device's latest reading (it rests on that device)" in out.getvalue()
+        sim.set_fault(devices[0].sn, "fields", fields={"time": "2001-01-01 00:00:00"})
+        out = io.StringIO()
+        main(["--config.file", write_config(tmp_path, sim, devices)], out=out, err=io.StringIO(),
+             today=lambda: date(2025, 6, 3))
+    assert "API servers' clock: not measured (no fresh latest reading); the exporter reads times as UTC" in out.getvalue()
+
+
+def test_a_device_zone_overrides_for_that_device_only():
+    clock = Clock(NOW)
+    devices = fleet(4)
+    with Simulator(devices, token=TOKEN, clock=clock, clock_utc_offset_hours=8) as sim:
+        rows = [{"sn": d.sn, "type": d.family, "model": d.model} for d in devices]
+        rows[0]["timezone"] = "GMT+8"            # right: UTC+8
+        rows[1]["timezone"] = "Etc/GMT+8"        # POSIX sign: UTC-8, 16 h off; the user asked for it
+        cfg = make_config(sim.base_url, devices=rows)
+        poller = Poller(cfg, AtessClient(cfg.api), Cache(), load_catalog(), clock=clock)
+        poller.poll_all_once()
+    parsed = scrape(poller, clock)
+    assert value(parsed, "atess_api_clock_offset_devices") == 2     # the two measured devices
+    for device in (devices[0], devices[2], devices[3]):
+        assert abs(value(parsed, "atess_device_data_timestamp_seconds", sn=device.sn) - slot_start_utc(device, NOW)) <= 900
+    assert value(parsed, "atess_device_online", sn=devices[1].sn) == 0  # 16 h in the future: refused

@@ -71,6 +71,7 @@ class Topology:
     skipped: int = 0                                         # rows refused (bad SN, no SN)
     rated_watts: dict[str, float] = field(default_factory=dict)  # sn -> the list's normalPower/nominalPower (W)
     complete: bool = True                                    # every list read to its end
+    dropped: int = 0                                         # rows over discovery.max_devices, not adopted
     unread_lists: int = 0                                    # lists left for the next refresh
 
 
@@ -242,7 +243,9 @@ CAPS = {"pages": "discovery.max_pages", "calls": "discovery.max_calls"}
 class _Walk:
     """Everything one walk of the account has found, and the lists it has still to read."""
 
-    def __init__(self) -> None:
+    def __init__(self, cap: int) -> None:
+        self.cap = cap                  # discovery.max_devices: plants, dataloggers and devices each
+        self.dropped = 0
         self.plants: dict[str, Plant] = {}
         self.datalogs: dict[str, Datalog] = {}
         self.devices: dict[str, DeviceConfig] = {}
@@ -262,6 +265,9 @@ class _Walk:
             if plant is None:   # the plant list
                 found = plant_of(row)
                 if found is not None and found.plant_id not in self.plants:
+                    if len(self.plants) >= self.cap:
+                        self.dropped += 1
+                        continue
                     self.plants[found.plant_id] = found
                     self.todo.append(_List("datalog", {LIST_KEY["datalog"]: found.plant_id}, found))
             elif datalog is None:   # a plant's datalogger list
@@ -269,6 +275,9 @@ class _Walk:
                 if logger is None:
                     self.skipped += 1
                 elif logger.sn not in self.datalogs:
+                    if len(self.datalogs) >= self.cap:
+                        self.dropped += 1
+                        continue
                     self.datalogs[logger.sn] = logger
                     self.todo.extend(_List(f, {LIST_KEY[f]: logger.sn}, plant, logger) for f in families)
             else:   # a datalogger's device list of one family
@@ -276,6 +285,9 @@ class _Walk:
                 if device is None:
                     self.skipped += 1
                 elif device.sn not in self.devices:
+                    if len(self.devices) >= self.cap:
+                        self.dropped += 1
+                        continue
                     self._device(device, datalog, row)
 
     def _device(self, device: DeviceConfig, datalog: Datalog, row: dict) -> None:
@@ -293,7 +305,7 @@ class _Walk:
         devices = tuple(sorted(self.devices.values(), key=lambda d: d.sn))
         return Topology(tuple(self.plants.values()), tuple(self.datalogs.values()), devices,
                         dict(self.firmware), dict(self.datalog_of), dict(self.lost), self.skipped, dict(self.rated),
-                        complete=not unread, unread_lists=len(unread))
+                        complete=not unread, unread_lists=len(unread), dropped=self.dropped)
 
 
 class Discovery:
@@ -311,7 +323,7 @@ class Discovery:
         """Walk the account (or continue the last walk). Raises AtessError when the credentials
         are refused, or when no list could be read at all."""
         settings = self.config.discovery
-        walk_ = self._carry or _Walk()
+        walk_ = self._carry or _Walk(settings.max_devices)
         self._carry = None
         budget = CallBudget(settings.max_calls or None, "discovery stopped after its call budget")
         unread: list[_List] = []

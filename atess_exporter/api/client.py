@@ -8,6 +8,7 @@ in the session only, and request URLs carry no secret.
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from contextlib import closing
@@ -19,7 +20,10 @@ import urllib3.exceptions
 from atess_exporter import __version__
 from atess_exporter.config import ApiConfig
 from atess_exporter.api.transport import (BadEncoding, CallScope, DeadlineAdapter, DeadlinePassed, TooLarge, read_body, redirect_hook)
-from atess_exporter.outside.text import JsonRejected, decode_text, parse_json, safe_text
+from atess_exporter.outside.text import JsonRejected, decode_text, parse_json, remember_secrets, safe_text
+
+log = logging.getLogger(__name__)
+CREDENTIALS_CHECK_SECONDS = 10.0   # how often a call looks whether a *_file credential was rotated
 
 
 class AtessError(Exception):
@@ -135,6 +139,31 @@ class AtessClient:
         })
         if api.company_type:
             self.session.headers["CompanyType"] = api.company_type
+        self._credentials_checked = time.monotonic()
+        self._credentials_error = ""
+
+    def reload_credentials(self, force: bool = False) -> bool:
+        """Re-read `*_file` credentials that changed on disk (checked at most every
+        CREDENTIALS_CHECK_SECONDS unless forced, as before backing off on a refusal);
+        True when the next call sends new ones. Never logs a value."""
+        now = time.monotonic()
+        if not force and now < self._credentials_checked + CREDENTIALS_CHECK_SECONDS:
+            return False
+        self._credentials_checked = now
+        try:
+            changed = self.api.credentials.reload()
+        except Exception as exc:     # ConfigError: the key and the file, never the value
+            if str(exc) != self._credentials_error:
+                self._credentials_error = str(exc)
+                log.warning("cannot re-read a credential file; keeping the credentials in use",
+                            extra={"fields": {"error": str(exc)}})
+            return False
+        self._credentials_error = ""
+        if changed:
+            remember_secrets(self.api.credentials.values())
+            self.session.headers["Authorization"] = self.api.credentials.authorization().reveal()
+            log.info("a credential file changed; the next calls use the new credentials")
+        return changed
 
     def close(self) -> None:
         """End the calls in flight within moments (their sockets are shut) and refuse new ones."""
@@ -143,6 +172,7 @@ class AtessClient:
 
     def get(self, path: str, params: dict[str, Any], expect: type | None = None) -> Any:
         """GET base_url+path and return the envelope's `data` (of type `expect`), or raise AtessError."""
+        self.reload_credentials()
         started = time.monotonic()
         outcome = "success"
         try:

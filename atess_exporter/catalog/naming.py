@@ -96,13 +96,19 @@ class Uncatalogued:
         self._by_field: dict[str, str] = {}            # vendor field -> metric name
         self._sources: dict[str, list[str]] = {}       # metric name -> ["family.field", ...]
 
-    def metric_name(self, family: str, field: str) -> str | None:
-        """The gauge for ``family.field`` (registering it), or None when the
-        field name has no usable characters (or the name budget is spent)."""
+    def left(self) -> int:
+        """Names that can still be made."""
+        with self._lock:
+            return self.MAX_NAMES - len(self._by_field)
+
+    def metric_name(self, family: str, field: str, new: bool = True) -> str | None:
+        """The gauge for ``family.field`` (registering it unless ``new`` is False), or
+        None when the field name has no usable characters, or a new name is not allowed
+        (``new`` False, or the name budget spent)."""
         with self._lock:
             name = self._by_field.get(field)
             if name is None:
-                if len(self._by_field) >= self.MAX_NAMES:
+                if not new or len(self._by_field) >= self.MAX_NAMES:
                     return None
                 name = self._new_name(field)
                 if name is None:

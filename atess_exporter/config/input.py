@@ -67,11 +67,12 @@ def expand_env(text: str, key: str) -> str:
 SECRET_FILE_MAX_BYTES = 64 * 1024
 
 
-def read_secret_file(path: str, key: str, name: str) -> str:
-    """A small regular UTF-8 text file's content, without the newline editors add."""
+def read_secret_file(path: str, key: str, name: str, with_identity: bool = False) -> Any:
+    """A small regular UTF-8 text file's content, without the newline editors add;
+    with_identity: (the file's identity, content), the identity to notice a change."""
     fix = f"point it at a small text file holding only the {name}"
     try:
-        with open(path, "rb") as fh:
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as fh:
             info = os.fstat(fh.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise ConfigError(f"{key}: {quoted(path)} is not a regular file; {fix}")
@@ -81,9 +82,10 @@ def read_secret_file(path: str, key: str, name: str) -> str:
     if len(data) > SECRET_FILE_MAX_BYTES:
         raise ConfigError(f"{key}: {quoted(path)} is larger than {SECRET_FILE_MAX_BYTES // 1024} KiB; {fix}")
     try:
-        return data.decode("utf-8").removeprefix("\ufeff").strip()
+        text = data.decode("utf-8").removeprefix("\ufeff").strip()
     except UnicodeDecodeError:
         raise ConfigError(f"{key}: {quoted(path)} is not UTF-8 text; {fix}") from None
+    return ((info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns), text) if with_identity else text
 
 
 def check_header_text(value: str, key: str, what: str, secret: bool = False) -> None:

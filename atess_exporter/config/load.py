@@ -24,6 +24,7 @@ def parse_config(data: Any, source: str = "config.yaml", *, min_interval: float 
     endpoints = read_endpoints(top.raw("endpoints", None))
     devices = read_devices(top.raw("devices", None), families)
     state_file = top.str("state_file", "atess-exporter-state.json") or None
+    state_file_max_bytes = top.number("state_file_max_bytes", 64 * 1024 * 1024, 1024, integer=True)
     # No devices listed: the whole account, by discovery (a config with only credentials works).
     discovery = read_discovery(Section(top.raw("discovery", None), "discovery"), families, default_enabled=not devices)
     settings = read_settings(Section(top.raw("settings", None), "settings"))
@@ -40,6 +41,7 @@ def parse_config(data: Any, source: str = "config.yaml", *, min_interval: float 
         raise ConfigError("devices: no device configured and discovery disabled; list at least one "
                           "(- sn: YKD0F1022A, type: hps_central) or remove discovery.enabled: false")
     return Config(api=api, poll=poll, devices=devices, endpoints=endpoints, source=source, state_file=state_file,
+                  state_file_max_bytes=state_file_max_bytes,
                   discovery=discovery, settings=settings, shard=shard, catalog_overrides=overrides, enums=enums,
                   history_date_format=history_format, tariffs=tariffs)
 

@@ -7,6 +7,7 @@ import base64
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from typing import Callable
 
 from atess_exporter.outside.zones import parse_zone
 
@@ -19,15 +20,34 @@ PLANT_LIST_CALLS_PER_DAY = 10
 
 
 class Secret:
-    """A credential that never prints itself: repr/str/format give a placeholder."""
+    """A credential that never prints itself: repr/str/format give a placeholder.
 
-    __slots__ = ("_value",)
+    One read from a `*_file` keeps its file, and ``reload()`` reads it again
+    when it changed (Kubernetes and systemd rotate mounted secrets in place)."""
 
-    def __init__(self, value: str):
+    __slots__ = ("_value", "_source", "_seen")
+
+    def __init__(self, value: str, source: Callable[[], tuple[object, str]] | None = None, seen: object = None):
         self._value = value
+        self._source = source      # () -> (the file's identity, its value); raises on a bad file
+        self._seen = seen          # the identity (inode, size, mtime) of what _value was read from
 
     def reveal(self) -> str:
         return self._value
+
+    def reload(self) -> bool:
+        """Read the file again if it changed; True when the value did. A file that cannot be
+        read, or holds no usable value, keeps the old value (ConfigError says why, never what)."""
+        if self._source is None:
+            return False
+        seen, value = self._source()
+        if seen == self._seen:
+            return False
+        self._seen = seen
+        if value == self._value:
+            return False
+        self._value = value
+        return True
 
     def __repr__(self) -> str:
         return "Secret('<redacted>')"
@@ -60,6 +80,21 @@ class Credentials:
             raise ValueError("atess: a token, or app_id and app_key, are required")
         pair = f"{self.app_id.reveal()}:{self.app_key.reveal()}".encode()
         return Secret(f"{self.scheme} {base64.b64encode(pair).decode()}")
+
+    def reload(self) -> bool:
+        """Re-read the `*_file` credentials that changed; True when one did. Each is read
+        even when an earlier one failed; the first failure is raised after."""
+        changed, failure = False, None
+        for secret in (self.token, self.app_id, self.app_key):
+            if secret is None:
+                continue
+            try:
+                changed = secret.reload() or changed
+            except Exception as exc:    # ConfigError: names the key and file, never the value
+                failure = failure or exc
+        if failure is not None and not changed:
+            raise failure
+        return changed
 
     def values(self) -> list[str]:
         """Every secret string, for log redaction."""
@@ -123,6 +158,7 @@ class DiscoveryConfig:
     exclude_plants: frozenset[str] = frozenset()
     max_pages: int = 50                   # pages per list and refresh when its total promises no more
     max_calls: int = 0                    # list calls per refresh; 0: whatever the account's lists need
+    max_devices: int = 20000              # devices (and plants, dataloggers) adopted; the rest dropped and counted
     concurrency: int = 8                  # lists read at a time (the pages of one list in order)
     calls_per_second: float = 10.0        # per list endpoint (assumed: the vendor documents no list rate)
 
@@ -139,6 +175,7 @@ class DiscoveryConfig:
 class SettingsConfig:
     enabled: bool = False
     refresh_seconds: float = 3600.0
+    max_keys: int = 500                   # settings kept per device; the rest dropped and counted
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")   # datetime.weekday() order
@@ -191,6 +228,7 @@ class Config:
     endpoints: dict[str, dict[str, str]] = field(default_factory=dict)
     source: str = "config.yaml"
     state_file: str | None = None          # lifetime counters' last good values; None: not kept
+    state_file_max_bytes: int = 64 * 1024 * 1024   # a larger state file is not read
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     settings: SettingsConfig = field(default_factory=SettingsConfig)
     shard: tuple[int, int] = (0, 1)        # (index, count): this replica polls its share of the SNs

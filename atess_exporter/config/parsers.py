@@ -122,6 +122,7 @@ def read_discovery(section: Section, families: set[str], default_enabled: bool =
         page_size=section.number("page_size", 100, 1, integer=True, maximum=1000),
         max_pages=section.number("max_pages", 50, 1, integer=True, maximum=10000),
         max_calls=section.number("max_calls", 0, 0, integer=True, maximum=10000000),
+        max_devices=section.number("max_devices", 20000, 1, integer=True, maximum=1000000),
         concurrency=section.number("concurrency", 8, 1, integer=True, maximum=64),
         calls_per_second=section.number("calls_per_second", 10.0, 0.01, maximum=1000),
         families=chosen,
@@ -137,6 +138,7 @@ def read_settings(section: Section) -> SettingsConfig:
         enabled=section.bool("enabled", False),
         refresh_seconds=section.number("refresh_seconds", 3600.0, 3600, maximum=7 * 86400,
                                        hint="settings are read at most hourly"),
+        max_keys=section.number("max_keys", 500, 1, integer=True, maximum=100000),
     )
     section.done()
     return settings

@@ -100,9 +100,16 @@ class Section:
         key = self.key(name)
         if path is not None:
             key = self.key(name + "_file")
-            inline = read_secret_file(path, key, name)
-            if not inline:
-                raise ConfigError(f"{key}: {quoted(path)} is empty; put the {name} in it")
+
+            def source() -> tuple[object, str]:
+                seen, text = read_secret_file(path, key, name, with_identity=True)
+                if not text:
+                    raise ConfigError(f"{key}: {quoted(path)} is empty; put the {name} in it")
+                check_header_text(text, key, f"the {name}", secret=True)
+                return seen, text
+
+            seen, inline = source()
+            return Secret(inline, source, seen)
         if inline is not None and not inline.strip():
             raise ConfigError(f"{self.key(name)}: is empty; set the credential or remove the key")
         if inline is not None:

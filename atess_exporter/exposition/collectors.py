@@ -183,6 +183,24 @@ class AuthCollector(Collector):
         yield GaugeMetricFamily("atess_api_auth_ok", "")
 
 
+class DroppedCollector(Collector):
+    """atess_exporter_input_dropped_total{limit}: API input over a documented cap
+    (discovery.max_devices, settings.max_keys...), dropped rather than kept."""
+
+    def __init__(self, cache: Cache):
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        fam = CounterMetricFamily("atess_exporter_input_dropped", "Items of API input dropped at a cap; the label names the setting to raise",
+                                  labels=("limit",))
+        for setting, count in sorted(dict(self.cache.dropped).items()):
+            fam.add_metric((setting,), float(count))
+        yield fam
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily("atess_exporter_input_dropped", "", labels=("limit",))
+
+
 class PollCollector(Collector):
     """Whether polling keeps up (emitted once the schedule runs):
 

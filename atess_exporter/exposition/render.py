@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 GZIP_MIN_BYTES = 1024       # smaller bodies are sent as they are
 IDLE_FORMAT_SECONDS = 900   # a format nobody asked for this long is dropped (its memory freed)
+MAX_SHAPES = 1024           # distinct family sets shared between devices, per collector and format
 
 class _DeviceState:
     """One PerDeviceCollector's output in one format, kept per device and family."""
@@ -135,6 +136,8 @@ class _DeviceState:
             if key not in pieces:
                 changes.setdefault(key, {})[i] = b""
         shape = tuple(pieces)
+        if len(self._shapes) >= MAX_SHAPES and shape not in self._shapes:
+            self._shapes.clear()        # payloads whose field sets keep varying: share less, never grow
         self.keys[i] = self._shapes.setdefault(shape, shape)   # devices of one kind share one tuple
         self.snaps[i] = dev
         self.windows[i] = (window.lo, window.hi)

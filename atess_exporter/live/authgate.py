@@ -3,11 +3,15 @@
 The pause starts at `base` seconds and doubles with each refusal, up to an
 hour; the first call after the pause is the probe. The gate publishes whether
 the API accepts the credentials to the store (atess_api_auth_ok reads it there).
+The pause is a duration, so it runs on the monotonic clock: a wall-clock step
+(NTP, a VM resumed) neither stretches a 5 s pause into a day nor cuts it short.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from typing import Callable
 
 from atess_exporter.live.store import Cache
 
@@ -15,9 +19,10 @@ from atess_exporter.live.store import Cache
 class AuthGate:
     MAX_PAUSE = 3600.0
 
-    def __init__(self, base: float, store: Cache):
+    def __init__(self, base: float, store: Cache, clock: Callable[[], float] = time.monotonic):
         self.base = base
         self.store = store
+        self.clock = clock
         self._failures = 0
         self._until = 0.0
         self._lock = threading.Lock()
@@ -27,12 +32,13 @@ class AuthGate:
         """None until the API has answered once."""
         return self.store.auth_ok
 
-    def blocked(self, now: float) -> bool:
+    def blocked(self) -> bool:
         with self._lock:
-            return now < self._until
+            return self.clock() < self._until
 
-    def failed(self, now: float) -> float:
+    def failed(self) -> float:
         """A refusal: the pause (seconds) from now until the next call may try again."""
+        now = self.clock()
         with self._lock:
             self.store.auth_ok = False
             if now < self._until:  # another call of the same episode: no extra doubling
@@ -41,6 +47,15 @@ class AuthGate:
             self._failures += 1
             self._until = now + pause
             return pause
+
+    def refused(self, client: object) -> float | None:
+        """A refusal: first re-read rotated `*_file` credentials (the refusal may be the old
+        token's); when they changed, no pause (None), the next call tries the new ones;
+        else the pause, as failed()."""
+        reload = getattr(client, "reload_credentials", None)
+        if reload is not None and reload(force=True):
+            return None
+        return self.failed()
 
     def succeeded(self) -> None:
         with self._lock:

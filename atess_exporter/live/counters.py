@@ -9,29 +9,47 @@ measured clock), in one atomic write.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, Callable
 
-from atess_exporter.live.state import load_state, save_state
+from atess_exporter.live.state import MAX_STATE_BYTES, load_state, save_state, section
+from atess_exporter.outside.text import valid_sn
 from atess_exporter.readings.counterguard import CounterGuard
+
+log = logging.getLogger(__name__)
 
 STATE_SAVE_SECONDS = 60.0
 
 
 class CounterState:
-    def __init__(self, confirm_polls: int, state_file: str | None):
+    def __init__(self, confirm_polls: int, state_file: str | None, max_bytes: int = MAX_STATE_BYTES):
         self.confirm_polls = confirm_polls
         self.state_file = state_file
         self.guards: dict[str, CounterGuard] = {}
         self._lock = threading.Lock()
         self._saved = time.monotonic()
+        now = time.time()
+        rows_dropped = 0
+
+        def entry(sn: str, state: object) -> CounterGuard:
+            nonlocal rows_dropped
+            if not valid_sn(sn) or not isinstance(state, (dict, list)):
+                raise ValueError("not a device's counter state")
+            if isinstance(state, dict) and not isinstance(state.get("tracks", []), list):
+                raise ValueError("tracks: not a list")
+            guard = CounterGuard.restore(state, confirm_polls, now)
+            rows_dropped += guard.damaged
+            return guard
+
+        # Discovered devices are not known yet: keep every valid one.
         self.sections: list[Callable[[], dict[str, Any]]] = []   # other parts' state, saved alongside
-        self.loaded = load_state(state_file)                     # the whole file as read, for those parts
-        counters = self.loaded.get("counters", {})
-        if isinstance(counters, dict):
-            for sn, state in counters.items():  # discovered devices are not known yet: keep all
-                self.guards[str(sn)] = CounterGuard.restore(state, confirm_polls)
+        self.loaded = load_state(state_file, max_bytes)          # the whole file as read, for those parts
+        self.guards.update(section(self.loaded, "counters", entry, state_file))
+        if rows_dropped:
+            log.warning("state file counter rows damaged, dropped (those counters start fresh)",
+                        extra={"fields": {"path": state_file, "dropped": rows_dropped}})
 
     def guard_for(self, sn: str, rated_watts: float | None) -> CounterGuard:
         guard = self.guards.setdefault(sn, CounterGuard(self.confirm_polls))

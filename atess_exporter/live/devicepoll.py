@@ -24,9 +24,11 @@ from atess_exporter.live.store import Cache, DeviceSnapshot
 from atess_exporter.live.readingtimes import ReadingTimes
 from atess_exporter.readings.counterguard import guard_samples
 from atess_exporter.readings.payload import Reading, read_payload
-from atess_exporter.readings.devicesettings import read_device_settings
+from atess_exporter.readings.devicesettings import DeviceSettings, read_device_settings
 
 log = logging.getLogger(__name__)
+
+TEXT_CHANGES_LIMIT = 3    # changes of a text setting's value before it is left out of labels
 
 
 class DevicePoll:
@@ -43,6 +45,7 @@ class DevicePoll:
         self.times = times     # places each reading in time (the servers' clock)
         self._rate_limited: dict[str, int] = {}  # consecutive rate-limit answers per device
         self._watts_warned: set[tuple[str, str]] = set()   # (sn, field) already warned about
+        self._text_changes: dict[tuple[str, str], tuple[str, int]] = {}   # (sn, setting) -> (last text, changes)
 
     def latest(self, client: AtessClient, device: DeviceConfig, clock: Callable[[], float]) -> DeviceSnapshot:
         """One latest-data poll for one device; the store gets the result either way."""
@@ -55,7 +58,7 @@ class DevicePoll:
     def _latest(self, client: AtessClient, device: DeviceConfig, clock: Callable[[], float]) -> DeviceSnapshot:
         now = clock()
         previous = self.store.get(device.sn) or DeviceSnapshot(device.sn, device.type, device.model or "unknown")
-        if self.auth.blocked(now):
+        if self.auth.blocked():
             return self._write(device.sn, lambda current: (current or previous).failed(
                 now, "not polled: the API refused the credentials; backing off"))
         path = self.config.endpoint(device.type, "latest")
@@ -64,7 +67,7 @@ class DevicePoll:
         except AtessError as exc:
             if self.stop.is_set():  # a call cut short by the exporter stopping says nothing of the device
                 return previous
-            self._failed(device.sn, exc, now)
+            self._failed(client, device.sn, exc)
             error = str(exc)
             return self._write(device.sn, lambda current: (current or previous).failed(now, error))
         else:
@@ -73,6 +76,11 @@ class DevicePoll:
             model = device.model or previous.model
             reading = read_payload(self.catalog.families[device.type], payload, model, self._listed_rating(device.sn))
             self._report(device, model, reading)
+            if self.store.count_dropped("uncatalogued_names", reading.uncatalogued_dropped):
+                log.warning("uncatalogued fields not exported: one answer may name at most a quarter of the names "
+                            "left, the exporter 2,000 in all (atess_exporter_input_dropped_total{limit=\"uncatalogued_names\"}); "
+                            "map the real ones in catalog_overrides", extra={"fields": {
+                                "sn": device.sn, "fields": ",".join(reading.uncatalogued_fields[:8])}})
             guard = self.counters.guard_for(device.sn, reading.rated_watts)
             glitches_before = guard.glitches
             samples = guard_samples(guard, self.catalog, reading.samples, clock())
@@ -100,16 +108,39 @@ class DevicePoll:
 
     def settings(self, client: AtessClient, device: DeviceConfig, clock: Callable[[], float]) -> None:
         """Read-only: GET the device's settings. Nothing here ever writes to the API."""
-        if self.auth.blocked(clock()):
+        if self.auth.blocked():
             return
         try:
             data = client.get(self.config.endpoint(device.type, "settings"), {"deviceSn": device.sn}, expect=dict)
         except AtessError as exc:
             if isinstance(exc, AuthError):
-                self.auth.failed(clock())
+                self.auth.refused(client)
             log.warning("settings read failed", extra={"fields": {"sn": device.sn, "outcome": exc.outcome, "error": str(exc)}})
             return
-        self.store.put_device_settings(device.sn, read_device_settings(data))
+        settings = read_device_settings(data, self.config.settings.max_keys)
+        if self.store.count_dropped("settings.max_keys", settings.dropped):
+            log.warning("a settings answer has more keys than settings.max_keys; the rest are dropped "
+                        "(atess_exporter_input_dropped_total); raise settings.max_keys if they are real",
+                        extra={"fields": {"sn": device.sn, "keys": len(settings.numbers) + len(settings.texts) + settings.dropped,
+                                          "max_keys": self.config.settings.max_keys}})
+        self.store.put_device_settings(device.sn, self._steady_texts(device.sn, settings))
+
+    def _steady_texts(self, sn: str, settings: DeviceSettings) -> DeviceSettings:
+        """A text setting is a label value of atess_setting_info: one whose text keeps
+        changing (a clock, a counter sent as text) would start a new series on every read.
+        After TEXT_CHANGES_LIMIT changes it is left out, with one warning naming it."""
+        texts = {}
+        for key, text in settings.texts.items():
+            last, changes = self._text_changes.get((sn, key), (text, 0))
+            if text != last and changes < TEXT_CHANGES_LIMIT:
+                changes += 1
+                if changes == TEXT_CHANGES_LIMIT:
+                    log.warning("a text setting keeps changing; no longer exported as a label (it would start a new "
+                                "series on every read)", extra={"fields": {"sn": sn, "setting": key, "changes": changes}})
+            self._text_changes[(sn, key)] = (text, changes)
+            if changes < TEXT_CHANGES_LIMIT:
+                texts[key] = text
+        return replace(settings, texts=texts)
 
     def _report(self, device: DeviceConfig, model: str, reading: Reading) -> None:
         """One debug line per withheld value; one warning per field whose value looks like W, not kW."""
@@ -144,10 +175,14 @@ class DevicePoll:
         """The latest data, retried by the retry policy (api/retry.py); a stop ends the wait."""
         return self.retry.call(lambda: client.latest(path, sn), self.stop.wait, {"sn": sn})
 
-    def _failed(self, sn: str, exc: AtessError, now: float) -> None:
+    def _failed(self, client: AtessClient, sn: str, exc: AtessError) -> None:
         fields: dict[str, Any] = {"sn": sn, "outcome": exc.outcome, "error": str(exc)}
         if isinstance(exc, AuthError):
-            pause = self.auth.failed(now)
+            pause = self.auth.refused(client)
+            if pause is None:
+                log.warning("API refused the credentials; a credential file has changed since, retrying with it",
+                            extra={"fields": fields})
+                return
             log.error("API refused the credentials; pausing all polls",
                       extra={"fields": {**fields, "pause_seconds": round(pause)}})
             return
@@ -162,3 +197,5 @@ class DevicePoll:
 
     def forget(self, sn: str) -> None:
         self._rate_limited.pop(sn, None)
+        for key in [k for k in self._text_changes if k[0] == sn]:
+            del self._text_changes[key]

@@ -52,11 +52,16 @@ class Fleet:
             topology = merged(self._discovery.refresh(), self.store.topology)
         except AtessError as exc:
             if isinstance(exc, AuthError):
-                auth.failed(now)
+                auth.refused(client)
             log.warning("discovery failed; keeping the known devices",
                         extra={"fields": {"outcome": exc.outcome, "error": str(exc)}})
             return None
         auth.succeeded()
+        if self.store.count_dropped("discovery.max_devices", topology.dropped):
+            log.warning("the account lists more devices, plants or dataloggers than discovery.max_devices; "
+                        "the rest are not polled (atess_exporter_input_dropped_total); raise discovery.max_devices "
+                        "if the account is really this large",
+                        extra={"fields": {"dropped": topology.dropped, "max_devices": self.config.discovery.max_devices}})
         self.store.topology, self.saved_at = topology, now
         return topology
 

@@ -46,7 +46,8 @@ class Poller:
         self._stop = threading.Event()
         self.discovered = threading.Event()  # set once the first discovery has run (or failed)
         self.auth = AuthGate(config.poll.auth_backoff_seconds or config.poll.interval_seconds, cache)
-        self.counters = CounterState(config.poll.counter_reset_confirm_polls, config.state_file)
+        self.counters = CounterState(config.poll.counter_reset_confirm_polls, config.state_file,
+                                     config.state_file_max_bytes)
         self.fleet = Fleet(config, catalog, cache)
         self.times = ReadingTimes(config, cache, self.fleet.devices,
                                   remembered_offset(self.counters.loaded.get("clock"), config.state_file))

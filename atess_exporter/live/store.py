@@ -146,6 +146,7 @@ class Cache:
         self._log: deque[tuple[int, str | None]] = deque(maxlen=self.CHANGE_LOG)
         self.topology: Topology | None = None   # None until discovery has read the account
         self.auth_ok: bool | None = None        # None until the API has answered once
+        self.dropped: dict[str, int] = {}       # setting that capped it -> items dropped (API input over a limit)
         self.poll_stats: PollStats | None = None  # None until the schedule runs
         self.api_clock: tuple[float, int] | None = None  # (offset of the servers' clock in use, devices agreeing)
 
@@ -169,6 +170,16 @@ class Cache:
                     return None
                 out.add(sn)
             return out
+
+    def count_dropped(self, setting: str, count: int) -> bool:
+        """Items of API input dropped at the cap `setting`; True the first time for that
+        setting (the caller warns once, naming it)."""
+        if count <= 0:
+            return False
+        with self._lock:
+            first = setting not in self.dropped
+            self.dropped[setting] = self.dropped.get(setting, 0) + count
+            return first
 
     def put(self, snapshot: DeviceSnapshot) -> None:
         with self._lock:

@@ -31,8 +31,13 @@ MAX_QUOTED = 512
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# C0/C1 controls, DEL, and the line/paragraph separators some terminals and log shippers break on.
-CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# C0/C1 controls, DEL, the line/paragraph separators some terminals and log shippers break on,
+# and the invisible format characters that reorder or hide text (bidi embeddings, overrides
+# and isolates, the Arabic letter mark, zero-width spaces and joiners, word joiner and
+# invisible operators, BOM, soft hyphen, tag characters): with them a plant name in a label
+# or on the landing page can be made to read backwards or to look like another.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
+                     "\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]")
 
 
 class JsonRejected(ValueError):
@@ -132,6 +137,18 @@ def secret_spellings(secret: str) -> set[str]:
     return {s for s in out if len(s) >= 4}
 
 
+_rotated: set[str] = set()     # credentials read from a rotated *_file after start-up
+_rotated_version = 0
+
+
+def remember_secrets(secrets: Iterable[str]) -> None:
+    """Credentials that appeared after start-up (a rotated *_file): every Redactor masks
+    them from now on, the log filter's and the landing page's included."""
+    global _rotated_version
+    _rotated.update(v for s in secrets if s for v in secret_spellings(s))
+    _rotated_version += 1
+
+
 class Redactor:
     """Replaces given texts wherever they appear: secrets by REDACTED, in every
     spelling of secret_spellings, or each text by its own replacement. Texts
@@ -140,13 +157,22 @@ class Redactor:
     nothing of it behind."""
 
     def __init__(self, texts: Iterable[str] | Mapping[str, str]):
+        self._secrets = not isinstance(texts, Mapping)    # credentials: rotated ones are masked too
         if not isinstance(texts, Mapping):
             texts = {v: REDACTED for t in texts if t for v in secret_spellings(t)}
+        self._own = dict(texts)
+        self._version = _rotated_version
+        self._build(self._own)
+
+    def _build(self, texts: Mapping[str, str]) -> None:
         self.replacements = {t: r for t, r in texts.items() if len(t) >= 4}
         ordered = sorted(self.replacements, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     def scrub(self, text: str) -> str:
+        if self._secrets and self._version != _rotated_version:   # a credential was rotated since
+            self._version = _rotated_version
+            self._build({**self._own, **{v: REDACTED for v in _rotated}})
         if self._pattern is None:
             return text
         return self._pattern.sub(lambda m: self.replacements[m.group(0)], text)

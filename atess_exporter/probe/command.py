@@ -229,9 +229,13 @@ def what_values_suggest(payload: Mapping) -> list[str]:
 def clock_line(clock: ServerClock) -> str:
     """What the latest readings say about the zone the servers write `time` in."""
     d = clock.decision
-    measured = (f"{offset_text(d.offset)} from {d.agreeing} of {d.voting} device{'s' if d.voting != 1 else ''}' latest readings"
-                if d.offset is not None else
-                f"not measured ({d.voting} fresh readings disagree)" if d.voting else "not measured (no fresh latest reading)")
+    if d.offset is None:
+        measured = (f"not measured ({d.voting} fresh readings disagree)" if d.voting
+                    else "not measured (no fresh latest reading)")
+    elif d.voting == 1:
+        measured = f"{offset_text(d.offset)} from 1 device's latest reading (it rests on that device)"
+    else:
+        measured = f"{offset_text(d.offset)} from {d.agreeing} of {d.voting} devices' latest readings"
     if clock.zone is not None:
         return f"API servers' clock: atess.timezone {zone_name(clock.zone)} (configured); measured: {measured}\n"
     used = "" if d.offset is not None else "; the exporter reads times as UTC until it measures one, set atess.timezone to be sure"
@@ -287,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config.file", dest="config_file", default=os.environ.get("ATESS_CONFIG_FILE", "config.yaml"),
                    metavar="PATH", help="configuration file (default: %(default)s) [env ATESS_CONFIG_FILE]")
     p.add_argument("--save", metavar="DIR", type=Path, default=None,
-                   help="write every answer, redacted (SNs, plant names and ids hashed), as JSON files into DIR")
+                   help="write every answer, redacted (only measurements, codes and list shapes kept, identifiers hashed, all other text and the credentials removed), as JSON files into DIR")
     return p
 
 

@@ -63,6 +63,7 @@ class CounterGuard:
     confirm_polls: int = 3
     rated_watts: float | None = None   # the device's nameplate power; None: unknown
     glitches: int = 0
+    damaged: int = 0                   # rows of a restored state that were damaged and dropped
     _tracks: dict[Hashable, _Track] = field(default_factory=dict)
 
     def max_rate(self, key: Hashable) -> float | None:
@@ -85,6 +86,13 @@ class CounterGuard:
         (Unix seconds; None skips the rise check), or None to expose nothing.
         `live`: other totals of the same reading are positive (see live())."""
         track = self._tracks.get(key)
+        if track is not None and at is not None:
+            # A time after `at` was read with a clock ahead (or the clock stepped back):
+            # the elapsed time is unknown, so it counts from now rather than never.
+            if track.since is not None and track.since > at:
+                track.since = at
+            if track.pending_at is not None and track.pending_at > at:
+                track.pending_at = at
         if value == 0 and live and (track is None or track.value == 0):
             if track is None:
                 self._tracks[key] = _Track(0.0, since=at)
@@ -140,18 +148,22 @@ class CounterGuard:
         return {"glitches": self.glitches, "tracks": self.dump()}
 
     @classmethod
-    def restore(cls, state: Any, confirm_polls: int) -> "CounterGuard":
+    def restore(cls, state: Any, confirm_polls: int, now: float | None = None) -> "CounterGuard":
         """A guard from `state()`'s output; also from a bare track list (the live
-        state file before glitches were kept) and from nothing (a fresh guard)."""
+        state file before glitches were kept) and from nothing (a fresh guard).
+        Damaged rows are dropped and counted in `damaged`; times after `now` are
+        not believed (see load)."""
         guard = cls(confirm_polls=confirm_polls)
         if isinstance(state, dict):
             try:
-                guard.glitches = max(int(state.get("glitches", 0)), 0)
+                guard.glitches = max(_count(state.get("glitches", 0)), 0)
             except (TypeError, ValueError, OverflowError):
-                pass
+                guard.damaged += 1
             state = state.get("tracks")
         if isinstance(state, list):
-            guard.load(state)
+            guard.damaged += guard.load(state, now)
+        elif state is not None:
+            guard.damaged += 1
         return guard
 
     def dump(self) -> list[list]:
@@ -161,26 +173,56 @@ class CounterGuard:
         return [[list(_flatten(k)), t.value, t.pending, t.pending_last, t.since, t.pending_at]
                 for k, t in self._tracks.items()]
 
-    def load(self, rows: list) -> None:
+    def load(self, rows: Any, now: float | None = None) -> int:
+        """Restore dump()'s rows; returns how many were damaged and dropped. A time
+        later than `now` (+ SLACK_SECONDS) was saved with a clock ahead: unknown."""
+        if not isinstance(rows, (list, tuple)):
+            raise TypeError("counter rows: expected a list")
+        dropped = 0
         for row in rows:
             try:
-                parts, value, *rest = row
-                value = float(value)
-                count, last = (int(rest[0]), float(rest[1])) if len(rest) >= 2 else (0, 0.0)
-                since = _time(rest[2]) if len(rest) >= 3 else None
-                pending_at = _time(rest[3]) if len(rest) >= 4 else None
-                key = _unflatten(parts)
+                key, track = _row(row, now)
             except (TypeError, ValueError, OverflowError):
-                continue  # a damaged row: that counter starts fresh
-            if usable(value):  # not 0: an old file may hold a 0 taken as a reset before these rules
-                self._tracks[key] = _Track(value, max(count, 0), last, since, pending_at)
+                dropped += 1    # that counter starts fresh
+                continue
+            if usable(track.value):  # not 0: an old file may hold a 0 taken as a reset before these rules
+                self._tracks[key] = track
+        return dropped
 
 
-def _time(value: object) -> float | None:
+def _row(row: Any, now: float | None) -> tuple[tuple, _Track]:
+    """One dump() row, validated: [[name, [label values...]], value, pending, pending_last, since, pending_at]."""
+    if not isinstance(row, list) or not 2 <= len(row) <= 6:
+        raise ValueError("not a counter row")
+    parts, value, *rest = row
+    if (not isinstance(parts, list) or len(parts) != 2 or not isinstance(parts[0], str)
+            or not isinstance(parts[1], list) or not all(isinstance(v, str) for v in parts[1])):
+        raise ValueError("not a (metric, labels) key")
+    count, last = (_count(rest[0]), _number(rest[1])) if len(rest) >= 2 else (0, 0.0)
+    since = _time(rest[2], now) if len(rest) >= 3 else None
+    pending_at = _time(rest[3], now) if len(rest) >= 4 else None
+    return (parts[0], tuple(parts[1])), _Track(_number(value), count, last, since, pending_at)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError("not a number")
+    return float(value)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 31:
+        raise ValueError("not a count")
+    return value
+
+
+def _time(value: object, now: float | None = None) -> float | None:
     if value is None:
         return None
-    number = float(value)  # type: ignore[arg-type]
-    return number if math.isfinite(number) else None
+    number = _number(value)
+    if now is not None and number > now + SLACK_SECONDS:
+        return None
+    return number
 
 
 def _flatten(key: Hashable) -> tuple:

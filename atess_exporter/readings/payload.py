@@ -18,6 +18,8 @@ from atess_exporter.catalog.models import rated_power_watts
 Samples = dict[str, tuple[tuple[tuple[str, ...], float], ...]]
 
 MAX_UNCATALOGUED = 256           # uncatalogued numbers exported per payload
+NEW_NAMES_SHARE = 4              # one payload may make at most 1/4 of the uncatalogued names left:
+                                 # no hostile answer spends the budget (Uncatalogued.MAX_NAMES) alone
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Reading:
     kilo_suspects: tuple[str, ...] = ()   # kW fields whose value looks like W (1,000x too large)
     rated_watts: float | None = None      # the rating the values were checked against
     uncatalogued_fields: tuple[str, ...] = ()   # their names, as sent
+    uncatalogued_dropped: int = 0   # of those, not exported: no name left for them (or no usable name)
 
 
 def _split_packed(family: FamilyCatalog, payload: Mapping) -> Mapping:
@@ -109,7 +112,8 @@ def read_payload(family: FamilyCatalog, payload: Mapping, model: str | None = No
             word = int(number)
             rows = grouped.setdefault(fmap.fault_metric.name, [])
             rows.extend((fmap.label_values + (name,), 1.0) for bit, name in fmap.faults if word >> bit & 1)
-    extra = 0
+    extra = made = refused = 0
+    allowance = fam.uncatalogued.left() // NEW_NAMES_SHARE
     names: list[str] = []
     for name, raw in payload.items():
         if name in fam.fields or name in fam.skip or isinstance(raw, bool):
@@ -121,15 +125,21 @@ def read_payload(family: FamilyCatalog, payload: Mapping, model: str | None = No
         if extra > MAX_UNCATALOGUED:
             continue  # one device's odd payload must not flood the exposition
         names.append(name)
-        metric = fam.uncatalogued.metric_name(fam.name, name)
-        if metric is not None:
-            grouped.setdefault(metric, []).append(((), number))
+        metric = fam.uncatalogued.metric_name(fam.name, name, new=False)
+        if metric is None and made < allowance:
+            metric = fam.uncatalogued.metric_name(fam.name, name)
+            made += metric is not None
+        if metric is None:
+            refused += 1
+            continue
+        grouped.setdefault(metric, []).append(((), number))
     lost = payload.get("lost")
     return Reading(samples={name: tuple(rows) for name, rows in grouped.items() if rows},
                    implausible=tuple(implausible), unusable=unusable,
                    catalogued=sum(1 for name in payload if name in fam.fields), uncatalogued=extra,
                    lost=lost if isinstance(lost, bool) else None, variant=fam.variant,
-                   kilo_suspects=tuple(suspects), rated_watts=rated, uncatalogued_fields=tuple(names))
+                   kilo_suspects=tuple(suspects), rated_watts=rated, uncatalogued_fields=tuple(names),
+                   uncatalogued_dropped=refused)
 
 
 def payload_samples(family: FamilyCatalog, payload: Mapping, model: str | None = None,
