@@ -49,9 +49,12 @@ RUN useradd --system --uid 10036 --gid 0 --home-dir /var/lib/atess-exporter \
     && chmod 0770 /var/lib/atess-exporter
 COPY --from=build /opt/venv /opt/venv
 COPY deploy/container/config.yaml /etc/atess-exporter/config.yaml
+# MALLOC_ARENA_MAX=2: glibc's per-thread arenas (one per poll worker) held a quarter of the
+# memory: 10,000 devices measured 431 MB RSS without, 325 MB with (benchmarks/realpath.py memory).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    MALLOC_ARENA_MAX=2 \
     ATESS_CONFIG_FILE=/etc/atess-exporter/config.yaml
 WORKDIR /var/lib/atess-exporter
 USER 10036:0

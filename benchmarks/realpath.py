@@ -161,11 +161,12 @@ PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/ope
                      "text/plain;version=0.0.4;q=0.5,*/*;q=0.1", "text/plain;version=1.0.0;escaping=allow-utf-8")
 
 
-def prometheus_scrape(url: str) -> int:
-    """One scrape as each Prometheus version makes it (gzip); the bytes received."""
+def prometheus_scrape(url: str, clients: int = 1) -> int:
+    """One scrape as Prometheus 2 makes it (gzip), and as Prometheus 3 with `clients` 2 (each
+    format the exporter serves keeps its own rendered pieces); the bytes received."""
     split = urlsplit(url)
     size = 0
-    for accept in PROMETHEUS_ACCEPT:
+    for accept in PROMETHEUS_ACCEPT[:clients]:
         conn = http.client.HTTPConnection(split.hostname, split.port, timeout=120)
         conn.request("GET", split.path, headers={"Accept": accept, "Accept-Encoding": "gzip"})
         size += len(conn.getresponse().read())
@@ -263,12 +264,12 @@ def memory(args) -> list[dict]:
                         time.sleep(2)
                     swept = time.monotonic() - exporter.started
                     for _ in range(3):
-                        prometheus_scrape(url)
+                        prometheus_scrape(url, args.clients)
                     after_sweep = rss_mb(exporter.proc.pid)
                     peak, end = after_sweep, time.monotonic() + args.churn
                     while time.monotonic() < end:
                         time.sleep(15)
-                        prometheus_scrape(url)
+                        prometheus_scrape(url, args.clients)
                         peak = max(peak, rss_mb(exporter.proc.pid))
                     last = rss_mb(exporter.proc.pid)
                     polls = fake.get("/_stats")["calls"].get("latest", 0)
@@ -279,7 +280,8 @@ def memory(args) -> list[dict]:
         goal = 50 + 40 * n / 1024
         rows.append({"devices": n, "sweep_s": round(swept), "rss_after_sweep_mb": round(after_sweep, 1),
                      "rss_churn_max_mb": round(peak, 1), "rss_churn_end_mb": round(last, 1),
-                     "churn_s": args.churn, "polls": polls, "goal_mb": round(goal, 1),
+                     "churn_s": args.churn, "polls": polls, "scrapers": args.clients,
+                     "malloc_arena_max": args.malloc_arena_max or "glibc default", "goal_mb": round(goal, 1),
                      "kib_per_device_above_50mb": round(max(peak - 50, 0) * 1024 / n, 1),
                      "within_goal": peak <= goal})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
@@ -305,6 +307,7 @@ def main() -> None:
     m.add_argument("--devices", default="1000,5000,10000")
     m.add_argument("--latency", type=float, default=0.05)
     m.add_argument("--churn", type=float, default=600, help="seconds of polling and scraping after the sweep")
+    m.add_argument("--clients", type=int, default=1, choices=(1, 2), help="1: Prometheus 2's headers; 2: also Prometheus 3's")
     m.add_argument("--malloc-arena-max", type=int, default=0, help="run the exporter with MALLOC_ARENA_MAX=N")
     args = parser.parse_args()
     args.env = {"MALLOC_ARENA_MAX": str(args.malloc_arena_max)} if getattr(args, "malloc_arena_max", 0) else None

@@ -52,8 +52,8 @@ def test_saved_call_times_are_checked_against_the_present():
     now = 1_000_000.0
     raw = {"OK1": now - 100, "FUTURE": now + 86400, "OLD": now - 10_000, "bad sn\n": now, "NAN": float("nan"),
            "TRUE": True, "TEXT": "yesterday"}
-    waits = lastcalls.load(raw, now, 302)
+    waits = lastcalls.load({lastcalls.SECTION: raw}, now, 302)
     assert waits == {"OK1": 202, "FUTURE": 302}, \
         "a time in the future waits one whole interval; an old one needs no wait; junk is ignored"
-    assert lastcalls.load(["not", "a", "mapping"], now, 302) == {}
-    assert lastcalls.load(None, now, 302) == {}
+    assert lastcalls.load({lastcalls.SECTION: ["not", "a", "mapping"]}, now, 302) == {}
+    assert lastcalls.load({}, now, 302) == {}

@@ -52,7 +52,8 @@ def test_unit_is_sandboxed_and_reads_the_token_as_a_credential():
     assert one["Service.SocketBindAllow"] == f"tcp:{port}"
     # no secret on the command line or in the environment
     assert "token" not in one["Service.ExecStart"].lower()
-    assert not any(k.startswith("Service.Environment") for k in s)
+    environment = [v for k, values in s.items() if k.startswith("Service.Environment") for v in values]
+    assert all(re.fullmatch(r"MALLOC_ARENA_MAX=[0-9]+", v) for v in environment), environment
 
 
 def installed_copy(tmp_path: Path) -> Path:

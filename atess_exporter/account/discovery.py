@@ -265,8 +265,7 @@ class _Walk:
             if plant is None:   # the plant list
                 found = plant_of(row)
                 if found is not None and found.plant_id not in self.plants:
-                    if len(self.plants) >= self.cap:
-                        self.dropped += 1
+                    if not self._admits(self.plants):
                         continue
                     self.plants[found.plant_id] = found
                     self.todo.append(_List("datalog", {LIST_KEY["datalog"]: found.plant_id}, found))
@@ -275,8 +274,7 @@ class _Walk:
                 if logger is None:
                     self.skipped += 1
                 elif logger.sn not in self.datalogs:
-                    if len(self.datalogs) >= self.cap:
-                        self.dropped += 1
+                    if not self._admits(self.datalogs):
                         continue
                     self.datalogs[logger.sn] = logger
                     self.todo.extend(_List(f, {LIST_KEY[f]: logger.sn}, plant, logger) for f in families)
@@ -285,10 +283,16 @@ class _Walk:
                 if device is None:
                     self.skipped += 1
                 elif device.sn not in self.devices:
-                    if len(self.devices) >= self.cap:
-                        self.dropped += 1
+                    if not self._admits(self.devices):
                         continue
                     self._device(device, datalog, row)
+
+    def _admits(self, table: dict) -> bool:
+        """Whether one more find fits `table` under the cap; a find over it is counted as dropped."""
+        if len(table) >= self.cap:
+            self.dropped += 1
+            return False
+        return True
 
     def _device(self, device: DeviceConfig, datalog: Datalog, row: dict) -> None:
         sn = device.sn

@@ -58,7 +58,7 @@ class Poller:
         self.scheduler = Scheduler(config, self, self._stop, cache)
         # each device's last call survives a restart beside the counters (live/lastcalls.py)
         wait = config.poll.interval_seconds + config.poll.margin_seconds
-        self.scheduler.resume(lastcalls.load(self.counters.loaded.get(lastcalls.SECTION), time.time(), wait))
+        self.scheduler.resume(lastcalls.load(self.counters.loaded, time.time(), wait, config.state_file))
         self.counters.sections.append(
             lambda: {lastcalls.SECTION: lastcalls.dump(self.scheduler.calls_of(self.devices))})
         self._discovery_due = 0.0   # monotonic
