@@ -1,4 +1,8 @@
-"""Wires the pieces: config -> client -> poller -> store -> collectors -> registry."""
+"""The one wiring: config -> client -> poller -> store -> collectors -> registry -> HTTP server.
+
+cli.py parses the command line and runs the process's life (signals, start, stop);
+every piece the exporter is made of is built here.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from atess_exporter.exposition.collectors import (AuthCollector, BuildInfoCollec
 from atess_exporter.exposition.tariffs import TariffCollector
 from atess_exporter.live.poller import Poller
 from atess_exporter.live.store import Cache
+from atess_exporter.web.server import MetricsServer
+from atess_exporter.web.status import StatusPages
 
 # `_created` series double the output and no dashboard or rule here uses them.
 disable_created_metrics()
@@ -47,6 +53,14 @@ class Exporter:
         self.registry.register(TopologyCollector(self.cache, config.shard))
         self.registry.register(SettingsCollector(self.cache))
         self.registry.register(TariffCollector(config, self.cache))
+
+    def web_server(self, listen_address: str, telemetry_path: str, *, web_config_file: str | None,
+                   max_connections: int | None, max_auth_checks: int, demo: bool) -> MetricsServer:
+        """/metrics over this registry, and the status pages over this store."""
+        status = StatusPages(self.cache, self.config.poll, self.catalog, self.config.api.credentials.values(), demo)
+        return MetricsServer(self.registry, listen_address, telemetry_path, web_config_file=web_config_file,
+                             max_connections=max_connections, max_auth_checks=max_auth_checks,
+                             landing_extra=status)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

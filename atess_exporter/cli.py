@@ -223,8 +223,6 @@ def _run(args: argparse.Namespace, stopping: StopSignals | None) -> int:
         return 0
     setup_logging(_level(args.log_level), args.log_format, secrets=config.api.credentials.values())
     from atess_exporter.app import Exporter
-    from atess_exporter.web.status import StatusPages
-    from atess_exporter.web.server import MetricsServer
 
     exporter = Exporter(config)
     try:
@@ -233,11 +231,9 @@ def _run(args: argparse.Namespace, stopping: StopSignals | None) -> int:
             sys.stdout.write(exporter.exposition().decode())
             return 0 if any(s.up for s in snaps) else 1
         try:
-            server = MetricsServer(exporter.registry, args.listen_address, args.telemetry_path,
-                                   web_config_file=args.web_config_file, max_connections=args.max_connections,
-                                   max_auth_checks=args.max_auth_checks,
-                                   landing_extra=StatusPages(exporter.cache, config.poll, exporter.catalog,
-                                                             config.api.credentials.values(), args.demo))
+            server = exporter.web_server(args.listen_address, args.telemetry_path,
+                                         web_config_file=args.web_config_file, max_connections=args.max_connections,
+                                         max_auth_checks=args.max_auth_checks, demo=args.demo)
         except (OSError, ValueError) as exc:
             from atess_exporter.web.webconfig import WebConfigError
 
