@@ -1,13 +1,17 @@
 """Fixtures shared by the test files, and the check behind the tool markers.
 Helpers (config, clock, waiting, certificates...) are in support.py."""
 
+import re
+
 import pytest
+import responses
 import yaml
 from prometheus_client import CollectorRegistry
 
 from atess_exporter.simulator import Simulator, demo_devices
 from atess_exporter.web.server import MetricsServer
-from support import TOKEN, TOOL_MARKERS, make_pki, require_tool
+import support
+from support import BASE, TOKEN, TOOL_MARKERS, make_pki, require_tool
 
 
 @pytest.fixture
@@ -54,3 +58,11 @@ def pytest_runtest_setup(item):
     for marker in item.iter_markers():
         if marker.name in TOOL_MARKERS:
             require_tool(TOOL_MARKERS[marker.name])
+
+
+@pytest.fixture
+def mocked():
+    acct = support.account()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=lambda request: acct.reply(request))
+        yield acct

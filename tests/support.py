@@ -8,6 +8,7 @@ fixtures and the tool markers' check.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import shutil
 import socket
@@ -15,13 +16,18 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.request
+import urllib.parse
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import parse_qs, urlsplit
 from typing import Any, Callable
 
 import pytest
 
+from atess_exporter.app import Exporter
 from atess_exporter.catalog import load_catalog
+from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS
 from atess_exporter.config import parse_config
 from atess_exporter.live.poller import Poller
 from atess_exporter.live.store import Cache
@@ -258,3 +264,92 @@ def make_pki(d: Path) -> SimpleNamespace:
     files = {f"{name.replace('-', '_')}_{ext}": str(d / f"{name}.{ext}")
              for name in ("ca", "rogue-ca", "server", "client", "rogue") for ext in ("crt", "key")}
     return SimpleNamespace(**files, encrypted_key=str(d / "server-encrypted.key"))
+
+
+# A fake account behind `responses`, shared by the discovery, input-cap and invisible-text tests.
+BASE = "http://127.0.0.1:9"
+
+
+LIST_FAMILY = {DEFAULT_ENDPOINTS[f]["list"]: f for f in ("hps_central", "hps_string", "pcs")}
+
+
+class Account:
+    """A fake ATESS account behind `responses`: the documented list shapes (device lists
+    keyed by dataLogSn, bare arrays; plant and datalogger lists as page objects),
+    latest data, settings."""
+
+    def __init__(self, plants, datalogs, devices, settings=None):
+        self.plants, self.datalogs, self.devices = plants, datalogs, devices
+        self.settings = settings or {}
+        self.requests = []
+        self.plant_list_broken = False
+
+    def _page(self, rows, query):
+        no, size = int(query["pageNo"][0]), int(query["pageSize"][0])
+        return {"code": 0, "msg": "", "data": {"datas": rows[(no - 1) * size: no * size], "offset": (no - 1) * size,
+                                               "pageNo": no, "pageSize": size, "total": len(rows)}}
+
+    def reply(self, request):
+        url = urlsplit(request.url)
+        query = parse_qs(url.query)
+        self.requests.append((request.method, url.path, query))
+        path = url.path
+        if path == "/api/v1/plant/list" and self.plant_list_broken:
+            return 502, {}, "<html>bad gateway</html>"
+        if path == "/api/v1/plant/list":
+            body = self._page(self.plants, query)
+        elif path == "/api/v1/datalog/list":
+            body = self._page([d for d in self.datalogs if d["plantId"] == query["plantId"][0]], query)
+        elif path in LIST_FAMILY:
+            rows = [d for d in self.devices if d["family"] == LIST_FAMILY[path] and d["dataLogSn"] == query["dataLogSn"][0]]
+            body = {"code": 0, "msg": "", "data": rows}
+        elif path.endswith("setting"):
+            body = {"code": 0, "msg": "", "data": self.settings.get(query["deviceSn"][0])}
+        else:  # latest data
+            now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+            body = {"code": 0, "msg": "", "data": {"ppv": "2.5", "time": now}}
+        return 200, {}, json.dumps(body)
+
+
+def account():
+    plants = [{"plantId": f"P{i}", "plantName": f"Plant {i}", "capacity": 100 * i, "country": "DE", "city": "Kiel"} for i in (1, 2, 3)]
+    datalogs = [{"dataLogSn": "DL1", "plantId": "P1", "status": 1}, {"dataLogSn": "DL2", "plantId": "P2", "status": 0},
+                {"dataLogSn": "DL3", "plantId": "P3"}]
+    devices = [
+        {"family": "hps_central", "deviceSn": "HPS-A", "deviceModel": "HPS150", "dataLogSn": "DL1", "firmwareVersion": "V1.2", "lost": False},
+        {"family": "hps_central", "deviceSn": "HPS-B", "deviceModel": "HPS100", "dataLogSn": "DL1"},
+        {"family": "pcs", "deviceSn": "PCS-C", "deviceModel": "PCS250", "dataLogSn": "DL2"},
+        {"family": "hps_string", "deviceSn": "TL-D", "deviceModel": "HPS30TL", "dataLogSn": "DL3"},
+    ]
+    return Account(plants, datalogs, devices)
+
+
+def discovering(acct, **sections):
+    sections.setdefault("discovery", {})
+    sections["discovery"] = {"enabled": True, "page_size": 2, "families": ["hps_central", "hps_string", "pcs"], **sections["discovery"]}
+    return Exporter(make_config(BASE, devices=sections.pop("devices", []), **sections))
+
+
+# Prometheus over HTTP, for the tests that run a real one.
+ROOT = Path(__file__).resolve().parent.parent
+PROM_DIR = ROOT / "dashboards" / "prometheus"
+
+
+def fetch(url: str, timeout: float = 5) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return resp.read()
+
+
+def query(base: str, expr: str, at: float | None = None) -> list:
+    params = {"query": expr} if at is None else {"query": expr, "time": f"{at:.3f}"}
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode(params)
+    try:
+        body = json.loads(fetch(url))
+    except urllib.error.HTTPError as exc:
+        body = json.loads(exc.read())
+    if body.get("status") != "success":
+        raise ValueError(f"{body.get('errorType')}: {body.get('error')}")
+    data = body["data"]
+    if data["resultType"] == "scalar":
+        return [{"value": data["result"]}]
+    return data["result"]

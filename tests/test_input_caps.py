@@ -11,8 +11,7 @@ from atess_exporter.config import parse_config  # noqa: F401  (the settings belo
 from atess_exporter.exposition.collectors import ReadingsCollector
 from atess_exporter.exposition.render import Renderer
 from atess_exporter.live.store import Cache, DeviceSnapshot
-from support import make_config, scrape, series, value
-from test_discovery import account, discovering, mocked  # noqa: F401  (mocked: the fixture)
+from support import discovering, make_config, scrape, series, value
 
 
 SHAPES_CAP = 1024       # render.MAX_SHAPES, as documented
@@ -22,7 +21,7 @@ def warnings_naming(caplog, setting):
     return [r for r in caplog.records if r.levelno == logging.WARNING and setting in r.getMessage()]
 
 
-def test_a_device_list_of_100000_rows_adopts_at_most_max_devices(mocked, caplog):  # noqa: F811 (the fixture)
+def test_a_device_list_of_100000_rows_adopts_at_most_max_devices(mocked, caplog):
     caplog.set_level(logging.WARNING)
     mocked.devices += [{"family": "hps_central", "deviceSn": f"FLOOD{i:06d}", "deviceModel": "HPS150",
                         "dataLogSn": "DL1"} for i in range(100_000)]
@@ -36,7 +35,7 @@ def test_a_device_list_of_100000_rows_adopts_at_most_max_devices(mocked, caplog)
     assert len(warnings_naming(caplog, "discovery.max_devices")) == 1
 
 
-def test_the_default_device_cap_holds_without_any_setting(mocked):  # noqa: F811 (the fixture)
+def test_the_default_device_cap_holds_without_any_setting(mocked):
     mocked.devices += [{"family": "hps_central", "deviceSn": f"FLOOD{i:06d}", "deviceModel": "HPS150",
                         "dataLogSn": "DL1"} for i in range(100_000)]
     exporter = discovering(mocked, discovery={"page_size": 1000})
@@ -44,7 +43,7 @@ def test_the_default_device_cap_holds_without_any_setting(mocked):  # noqa: F811
     assert len(exporter.poller.devices) == 20000
 
 
-def test_a_settings_answer_of_100000_keys_keeps_max_keys(mocked, caplog):  # noqa: F811 (the fixture)
+def test_a_settings_answer_of_100000_keys_keeps_max_keys(mocked, caplog):
     caplog.set_level(logging.WARNING)
     mocked.settings = {"HPS-A": {f"flood{i:06d}": i for i in range(100_000)}}
     exporter = discovering(mocked, settings={"enabled": True})      # the default cap: 500
@@ -78,7 +77,7 @@ def test_the_renderers_shapes_stay_bounded_when_field_sets_vary():
     assert len(state._shapes) <= SHAPES_CAP
 
 
-def test_a_text_setting_that_keeps_changing_stops_starting_new_series(mocked, caplog):  # noqa: F811 (the fixture)
+def test_a_text_setting_that_keeps_changing_stops_starting_new_series(mocked, caplog):
     caplog.set_level(logging.WARNING)
     exporter = discovering(mocked, settings={"enabled": True})
     exporter.poller.refresh_topology()

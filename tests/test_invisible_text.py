@@ -3,8 +3,7 @@ a plant name with U+202E could read backwards in Grafana and on the page."""
 
 from atess_exporter.web.landing import render
 from atess_exporter.web.status import StatusPages
-from support import parse_exposition
-from test_discovery import account, discovering, mocked  # noqa: F401  (mocked: the fixture)
+from support import discovering, parse_exposition
 
 INVISIBLE = ["\u202e", "\u2066", "\u2067", "\u2068", "\u2069", "\u200b", "\u200c", "\u200d", "\u200e", "\u200f",
              "\ufeff", "\u061c", "\u202a", "\u2060", "\u00ad", "\U000e0041"]
@@ -14,7 +13,7 @@ def hostile(text: str) -> str:
     return "".join(ch + INVISIBLE[i % len(INVISIBLE)] for i, ch in enumerate(text))
 
 
-def test_format_characters_are_stripped_from_labels_and_the_landing_page(mocked):  # noqa: F811 (the fixture)
+def test_format_characters_are_stripped_from_labels_and_the_landing_page(mocked):
     mocked.plants[0]["plantName"] = hostile("Harbour Depot")
     mocked.devices[0]["deviceModel"] = "HPS\u200b150\u2066"
     mocked.settings = {"HPS-A": {"workMode": "Load\u202e First"}}

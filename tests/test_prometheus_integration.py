@@ -15,20 +15,15 @@ import re
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from support import free_port, require_tool, stop_process, wait_for
+from support import PROM_DIR, ROOT, fetch, free_port, query, require_tool, stop_process, wait_for
 
 pytestmark = pytest.mark.prometheus   # every test here runs a real Prometheus
 
-ROOT = Path(__file__).resolve().parent.parent
-PROM_DIR = ROOT / "dashboards" / "prometheus"
 RULE_FILES = [PROM_DIR / "recording.yml", PROM_DIR / "alerts.yml"]
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
 
@@ -89,11 +84,6 @@ ALLOWED_EMPTY_ALERTS = {
 DEADLINE_SECONDS = 40
 
 
-def http_get(url: str, timeout: float = 5) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return resp.read()
-
-
 @contextlib.contextmanager
 def demo_exporter(tmp_path_factory, *args: str):
     port = free_port()
@@ -104,7 +94,7 @@ def demo_exporter(tmp_path_factory, *args: str):
     try:
         url = f"http://127.0.0.1:{port}/metrics"
         def device_data():
-            body = http_get(url)
+            body = fetch(url)
             return body if b"atess_pv_energy_joules_total{" in body else None
 
         body = wait_for(device_data, "exporter /metrics with device data", procs=[proc])
@@ -140,7 +130,7 @@ def running_prometheus(target: str, work: Path, rule_files=RULE_FILES):
         cwd=work, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: http_get(f"{base}/-/ready") is not None, "prometheus ready", procs=[proc])
+        wait_for(lambda: fetch(f"{base}/-/ready") is not None, "prometheus ready", procs=[proc])
         yield base, proc
     finally:
         stop_process(proc)
@@ -175,21 +165,6 @@ def platform_prometheus(tmp_path_factory):
     """The demo fleet as the platform's servers speak (simulator/platform.py), scraped alike."""
     with demo_exporter(tmp_path_factory, "--demo.dialect", "platform") as url:
         yield from _scraping(url, tmp_path_factory)
-
-
-def query(base: str, expr: str, at: float | None = None) -> list:
-    params = {"query": expr} if at is None else {"query": expr, "time": f"{at:.3f}"}
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode(params)
-    try:
-        body = json.loads(http_get(url))
-    except urllib.error.HTTPError as exc:
-        body = json.loads(exc.read())
-    if body.get("status") != "success":
-        raise ValueError(f"{body.get('errorType')}: {body.get('error')}")
-    data = body["data"]
-    if data["resultType"] == "scalar":
-        return [{"value": data["result"]}]
-    return data["result"]
 
 
 def expand(expr: str) -> str:

@@ -20,8 +20,7 @@ import pytest
 import yaml
 
 from atess_exporter.simulator.fleet import FleetAccount
-from support import free_port, require_tool, stop_process, wait_for
-from test_prometheus_integration import PROM_DIR, ROOT, http_get, query
+from support import PROM_DIR, ROOT, fetch, free_port, query, require_tool, stop_process, wait_for
 
 SHARDS = 3
 
@@ -69,7 +68,7 @@ def test_three_shards_export_every_device_once_and_a_missing_shard_fires(tmp_pat
                 cwd=tmp_path, stdout=prom_log, stderr=subprocess.STDOUT)
             base = f"http://127.0.0.1:{prom_port}"
             try:
-                wait_for(lambda: http_get(f"{base}/-/ready") is not None, "prometheus ready", procs=[prom])
+                wait_for(lambda: fetch(f"{base}/-/ready") is not None, "prometheus ready", procs=[prom])
 
                 def scalar(expr: str) -> float:
                     res = query(base, expr)
