@@ -13,13 +13,13 @@ import threading
 import time
 from typing import Callable
 
-from atess_exporter.live.store import Cache, Trouble
+from atess_exporter.live.store import AccountStore, Trouble
 
 
 class AuthGate:
     MAX_PAUSE = 3600.0
 
-    def __init__(self, base: float, store: Cache, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, base: float, store: AccountStore, clock: Callable[[], float] = time.monotonic):
         self.base = base
         self.store = store
         self.clock = clock

@@ -21,7 +21,8 @@ from typing import Protocol
 from atess_exporter.account.discovery import Topology
 from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.live.capacity import Capacity
-from atess_exporter.live.store import Cache, PollStats
+from atess_exporter.live.store import AccountStore, PollStats
+from atess_exporter.outside.logs import tag_thread
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def spread_phases(sns: list[str], interval: float) -> dict[str, float]:
 
 
 class Scheduler:
-    def __init__(self, config: Config, jobs: Jobs, stop: threading.Event, store: Cache | None = None):
+    def __init__(self, config: Config, jobs: Jobs, stop: threading.Event, store: AccountStore | None = None):
         self.config = config
         self.jobs = jobs
         self.stop_event = stop
@@ -88,9 +89,11 @@ class Scheduler:
         start = time.monotonic()
         self.origin = start
         # threads up to the ceiling (+1 for discovery); the capacity gate decides how many poll at once
-        self._pool = ThreadPoolExecutor(max_workers=self.capacity.ceiling + 1, thread_name_prefix="poll")
+        tag = self.config.account_label()
+        self._pool = ThreadPoolExecutor(max_workers=self.capacity.ceiling + 1, thread_name_prefix="poll",
+                                        initializer=tag_thread, initargs=(tag,))
         self._started_wall = time.time()
-        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(tag,), name="scheduler", daemon=True)
         with self._cond:
             if self.config.discovery.enabled:
                 heapq.heappush(self._heap, (max(start, self.discovery_due), "discovery", ""))
@@ -120,7 +123,8 @@ class Scheduler:
         if self._pool:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _run(self) -> None:
+    def _run(self, tag: str = "") -> None:
+        tag_thread(tag)
         pool = self._pool
         if pool is None:   # start() makes the pool before the thread
             return
