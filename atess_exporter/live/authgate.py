@@ -61,6 +61,14 @@ class AuthGate:
             return None
         return self.failed(message)
 
+    def pause(self) -> float | None:
+        """While the credentials are refused: the seconds until the next call may try them
+        (0 when it may now); None while they are not refused."""
+        with self._lock:
+            if self.store.auth_refused is None:
+                return None
+            return max(self._until - self.clock(), 0.0)
+
     def succeeded(self) -> None:
         with self._lock:
             self.store.auth_ok, self._failures, self._until = True, 0, 0.0

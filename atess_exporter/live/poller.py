@@ -121,6 +121,9 @@ class Poller:
         self.save_state()  # kept at once: a crash loop lists nothing again
         return True
 
+    def auth_pause(self) -> float | None:
+        return self.auth.pause()
+
     def apply_devices(self, wanted: dict[str, DeviceConfig]) -> tuple[list[str], list[str]]:
         """Adopt a new device set: new devices get a snapshot (and a poll soon), gone ones
         lose their series."""

@@ -42,6 +42,7 @@ class Jobs(Protocol):
     def topology(self) -> Topology | None: ...
 
     def refresh_topology(self) -> bool: ...
+    def auth_pause(self) -> float | None: ...
     def poll_device(self, device: DeviceConfig) -> object: ...
     def poll_settings(self, device: DeviceConfig) -> None: ...
     def rate_limit_factor(self, sn: str) -> int: ...
@@ -76,6 +77,7 @@ class Scheduler:
         self._heap: list[tuple[float, str, str]] = []
         self._queued: set[tuple[str, str]] = set()  # (kind, sn) in the heap: one entry each, ever
         self._thread: threading.Thread | None = None
+        self._discovery_failures = 0     # failed listings in a row
         self._pool: ThreadPoolExecutor | None = None
         self.phases: dict[str, float] = {}
         self.origin = time.monotonic()
@@ -153,8 +155,9 @@ class Scheduler:
         if self.stop_event.is_set():
             return
         if kind == "discovery":
+            listed = False
             try:
-                self.jobs.refresh_topology()
+                listed = self.jobs.refresh_topology()
             except Exception:  # a bug must not end discovery
                 log.exception("discovery crashed")
             finally:
@@ -163,6 +166,9 @@ class Scheduler:
             topology = self.jobs.topology
             if topology is not None and not topology.complete:
                 again = min(again, CONTINUE_SECONDS)  # an unfinished walk continues soon
+            self._discovery_failures = 0 if listed else self._discovery_failures + 1
+            if not listed:
+                again = min(again, self._retry_discovery_in())
             self._push(started + again, kind, sn, again=True)
             return
         device = self.jobs.devices.get(sn)
@@ -190,6 +196,15 @@ class Scheduler:
             else:
                 self._swept(sn)
                 self._reschedule(sn, due, started, time.monotonic())
+
+    def _retry_discovery_in(self) -> float:
+        """A failed listing is tried again soon, not a refresh later: at start-up nothing would be
+        polled until then. Refused credentials: when their pause ends (a rotated token file is
+        read again then); any other failure: 5 minutes, doubling with each failure in a row."""
+        pause = self.jobs.auth_pause()
+        if pause is not None:
+            return max(pause, 1.0)
+        return CONTINUE_SECONDS * 2 ** min(self._discovery_failures - 1, 10)
 
     def _push(self, due: float, kind: str, sn: str, again: bool = False) -> None:
         """Queue a job. A device re-added by discovery while its old entry is still
