@@ -192,3 +192,19 @@ def test_refused_token_pauses_only_its_account_and_a_rotated_file_resumes_it(tmp
     assert {line.get("account") for line in lines if line["msg"] == "discovery"} == {"north", "south"}
     text = (tmp_path / "stderr").read_text()
     assert "a-wrong-token" not in text and SOUTH not in text and NORTH not in text
+
+
+def test_probe_and_backfill_pick_one_account_by_name(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"accounts": [{"name": "north", "token": "a"}, {"name": "south", "token": "b"}],
+                                  "state_file": ""}))
+    for command in (["probe"], ["backfill", "--from", "2026-01-01"]):
+        run = subprocess.run([sys.executable, str(ROOT / "exporter.py"), *command, "--config.file", str(config)],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 1
+        assert "the config has 2 accounts (north, south); pick one with --account NAME" in run.stderr
+        run = subprocess.run([sys.executable, str(ROOT / "exporter.py"), *command, "--config.file", str(config),
+                              "--account", "west"], capture_output=True, text=True, timeout=60)
+        assert "--account 'west': no such account; the config has north, south" in run.stderr
+    one = parse_config(json.loads(config.read_text())).one_account("south")
+    assert one.api.credentials.token.reveal() == "b" and one.account_name == "south"

@@ -266,6 +266,20 @@ class Config:
         return replace(self, api=account.api, poll=account.poll, devices=account.devices,
                        discovery=account.discovery, state_file=account.state_file, account_name=account.name)
 
+    def one_account(self, name: str | None) -> "Config":
+        """The account a one-account command (probe, backfill) works on: `name`, or the only one.
+        Raises ValueError saying which names there are."""
+        accounts = self.all_accounts()
+        names = ", ".join(a.name for a in accounts)
+        if name is None:
+            if len(accounts) > 1:
+                raise ValueError(f"the config has {len(accounts)} accounts ({names}); pick one with --account NAME")
+            return self.for_account(accounts[0])
+        for account in accounts:
+            if account.name == name:
+                return self.for_account(account)
+        raise ValueError(f"--account {name[:40]!r}: no such account; the config has {names}")
+
     def account_label(self) -> str:
         """The `account` label's value on this account's series: its name when the file
         configures several accounts, else "" (no label)."""
