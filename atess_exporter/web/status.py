@@ -84,7 +84,7 @@ class StatusPages:
                 key = f"accounts[].token</code> of {self.text(account.name)}" if whose else "atess.token</code>"
                 out.append(self._banner(
                     f"{whose}The ATESS API refuses the credentials", refused, now,
-                    f"Every poll of {'this account' if whose else 'the account'} is paused and retried with a growing "
+                    f"Every poll{' of this account' if whose else ''} is paused and retried with a growing "
                     f"pause. Fix <code>{key} (or <code>app_id</code>/<code>app_key</code>) and restart. "
                     "<code>/healthz</code> stays 200: restarting does not mend a token; "
                     "<code>atess_api_auth_ok</code> is 0."))
