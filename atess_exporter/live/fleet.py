@@ -6,8 +6,8 @@ ones' series from the store. Discovery's topology is published to the store,
 where the collectors read it.
 
 The plant list is spent as if capped (10 calls a day on the platform): the last
-topology is kept in the state file and reused after a restart while it is
-younger than discovery.refresh_seconds.
+topology is kept in the state file and reused after a restart until this
+replica's next listing is due (live/listing.py).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from atess_exporter.account.discovery import (Discovery, SavedTopologyError, Top
 from atess_exporter.api.client import AtessClient, AtessError, AuthError
 from atess_exporter.catalog import Catalog
 from atess_exporter.config import Config, DeviceConfig
+from atess_exporter.live import listing
 from atess_exporter.live.authgate import AuthGate
 from atess_exporter.live.store import Cache, DeviceSnapshot, Trouble
 
@@ -78,9 +79,9 @@ class Fleet:
                 self.devices = {**self.devices, sn: replace(self.devices[sn], type=family)}
 
     def restore(self, saved: object, now: float) -> float | None:
-        """Publish the topology a previous run saved when it is younger than
-        discovery.refresh_seconds; its age judged against `now` (a time saved in the
-        future is not trusted). Returns the seconds until the next discovery, or None
+        """Publish the topology a previous run saved until this replica's next listing
+        (live/listing.py); its age judged against `now` (a time saved in the future is
+        not trusted). Returns the seconds until the next discovery, or None
         (discover now). A wrong shape is dropped with one warning."""
         try:
             if not isinstance(saved, dict):
@@ -92,16 +93,16 @@ class Fleet:
         except SavedTopologyError as exc:
             log.warning("saved topology unusable; discovering anew", extra={"fields": {"error": str(exc)}})
             return None
-        age, refresh = now - at, self.config.discovery.refresh_seconds
-        if not 0 <= age < refresh:
+        age, due = now - at, listing.next_listing(self.config, at)
+        if age < 0 or now >= due:
             log.info("saved topology too old or from the future; discovering anew",
                      extra={"fields": {"age_seconds": round(age)}})
             return None
         self.store.topology, self.saved_at = topology, float(at)
         log.info("reusing the saved topology", extra={"fields": {
             "plants": len(topology.plants), "devices": len(topology.devices), "age_seconds": round(age),
-            "next_discovery_in_seconds": round(refresh - age)}})
-        return refresh - age
+            "next_discovery_in_seconds": round(due - now)}})
+        return due - now
 
     def saved(self) -> dict:
         """The state file's section: the topology and when it was read (only a walk that reached

@@ -21,11 +21,10 @@ from atess_exporter.account.discovery import Topology, select_devices
 from atess_exporter.api.client import AtessClient
 from atess_exporter.catalog import Catalog
 from atess_exporter.config import Config, DeviceConfig
-from atess_exporter.live import lastcalls
+from atess_exporter.live import lastcalls, listing
 from atess_exporter.live.authgate import AuthGate
 from atess_exporter.live.counters import CounterState
 from atess_exporter.live.devicepoll import DevicePoll
-from atess_exporter.config.model import PLANT_LIST_CALLS_PER_DAY
 from atess_exporter.live.fleet import Fleet
 from atess_exporter.live.readingtimes import ReadingTimes, remembered_offset
 from atess_exporter.live.schedule import Scheduler
@@ -66,12 +65,8 @@ class Poller:
             self._restore_topology()
 
     def _restore_topology(self) -> None:
-        """A restart within discovery.refresh_seconds lists nothing: the saved topology serves."""
-        if self.config.discovery.refresh_seconds * PLANT_LIST_CALLS_PER_DAY < 86400:
-            log.warning("discovery.refresh_seconds lists the account more than 10 times a day; the platform the "
-                        "ATESS cloud was built on allows 10 plant-list calls a day",
-                        extra={"fields": {"refresh_seconds": self.config.discovery.refresh_seconds,
-                                          "suggested": 10800}})
+        """A restart before this replica's next listing lists nothing: the saved topology serves."""
+        listing.warn_over_budget(self.config)
         if "topology" not in self.counters.loaded:
             return
         wait = self.fleet.restore(self.counters.loaded["topology"], self.clock())

@@ -6,7 +6,8 @@ the calls are and however often /metrics is scraped (scrapes read the store
 only). Start-up polls every device at once (as fast as the workers allow);
 after that each device keeps a phase of its own so that the calls spread
 evenly over the interval instead of bursting. Kinds: "latest" (each
-interval), "settings" (settings.refresh_seconds), "discovery" (one entry, sn "").
+interval), "settings" (settings.refresh_seconds), "discovery" (one entry, sn "", when
+live/listing.py says).
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from typing import Protocol
 
 from atess_exporter.account.discovery import Topology
 from atess_exporter.config import Config, DeviceConfig
+from atess_exporter.live import listing
 from atess_exporter.live.capacity import Capacity
 from atess_exporter.live.store import Cache, PollStats
 
 log = logging.getLogger(__name__)
 
 STATS_SECONDS = 2.0       # how often the schedule's own metrics are published to the store
-CONTINUE_SECONDS = 300.0  # an unfinished discovery walk continues this soon (the API's 5-minute limit per list)
 
 
 class Jobs(Protocol):
@@ -145,7 +146,7 @@ class Scheduler:
                 return
 
     def _job(self, kind: str, sn: str, due: float) -> None:
-        started = time.monotonic()
+        started, wall = time.monotonic(), time.time()
         if self.stop_event.is_set():
             return
         if kind == "discovery":
@@ -155,10 +156,10 @@ class Scheduler:
                 log.exception("discovery crashed")
             finally:
                 self.jobs.discovered.set()
-            again = self.config.discovery.refresh_seconds
+            again = listing.next_listing(self.config, wall) - wall   # the shards take turns (live/listing.py)
             topology = self.jobs.topology
             if topology is not None and not topology.complete:
-                again = min(again, CONTINUE_SECONDS)  # an unfinished walk continues soon
+                again = min(again, listing.CONTINUE_SECONDS)  # an unfinished walk continues soon
             self._push(started + again, kind, sn, again=True)
             return
         device = self.jobs.devices.get(sn)
