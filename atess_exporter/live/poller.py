@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Callable, TypeVar
 
 from atess_exporter.account.discovery import Topology, select_devices
 from atess_exporter.api.client import AtessClient
@@ -32,6 +32,8 @@ from atess_exporter.live.store import Cache, DeviceSnapshot
 from atess_exporter.readings.counterguard import CounterGuard
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Poller:
@@ -136,9 +138,32 @@ class Poller:
 
     # -- once (--once, tests) ----------------------------------------------
 
+    def _each(self, job: Callable[[DeviceConfig], T], devices: list[DeviceConfig]) -> list[T]:
+        """`job` over every device, as many at once as the schedule's capacity sizes for the
+        fleet (live/capacity.py: poll.concurrency, grown to fit it into the interval at the
+        measured latency, up to poll.max_concurrency)."""
+        capacity = self.scheduler.capacity
+        capacity.fleet(len(devices))
+
+        def timed(device: DeviceConfig) -> T:
+            started, took = time.monotonic(), None
+            try:
+                result = job(device)
+                took = time.monotonic() - started
+                return result
+            finally:
+                capacity.release(took)
+
+        futures = []
+        with ThreadPoolExecutor(max_workers=capacity.ceiling, thread_name_prefix="poll") as pool:
+            for device in devices:
+                if not capacity.acquire(self._stop):
+                    break
+                futures.append(pool.submit(timed, device))
+        return [future.result() for future in futures]
+
     def poll_all_once(self) -> list[DeviceSnapshot]:
-        with ThreadPoolExecutor(max_workers=self.config.poll.concurrency, thread_name_prefix="poll") as pool:
-            snapshots = list(pool.map(self.poll_device, self.devices.values()))
+        snapshots = self._each(self.poll_device, list(self.devices.values()))
         self.save_state()
         return snapshots
 
@@ -148,8 +173,7 @@ class Poller:
             self.refresh_topology()
         snapshots = self.poll_all_once()
         if self.config.settings.enabled:
-            with ThreadPoolExecutor(max_workers=self.config.poll.concurrency, thread_name_prefix="poll") as pool:
-                list(pool.map(self.poll_settings, list(self.devices.values())))
+            self._each(self.poll_settings, list(self.devices.values()))
         return snapshots
 
     # -- in the background ---------------------------------------------------
