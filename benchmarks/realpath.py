@@ -2,6 +2,7 @@
 """Fleet benchmarks through the path a user's process takes (issue 21).
 
     .venv/bin/python benchmarks/realpath.py discovery [--plants 1000] [--devices-per-plant 10] [--latency 0.1]
+    .venv/bin/python benchmarks/realpath.py once [--devices 5000] [--latency 0.8]
 
 The exporter runs as its own process (`exporter.py --config.file ...`, a
 token-only config, JSON logs), the account is the loopback fake of
@@ -13,6 +14,11 @@ once the first discovery has adopted the account), the devices adopted, the
 list calls the fake answered. Reference, measured in the same run: the fake's
 round trip for one list call (20 calls in a row) times the list calls needed,
 divided by discovery.concurrency (the best any walk at that concurrency can do).
+
+once: `exporter.py --once` over N explicit devices whose latest-data calls answer
+after `latency`: its wall time, the most calls the fake saw in flight, and the
+reference measured in the same run (the fake's round trip times N, divided by
+poll.concurrency: what --once took before it sized its workers).
 """
 
 from __future__ import annotations
@@ -196,10 +202,7 @@ def polling(args) -> dict:
                 enforce_interval=args.interval)
     try:
         round_trip = fake.round_trip(5, "/api/v1/hps/data-last?deviceSn=NOT-IN-THE-FLEET")
-        from atess_exporter.simulator.fleet import FleetAccount
-
-        sns = FleetAccount(args.devices // 10, 1, 10)   # the same SNs and families, not served
-        devices = [{"sn": sn, "type": sns.family_of[sn]} for sn in sns.sns]
+        devices = fleet_devices(args.devices)
         poll = {"interval_seconds": args.interval}
         if args.max_concurrency:
             poll["max_concurrency"] = args.max_concurrency
@@ -241,6 +244,38 @@ def polling(args) -> dict:
             "ideal_sweep_s": round(ideal, 1), "warning": [w.get("devices_behind") for _, w in exporter.lines
                                                           if w.get("msg", "").startswith("polling cannot keep up")],
             "rss_after_sweep_mb": round(rss_after_sweep, 1) if swept_at else None, "rss_end_mb": round(rss_end, 1)}
+
+
+def fleet_devices(n: int) -> list[dict]:
+    from atess_exporter.simulator.fleet import FleetAccount
+
+    sns = FleetAccount(n // 10, 1, 10)   # the fake's SNs and families, not served
+    return [{"sn": sn, "type": sns.family_of[sn]} for sn in sns.sns]
+
+
+def once(args) -> dict:
+    """`exporter.py --once` over a fleet of explicit devices, as a user runs it."""
+    import yaml
+
+    fake = Fake(plants=args.devices // 10, devices_per_datalog=10, latency=0.1, latest_latency=args.latency)
+    try:
+        round_trip = fake.round_trip(5, "/api/v1/hps/data-last?deviceSn=NOT-IN-THE-FLEET")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "config.yaml"
+            path.write_text(yaml.safe_dump({"atess": {"base_url": fake.url, "token": TOKEN},
+                                            "devices": fleet_devices(args.devices), "state_file": ""}))
+            started = time.monotonic()
+            done = subprocess.run([sys.executable, str(ROOT / "exporter.py"), "--once", "--config.file", str(path)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp, timeout=args.timeout)
+            took = time.monotonic() - started
+        stats = fake.get("/_stats")
+    finally:
+        fake.stop()
+    before = args.devices * round_trip / 4   # poll.concurrency's default: --once before it sized its workers
+    return {"devices": args.devices, "latency_s": args.latency, "exit": done.returncode, "once_s": round(took, 1),
+            "of_interval": round(took / 300, 2), "peak_in_flight": stats["max_in_flight"],
+            "devices_polled": stats["devices_called"], "round_trip_ms": round(round_trip * 1000),
+            "at_4_workers_s": round(before, 1), "ratio_to_4_workers": round(took / before, 2)}
 
 
 def memory(args) -> list[dict]:
@@ -303,6 +338,10 @@ def main() -> None:
     p.add_argument("--interval", type=float, default=300)
     p.add_argument("--max-concurrency", type=int, default=0)
     p.add_argument("--duration", type=float, default=640)
+    o = sub.add_parser("once")
+    o.add_argument("--devices", type=int, default=5000)
+    o.add_argument("--latency", type=float, default=0.8)
+    o.add_argument("--timeout", type=float, default=1800)
     m = sub.add_parser("memory")
     m.add_argument("--devices", default="1000,5000,10000")
     m.add_argument("--latency", type=float, default=0.05)
@@ -311,7 +350,7 @@ def main() -> None:
     m.add_argument("--malloc-arena-max", type=int, default=0, help="run the exporter with MALLOC_ARENA_MAX=N")
     args = parser.parse_args()
     args.env = {"MALLOC_ARENA_MAX": str(args.malloc_arena_max)} if getattr(args, "malloc_arena_max", 0) else None
-    result = {"discovery": discovery, "polling": polling, "memory": memory}[args.what](args)
+    result = {"discovery": discovery, "polling": polling, "once": once, "memory": memory}[args.what](args)
     print(json.dumps(result))
 
 

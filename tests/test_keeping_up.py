@@ -6,9 +6,11 @@ numbers come from benchmarks/realpath.py polling, not from here.
 """
 
 import logging
+import math
 import time
 
 from atess_exporter.app import Exporter
+from atess_exporter.live.capacity import TARGET
 from atess_exporter.simulator.fleet import FleetAccount
 from support import make_config, parse_exposition, value, wait_for
 
@@ -61,3 +63,35 @@ def test_a_ceiling_too_low_says_how_many_devices_fall_behind(caplog):
     assert len(warnings) == 1, "one warning, not one per poll"
     assert "poll.max_concurrency" in warnings[0].fields["fix"]
     assert fake.calls_within(interval) == 0, "behind is never a reason to call a device twice"
+
+
+def run_once_over(fake, interval, **poll):
+    exporter = Exporter(fleet_config(fake, interval, concurrency=4, **poll))
+    try:
+        snapshots = exporter.poller.run_once()
+    finally:
+        exporter.stop()
+    return exporter.poller.scheduler.capacity, snapshots
+
+
+def test_once_sizes_its_workers_as_the_schedule_does():
+    """--once over a fleet too large for poll.concurrency: as many calls in flight as the
+    schedule would size for it (the fleet into 0.8 of the interval at the measured latency)."""
+    interval, latency, devices = 5.0, 0.25, 240
+    with FleetAccount(plants=24, devices_per_datalog=10, latency=latency) as fake:
+        capacity, snapshots = run_once_over(fake, interval)
+        peak = fake.stats()["max_in_flight"]
+    assert len(snapshots) == devices and all(s.up for s in snapshots)
+    assert fake.stats()["latest_per_device_max"] == 1
+    promised = math.ceil(devices * latency / (interval * TARGET))      # 15 at the fake's latency
+    assert peak >= promised, f"4 workers would take {devices * latency / 4:.0f} s; the sizing promises 4 s"
+    assert peak <= capacity.needed() + 2, "no more than the measured latency calls for"
+
+
+def test_once_keeps_to_the_ceiling_and_the_floor():
+    with FleetAccount(plants=24, devices_per_datalog=10, latency=0.25) as fake:
+        run_once_over(fake, 5.0, max_concurrency=8)
+        assert fake.stats()["max_in_flight"] == 8, "poll.max_concurrency caps --once too"
+    with FleetAccount(plants=1, devices_per_datalog=10, latency=0.25) as fake:   # fits the interval with 4
+        run_once_over(fake, 5.0)
+        assert fake.stats()["max_in_flight"] == 4

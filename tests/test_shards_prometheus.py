@@ -4,7 +4,8 @@ Each exporter gets the same configuration and ATESS_SHARD=auto/3; only its
 HOSTNAME differs (atess-exporter-0..2, as Kubernetes names a StatefulSet's
 pods), so each derives its shard from its ordinal. The account is the loopback
 fleet fake. Every device must be exported exactly once, the account-wide series
-once, every device called once in its interval across all shards, and a killed
+once, every device called once in its interval across all shards, the plant list
+once per shard (they share its daily budget), and a killed
 shard must fire AtessShardMissing (its `for:` shortened here; promtool tests
 the real timing).
 """
@@ -86,6 +87,9 @@ def test_three_shards_export_every_device_once_and_a_missing_shard_fires(tmp_pat
                 assert stats["devices_called"] == 300 and stats["latest_per_device_max"] == 1, \
                     "one call per device in its interval across all shards"
                 assert fake.refused == 0
+                # every shard lists the whole account at start-up (no saved topology), none again within
+                # the test: the next listing is 1.5 to 4.5 h away (3 shards share 8 listings a day)
+                assert stats["calls"]["list:plant"] == SHARDS
                 # quiet while all three report (a scrape that timed out on a loaded machine may have
                 # made it pending for a moment)
                 wait_for(lambda: query(base, 'ALERTS{alertname="AtessShardMissing"}') == [],

@@ -6,6 +6,7 @@ import logging
 import pytest
 
 from atess_exporter.api.client import AtessClient
+from atess_exporter.live import listing
 from atess_exporter.live.poller import Poller
 from atess_exporter.live.store import Cache
 from atess_exporter.simulator import Simulator, demo_devices
@@ -27,8 +28,8 @@ def plant_list_calls(sim, config):
     return sum(n for (p, _), n in sim.calls.items() if p == path)
 
 
-def start(sim, state_file, t, **discovery):
-    config = make_config(sim.base_url, devices=[], state_file=str(state_file),
+def start(sim, state_file, t, shard="0/1", **discovery):
+    config = make_config(sim.base_url, devices=[], state_file=str(state_file), shard=shard,
                          discovery={"enabled": True, **discovery})
     poller = Poller(config, AtessClient(config.api), Cache(), config.catalog(), clock=Clock(t))
     poller.run_once()
@@ -122,3 +123,66 @@ def test_a_saved_topology_reads_back_as_discovery_read_it(sim, tmp_path):
     again = topology_from_dict(json.loads(json.dumps(topology_to_dict(first.topology))), config.catalog().families)
     assert again.plants and again.datalogs and again.devices
     assert again == first.topology
+
+
+# -- shards share the account's plant-list budget (issue 21) ------------------------------
+
+def sharded(shard, **discovery):
+    return make_config("http://127.0.0.1:9", devices=[], shard=shard, discovery={"enabled": True, **discovery})
+
+
+def test_a_shard_lists_the_account_count_times_less_often_by_default():
+    assert listing.period(sharded("1/3")) == 32400
+    assert listing.period(sharded("0/1")) == 10800
+    assert listing.period(sharded("1/3", refresh_seconds=10800)) == 10800, "a value the user set is kept"
+
+
+def test_a_restart_of_one_shard_of_three_reuses_the_topology_for_longer(sim, tmp_path):
+    state = tmp_path / "state.json"
+    config, _ = start(sim, state, T0, shard="1/3")
+    assert plant_list_calls(sim, config) == 1
+    _, again = start(sim, state, T0 + 10800 + 1, shard="1/3")     # a single replica would list again here
+    assert plant_list_calls(sim, config) == 1
+    due = listing.next_listing(config, T0)
+    assert T0 + 16200 <= due < T0 + 48600
+    start(sim, state, due - 1, shard="1/3")
+    assert plant_list_calls(sim, config) == 1
+    start(sim, state, due, shard="1/3")
+    assert plant_list_calls(sim, config) == 2
+
+
+def test_three_shards_together_list_the_account_8_times_a_day_at_different_moments():
+    day = 86400
+    listed = []
+    for index in range(3):
+        config = sharded(f"{index}/3")
+        t = T0 + 17 * index                      # pods start a few seconds apart, each lists at start-up
+        while t < T0 + 3 * day:
+            listed.append((t, index))
+            t = listing.next_listing(config, t)
+    second_day = sorted(t for t, _ in listed if T0 + day <= t < T0 + 2 * day)
+    assert len(second_day) == 8, "the account as a whole: 8 listings a day, as one replica alone"
+    gaps = [b - a for a, b in zip(second_day, second_day[1:])]
+    assert min(gaps) == pytest.approx(10800), "the shards take turns, 3 h apart"
+    assert len({i for t, i in listed if T0 + day <= t < T0 + 2 * day}) == 3
+
+
+def test_a_listing_after_a_wild_wall_clock_stays_within_one_and_a_half_periods():
+    config = sharded("2/3")
+    for last in (0.0, -1e9, 1e12, T0 + 0.5):
+        assert last + 16200 <= listing.next_listing(config, last) < last + 48600
+
+
+@pytest.mark.parametrize("shard, refresh, warns", [
+    ("0/3", 10800, True), ("2/3", 32400, False), ("1/3", None, False), ("0/1", 10800, False), ("0/1", 3600, True)])
+def test_a_refresh_the_shards_together_overspend_warns_once(caplog, shard, refresh, warns):
+    caplog.set_level(logging.WARNING)
+    config = sharded(shard, **({"refresh_seconds": refresh} if refresh else {}))
+    Poller(config, AtessClient(config.api), Cache(), config.catalog())
+    found = [r for r in caplog.records if "more than 10 times a day" in r.getMessage()]
+    assert len(found) == (1 if warns else 0)
+    if warns:
+        count = int(shard.split("/")[1])
+        assert found[0].fields["setting"] == "discovery.refresh_seconds"
+        assert found[0].fields["suggested"] == 10800 * count
+        assert found[0].fields["account_listings_per_day"] == pytest.approx(86400 * count / refresh, abs=0.1)

@@ -13,7 +13,9 @@ page size), and stops it after `discovery.max_pages` pages or as many as its
 total promises; `discovery.max_calls` (0: whatever the account's lists need)
 caps one refresh. A list stopped by a cap, or failed, is not lost: the devices
 found so far are adopted (a half-read account removes none) and the next
-refresh continues the walk where it stopped.
+refresh continues the walk where it stopped (after a restart too: the walk is
+saved beside the topology, account/savedwalk.py). A list whose page failed
+keeps the pages read before it.
 
 Discovery reads `discovery.concurrency` lists at a time (the pages of one list
 in order), each list endpoint paced to `discovery.calls_per_second`; the probe
@@ -227,7 +229,7 @@ class EndpointPacer:
 
 
 @dataclass
-class _List:
+class ListJob:
     """One list of the walk: which, for what, and how far it has been read."""
 
     kind: str                       # "plant", "datalog" or a device family
@@ -241,7 +243,7 @@ RANK = {"plant": 2, "datalog": 1}   # device lists first: a datalogger's devices
 CAPS = {"pages": "discovery.max_pages", "calls": "discovery.max_calls"}
 
 
-class _Walk:
+class Walk:
     """Everything one walk of the account has found, and the lists it has still to read."""
 
     def __init__(self, cap: int) -> None:
@@ -255,9 +257,21 @@ class _Walk:
         self.lost: dict[str, bool] = {}
         self.rated: dict[str, float] = {}
         self.skipped = 0
-        self.todo: list[_List] = [_List("plant", {})]
+        self.todo: list[ListJob] = [ListJob("plant", {})]
 
-    def take(self, job: _List, rows: list, families: list[str]) -> None:
+    @classmethod
+    def resumed(cls, found: Topology, cap: int) -> "Walk":
+        """A walk that has found `found` so far (its lists left to be set in `todo`)."""
+        walk = cls(cap)
+        walk.plants = {p.plant_id: p for p in found.plants}
+        walk.datalogs = {d.sn: d for d in found.datalogs}
+        walk.devices = {d.sn: d for d in found.devices}
+        walk.firmware, walk.datalog_of = dict(found.firmware), dict(found.datalog_of)
+        walk.lost, walk.rated = dict(found.lost), dict(found.rated_watts)
+        walk.todo = []
+        return walk
+
+    def take(self, job: ListJob, rows: list, families: list[str]) -> None:
         """Adopt the rows one list answered; new plants and dataloggers become lists to read."""
         plant, datalog = job.plant, job.datalog
         for row in rows:
@@ -269,7 +283,7 @@ class _Walk:
                     if not self._admits(self.plants):
                         continue
                     self.plants[found.plant_id] = found
-                    self.todo.append(_List("datalog", {LIST_KEY["datalog"]: found.plant_id}, found))
+                    self.todo.append(ListJob("datalog", {LIST_KEY["datalog"]: found.plant_id}, found))
             elif datalog is None:   # a plant's datalogger list
                 logger = datalog_of_row(row, plant.plant_id)
                 if logger is None:
@@ -278,7 +292,7 @@ class _Walk:
                     if not self._admits(self.datalogs):
                         continue
                     self.datalogs[logger.sn] = logger
-                    self.todo.extend(_List(f, {LIST_KEY[f]: logger.sn}, plant, logger) for f in families)
+                    self.todo.extend(ListJob(f, {LIST_KEY[f]: logger.sn}, plant, logger) for f in families)
             else:   # a datalogger's device list of one family
                 device = device_of(row, job.kind, plant)
                 if device is None:
@@ -306,7 +320,7 @@ class _Walk:
         if watts:
             self.rated[sn] = watts
 
-    def topology(self, unread: list[_List]) -> Topology:
+    def topology(self, unread: list[ListJob]) -> Topology:
         devices = tuple(sorted(self.devices.values(), key=lambda d: d.sn))
         return Topology(tuple(self.plants.values()), tuple(self.datalogs.values()), devices,
                         dict(self.firmware), dict(self.datalog_of), dict(self.lost), self.skipped, dict(self.rated),
@@ -315,33 +329,49 @@ class _Walk:
 
 class Discovery:
     """One account's discovery, refresh after refresh. A refresh that could not read every
-    list keeps what it found and the lists left; the next refresh reads those first."""
+    list keeps what it found and the lists left; the next refresh reads those first (also
+    after a restart: `resume`, a walk the last run saved, account/savedwalk.py)."""
 
-    def __init__(self, client: AtessClient, config: Config, families: list[str]):
+    def __init__(self, client: AtessClient, config: Config, families: list[str], resume: Walk | None = None):
         self.client, self.config, self.families = client, config, families
         rate = config.discovery.calls_per_second
         self._pacers = {kind: EndpointPacer(rate) for kind in ("plant", "datalog", *families)}
-        self._carry: _Walk | None = None
+        self._carry: Walk | None = resume
         self._warned: set[str] = set()
+
+    @property
+    def carry(self) -> Walk | None:
+        """The unfinished walk the next refresh continues (None: it walks anew). Read it
+        between refreshes: a refresh changes it."""
+        return self._carry
 
     def refresh(self) -> Topology:
         """Walk the account (or continue the last walk). Raises AtessError when the credentials
         are refused, or when no list could be read at all."""
         settings = self.config.discovery
-        walk_ = self._carry or _Walk(settings.max_devices)
+        walk_ = self._carry or Walk(settings.max_devices)
         self._carry = None
         budget = CallBudget(settings.max_calls or None, "discovery stopped after its call budget")
-        unread: list[_List] = []
+        unread: list[ListJob] = []
         errors: list[AtessError] = []
         progressed = False
 
-        def read(job: _List) -> list:
-            return list(read_pages(self.client, self.config.endpoint(job.kind, "list"), job.params, job.cursor,
-                                   settings.page_size, settings.max_pages, budget, self._pacers[job.kind].wait))
+        def read(job: ListJob) -> tuple[list, AtessError | None]:
+            """The rows read, and the error that stopped the list: the pages before a failed one
+            are kept (the cursor is past them)."""
+            rows: list = []
+            try:
+                rows.extend(read_pages(self.client, self.config.endpoint(job.kind, "list"), job.params, job.cursor,
+                                       settings.page_size, settings.max_pages, budget, self._pacers[job.kind].wait))
+            except AuthError:
+                raise
+            except AtessError as exc:
+                return rows, exc
+            return rows, None
 
         with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="discovery",
                                 initializer=tag_thread, initargs=(thread_tag(),)) as pool:
-            running: dict[Future, _List] = {}
+            running: dict[Future, ListJob] = {}
             try:
                 while walk_.todo or running:
                     while walk_.todo and len(running) < settings.concurrency:
@@ -351,14 +381,9 @@ class Discovery:
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in finished:
                         job = running.pop(future)
-                        try:
-                            rows = future.result()
-                        except AuthError:
-                            raise
-                        except AtessError as exc:
-                            errors.append(exc)
-                            unread.append(job)
-                            continue
+                        rows, error = future.result()
+                        if error is not None:
+                            errors.append(error)
                         progressed = progressed or bool(rows) or job.cursor.done
                         walk_.take(job, rows, self.families)
                         if not job.cursor.done:
@@ -367,18 +392,19 @@ class Discovery:
                 for future in running:
                     future.cancel()
                 raise
+        if unread:
+            walk_.todo = unread
+            self._carry = walk_   # kept also when nothing could be read: the next refresh retries these lists
         if errors and not progressed:
             raise errors[0]
         if unread:
-            walk_.todo = unread
-            self._carry = walk_
             self._report(unread, errors)
         if walk_.skipped:
             log.warning("discovery skipped list rows without a usable serial number",
                         extra={"fields": {"rows": walk_.skipped}})
         return walk_.topology(unread)
 
-    def _report(self, unread: list[_List], errors: list[AtessError]) -> None:
+    def _report(self, unread: list[ListJob], errors: list[AtessError]) -> None:
         """One warning per cap that stopped a walk (not one per refresh), naming its setting."""
         for setting in sorted({CAPS[job.cursor.capped] for job in unread if job.cursor.capped}):
             if setting in self._warned:

@@ -14,7 +14,8 @@ from atess_exporter.outside.zones import parse_zone
 # The vendor doc: "The frequency of acquisition is once every 5 minutes".
 MIN_INTERVAL_SECONDS = 300
 # The platform allows 10 plant-list calls a day (PLATFORM.md 9): every 3 h is 8 a day,
-# restarts included, since the last topology is kept in the state file.
+# restarts included, since the last topology is kept in the state file; COUNT shards
+# share those 8 (live/listing.py).
 DISCOVERY_REFRESH_SECONDS = 10800.0
 PLANT_LIST_CALLS_PER_DAY = 10
 
@@ -150,6 +151,7 @@ class DeviceConfig:
 class DiscoveryConfig:
     enabled: bool = False
     refresh_seconds: float = DISCOVERY_REFRESH_SECONDS
+    refresh_set: bool = False             # the user chose refresh_seconds (else shards share the default's budget)
     page_size: int = 100
     families: tuple[str, ...] = ()        # device families whose lists are read; () = all
     include_sns: frozenset[str] = frozenset()
@@ -161,6 +163,11 @@ class DiscoveryConfig:
     max_devices: int = 20000              # devices (and plants, dataloggers) adopted; the rest dropped and counted
     concurrency: int = 8                  # lists read at a time (the pages of one list in order)
     calls_per_second: float = 10.0        # per list endpoint (assumed: the vendor documents no list rate)
+
+    def refresh_every(self, shards: int) -> float:
+        """Seconds between one replica's listings of the account: refresh_seconds as set, else the
+        default times the shard count, so COUNT replicas together list it 8 times a day."""
+        return self.refresh_seconds if self.refresh_set else self.refresh_seconds * max(shards, 1)
 
     def wants(self, sn: str, plant_id: str = "", plant_name: str = "") -> bool:
         plants = {plant_id, plant_name} - {""}

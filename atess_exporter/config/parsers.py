@@ -136,6 +136,7 @@ def read_discovery(section: Section, families: set[str], default_enabled: bool =
         enabled=section.bool("enabled", default_enabled),
         refresh_seconds=section.number("refresh_seconds", DISCOVERY_REFRESH_SECONDS, 300, maximum=7 * 86400,
                                        hint="discovery lists the whole account; refresh at most every 5 minutes"),
+        refresh_set=section.data.get("refresh_seconds") is not None,
         page_size=section.number("page_size", 100, 1, integer=True, maximum=1000),
         max_pages=section.number("max_pages", 50, 1, integer=True, maximum=10000),
         max_calls=section.number("max_calls", 0, 0, integer=True, maximum=10000000),

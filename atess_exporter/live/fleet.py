@@ -6,8 +6,8 @@ ones' series from the store. Discovery's topology is published to the store,
 where the collectors read it.
 
 The plant list is spent as if capped (10 calls a day on the platform): the last
-topology is kept in the state file and reused after a restart while it is
-younger than discovery.refresh_seconds.
+topology is kept in the state file and reused after a restart until this
+replica's next listing is due (live/listing.py).
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ import threading
 from dataclasses import replace
 from typing import Callable
 
-from atess_exporter.account.discovery import (Discovery, SavedTopologyError, Topology, merged, select_devices,
-                                              topology_from_dict, topology_to_dict)
+from atess_exporter.account.discovery import (Discovery, SavedTopologyError, Topology, Walk, merged,
+                                              select_devices, topology_from_dict, topology_to_dict)
+from atess_exporter.account.savedwalk import walk_from_dict, walk_to_dict
 from atess_exporter.api.client import AtessClient, AtessError, AuthError
 from atess_exporter.catalog import Catalog
 from atess_exporter.config import Config, DeviceConfig
+from atess_exporter.live import listing
 from atess_exporter.live.authgate import AuthGate
 from atess_exporter.live.store import AccountStore, DeviceSnapshot, Trouble
 
@@ -37,6 +39,8 @@ class Fleet:
         self._lock = threading.Lock()
         self.saved_at: float | None = None   # wall time of the discovery the store's topology came from
         self._discovery: Discovery | None = None   # one walk, continued across refreshes
+        self._resume: Walk | None = None           # an unfinished walk the last run saved, for the first refresh
+        self._unfinished: dict | None = None       # the unfinished walk as saved (set after each refresh)
         self.devices: dict[str, DeviceConfig] = select_devices(config, None)
         self.answered_as: dict[str, str] = {}   # sn -> the type its latest data answered as (devicepoll)
         self._elsewhere: dict[str, str] = {}    # sn -> the account that holds it (not polled here)
@@ -48,11 +52,12 @@ class Fleet:
         """List the account (or continue an unfinished walk) and publish its topology; None (and
         the topology kept) on failure. An unfinished walk's topology keeps what the last one had."""
         if self._discovery is None:
-            families = list(self.config.discovery.families or self.catalog.families)
-            self._discovery = Discovery(client, self.config, families)
+            self._discovery = Discovery(client, self.config, self._families(), self._resume)
+            self._resume = None
         try:
             topology = merged(self._discovery.refresh(), self.store.topology)
         except AtessError as exc:
+            self._unfinished = self._walk_state()
             if isinstance(exc, AuthError):
                 auth.refused(client, str(exc))
             else:
@@ -62,6 +67,7 @@ class Fleet:
                         extra={"fields": {"outcome": exc.outcome, "error": str(exc)}})
             return None
         auth.succeeded()
+        self._unfinished = self._walk_state()
         if self.store.count_dropped("discovery.max_devices", topology.dropped):
             log.warning("the account lists more devices, plants or dataloggers than discovery.max_devices; "
                         "the rest are not polled (atess_exporter_input_dropped_total); raise discovery.max_devices "
@@ -71,6 +77,13 @@ class Fleet:
         self.store.discovery_failed = None
         return topology
 
+    def _families(self) -> list[str]:
+        return list(self.config.discovery.families or self.catalog.families)
+
+    def _walk_state(self) -> dict | None:
+        carry = self._discovery.carry if self._discovery is not None else None
+        return None if carry is None else walk_to_dict(carry, self._families())
+
     def retype(self, sn: str, family: str) -> None:
         """Poll `sn` as `family` from now on, also after discovery refreshes."""
         with self._lock:
@@ -79,38 +92,69 @@ class Fleet:
                 self.devices = {**self.devices, sn: replace(self.devices[sn], type=family)}
 
     def restore(self, saved: object, now: float) -> float | None:
-        """Publish the topology a previous run saved when it is younger than
-        discovery.refresh_seconds; its age judged against `now` (a time saved in the
-        future is not trusted). Returns the seconds until the next discovery, or None
-        (discover now). A wrong shape is dropped with one warning."""
+        """Publish the topology a previous run saved until this replica's next listing
+        (live/listing.py); its age judged against `now` (a time saved in the future is
+        not trusted). An unfinished walk's topology is published too, and the walk
+        continued within CONTINUE_SECONDS of its last refresh (from the plant list when
+        the walk saved with it is unusable). Returns the seconds until the next
+        discovery, or None (discover now, nothing published). A wrong shape is dropped
+        with one warning."""
         try:
             if not isinstance(saved, dict):
                 raise SavedTopologyError("not an object")
             at = saved.get("saved_at")
             if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
                 raise SavedTopologyError("no saved_at time")
+            complete = saved.get("complete", True)
+            if not isinstance(complete, bool):
+                raise SavedTopologyError("complete is not true or false")
             topology = topology_from_dict(saved.get("topology"), self.catalog.families)
         except SavedTopologyError as exc:
             log.warning("saved topology unusable; discovering anew", extra={"fields": {"error": str(exc)}})
             return None
-        age, refresh = now - at, self.config.discovery.refresh_seconds
-        if not 0 <= age < refresh:
+        age = now - at
+        if complete:
+            due = listing.next_listing(self.config, at)
+            usable = 0 <= age and now < due
+        else:   # an unfinished walk continues soon after its last refresh (now, if that has passed)
+            due = max(at + listing.CONTINUE_SECONDS, now)
+            usable = 0 <= age < listing.period(self.config)
+        if not usable:
             log.info("saved topology too old or from the future; discovering anew",
                      extra={"fields": {"age_seconds": round(age)}})
             return None
+        if not complete:
+            topology = replace(topology, complete=False, unread_lists=self._resume_walk(saved.get("walk")))
         self.store.topology, self.saved_at = topology, float(at)
         log.info("reusing the saved topology", extra={"fields": {
             "plants": len(topology.plants), "devices": len(topology.devices), "age_seconds": round(age),
-            "next_discovery_in_seconds": round(refresh - age)}})
-        return refresh - age
+            "complete": complete, "next_discovery_in_seconds": round(due - now)}})
+        return due - now
+
+    def _resume_walk(self, saved: object) -> int:
+        """Take up the unfinished walk a previous run saved; the number of its lists left."""
+        if saved is None:   # the walk was lost (refused credentials): the next refresh walks anew
+            return 0
+        try:
+            self._resume = walk_from_dict(saved, self._families(), self.config.discovery.max_devices,
+                                          self.catalog.families)
+        except SavedTopologyError as exc:
+            log.warning("saved discovery walk unusable; the next refresh walks the account anew (the saved "
+                        "devices are kept until it ends)", extra={"fields": {"error": str(exc)}})
+            return 0
+        self._unfinished = walk_to_dict(self._resume, self._families())
+        return len(self._resume.todo)
 
     def saved(self) -> dict:
-        """The state file's section: the topology and when it was read (only a walk that reached
-        the end: an unfinished one is continued by this run, or walked anew by the next)."""
+        """The state file's section: the topology and when it was read; for a walk that has not
+        reached the end, also the walk (account/savedwalk.py), so the next run continues it."""
         topology = self.store.topology
-        if topology is None or self.saved_at is None or not topology.complete:
+        if topology is None or self.saved_at is None:
             return {}
-        return {"topology": {"saved_at": self.saved_at, "topology": topology_to_dict(topology)}}
+        kept: dict = {"saved_at": self.saved_at, "topology": topology_to_dict(topology)}
+        if not topology.complete:
+            kept.update(complete=False, walk=self._unfinished)
+        return {"topology": kept}
 
     def adopt(self, wanted: dict[str, DeviceConfig]) -> tuple[list[str], list[str]]:
         """Make `wanted` the device set: (added, removed) SNs. A device another account

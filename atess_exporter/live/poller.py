@@ -15,17 +15,16 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Callable, TypeVar
 
 from atess_exporter.account.discovery import Topology, select_devices
 from atess_exporter.api.client import AtessClient
 from atess_exporter.catalog import Catalog
 from atess_exporter.config import Config, DeviceConfig
-from atess_exporter.live import lastcalls
+from atess_exporter.live import lastcalls, listing
 from atess_exporter.live.authgate import AuthGate
 from atess_exporter.live.counters import CounterState
 from atess_exporter.live.devicepoll import DevicePoll
-from atess_exporter.config.model import PLANT_LIST_CALLS_PER_DAY
 from atess_exporter.live.fleet import Fleet
 from atess_exporter.live.readingtimes import ReadingTimes, remembered_offset
 from atess_exporter.live.schedule import Scheduler
@@ -34,6 +33,8 @@ from atess_exporter.outside.logs import tag_thread
 from atess_exporter.readings.counterguard import CounterGuard
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Poller:
@@ -67,12 +68,8 @@ class Poller:
             self._restore_topology()
 
     def _restore_topology(self) -> None:
-        """A restart within discovery.refresh_seconds lists nothing: the saved topology serves."""
-        if self.config.discovery.refresh_seconds * PLANT_LIST_CALLS_PER_DAY < 86400:
-            log.warning("discovery.refresh_seconds lists the account more than 10 times a day; the platform the "
-                        "ATESS cloud was built on allows 10 plant-list calls a day",
-                        extra={"fields": {"refresh_seconds": self.config.discovery.refresh_seconds,
-                                          "suggested": 10800}})
+        """A restart before this replica's next listing lists nothing: the saved topology serves."""
+        listing.warn_over_budget(self.config)
         if "topology" not in self.counters.loaded:
             return
         wait = self.fleet.restore(self.counters.loaded["topology"], self.clock())
@@ -145,10 +142,33 @@ class Poller:
 
     # -- once (--once, tests) ----------------------------------------------
 
-    def poll_all_once(self) -> list[DeviceSnapshot]:
-        with ThreadPoolExecutor(max_workers=self.config.poll.concurrency, thread_name_prefix="poll",
+    def _each(self, job: Callable[[DeviceConfig], T], devices: list[DeviceConfig]) -> list[T]:
+        """`job` over every device, as many at once as the schedule's capacity sizes for the
+        fleet (live/capacity.py: poll.concurrency, grown to fit it into the interval at the
+        measured latency, up to poll.max_concurrency)."""
+        capacity = self.scheduler.capacity
+        capacity.fleet(len(devices))
+
+        def timed(device: DeviceConfig) -> T:
+            started, took = time.monotonic(), None
+            try:
+                result = job(device)
+                took = time.monotonic() - started
+                return result
+            finally:
+                capacity.release(took)
+
+        futures = []
+        with ThreadPoolExecutor(max_workers=capacity.ceiling, thread_name_prefix="poll",
                                 initializer=tag_thread, initargs=(self.config.account_label(),)) as pool:
-            snapshots = list(pool.map(self.poll_device, self.devices.values()))
+            for device in devices:
+                if not capacity.acquire(self._stop):
+                    break
+                futures.append(pool.submit(timed, device))
+        return [future.result() for future in futures]
+
+    def poll_all_once(self) -> list[DeviceSnapshot]:
+        snapshots = self._each(self.poll_device, list(self.devices.values()))
         self.save_state()
         return snapshots
 
@@ -159,9 +179,7 @@ class Poller:
             self.refresh_topology()
         snapshots = self.poll_all_once()
         if self.config.settings.enabled:
-            with ThreadPoolExecutor(max_workers=self.config.poll.concurrency, thread_name_prefix="poll",
-                                initializer=tag_thread, initargs=(self.config.account_label(),)) as pool:
-                list(pool.map(self.poll_settings, list(self.devices.values())))
+            self._each(self.poll_settings, list(self.devices.values()))
         return snapshots
 
     # -- in the background ---------------------------------------------------

@@ -6,7 +6,8 @@ the calls are and however often /metrics is scraped (scrapes read the store
 only). Start-up polls every device at once (as fast as the workers allow);
 after that each device keeps a phase of its own so that the calls spread
 evenly over the interval instead of bursting. Kinds: "latest" (each
-interval), "settings" (settings.refresh_seconds), "discovery" (one entry, sn "").
+interval), "settings" (settings.refresh_seconds), "discovery" (one entry, sn "", when
+live/listing.py says).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Protocol
 
 from atess_exporter.account.discovery import Topology
 from atess_exporter.config import Config, DeviceConfig
+from atess_exporter.live import listing
 from atess_exporter.live.capacity import Capacity
 from atess_exporter.live.store import AccountStore, PollStats
 from atess_exporter.outside.logs import tag_thread
@@ -27,7 +29,6 @@ from atess_exporter.outside.logs import tag_thread
 log = logging.getLogger(__name__)
 
 STATS_SECONDS = 2.0       # how often the schedule's own metrics are published to the store
-CONTINUE_SECONDS = 300.0  # an unfinished discovery walk continues this soon (the API's 5-minute limit per list)
 
 
 class Jobs(Protocol):
@@ -151,7 +152,7 @@ class Scheduler:
                 return
 
     def _job(self, kind: str, sn: str, due: float) -> None:
-        started = time.monotonic()
+        started, wall = time.monotonic(), time.time()
         if self.stop_event.is_set():
             return
         if kind == "discovery":
@@ -162,10 +163,10 @@ class Scheduler:
                 log.exception("discovery crashed")
             finally:
                 self.jobs.discovered.set()
-            again = self.config.discovery.refresh_seconds
+            again = listing.next_listing(self.config, wall) - wall   # the shards take turns (live/listing.py)
             topology = self.jobs.topology
             if topology is not None and not topology.complete:
-                again = min(again, CONTINUE_SECONDS)  # an unfinished walk continues soon
+                again = min(again, listing.CONTINUE_SECONDS)  # an unfinished walk continues soon
             self._discovery_failures = 0 if listed else self._discovery_failures + 1
             if not listed:
                 again = min(again, self._retry_discovery_in())
@@ -204,7 +205,7 @@ class Scheduler:
         pause = self.jobs.auth_pause()
         if pause is not None:
             return max(pause, 1.0)
-        return CONTINUE_SECONDS * 2 ** min(self._discovery_failures - 1, 10)
+        return listing.CONTINUE_SECONDS * 2 ** min(self._discovery_failures - 1, 10)
 
     def _push(self, due: float, kind: str, sn: str, again: bool = False) -> None:
         """Queue a job. A device re-added by discovery while its old entry is still

@@ -93,6 +93,7 @@ class FleetAccount:
         if op == "list":
             with self._lock:
                 self.calls["list"] += 1
+                self.calls[f"list:{family}"] += 1   # "list:plant": the list the platform allows 10 times a day
             if family == "plant":
                 return 200, self._page(self.plants, query)
             if family == "datalog":
