@@ -160,6 +160,8 @@ class Scheduler:
             topology = self.jobs.topology
             if topology is not None and not topology.complete:
                 again = min(again, listing.CONTINUE_SECONDS)  # an unfinished walk continues soon
+            log.info("next discovery", extra={"fields": {"in_seconds": round(again), "shard": "/".join(
+                map(str, self.config.shard))}})
             self._push(started + again, kind, sn, again=True)
             return
         device = self.jobs.devices.get(sn)
