@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 
 import pytest
 
@@ -10,7 +11,7 @@ from atess_exporter.live import listing
 from atess_exporter.live.poller import Poller
 from atess_exporter.live.store import Cache
 from atess_exporter.simulator import Simulator, demo_devices
-from support import TOKEN, make_config
+from support import TOKEN, discovering, make_config, wait_for
 
 T0 = 1_780_000_000.0
 
@@ -186,3 +187,18 @@ def test_a_refresh_the_shards_together_overspend_warns_once(caplog, shard, refre
         assert found[0].fields["setting"] == "discovery.refresh_seconds"
         assert found[0].fields["suggested"] == 10800 * count
         assert found[0].fields["account_listings_per_day"] == pytest.approx(86400 * count / refresh, abs=0.1)
+
+
+def test_the_running_schedule_lists_again_at_this_shards_turn(mocked, caplog):
+    caplog.set_level(logging.INFO)
+    exporter = discovering(mocked, shard="1/3")
+    exporter.start()
+    try:
+        record = wait_for(lambda: next((r for r in caplog.records if r.getMessage() == "next discovery"), None),
+                          "the first discovery done", 30)
+    finally:
+        exporter.stop()
+    at = time.time() + record.fields["in_seconds"]
+    assert 16200 - 60 <= record.fields["in_seconds"] <= 48600
+    phase = (at - 10800) % 32400          # shard 1 of 3: on a 9-h grid, 3 h after shard 0's
+    assert min(phase, 32400 - phase) <= 60

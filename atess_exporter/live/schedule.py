@@ -170,6 +170,8 @@ class Scheduler:
             self._discovery_failures = 0 if listed else self._discovery_failures + 1
             if not listed:
                 again = min(again, self._retry_discovery_in())
+            log.info("next discovery", extra={"fields": {"in_seconds": round(again), "shard": "/".join(
+                map(str, self.config.shard))}})
             self._push(started + again, kind, sn, again=True)
             return
         device = self.jobs.devices.get(sn)
