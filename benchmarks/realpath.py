@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/realpath.py discovery [--plants 1000] [--devices-per-plant 10] [--latency 0.1]
     .venv/bin/python benchmarks/realpath.py once [--devices 5000] [--latency 0.8]
+    .venv/bin/python benchmarks/realpath.py accounts [--devices 2000] [--accounts 10] [--latency 0.2]
 
 The exporter runs as its own process (`exporter.py --config.file ...`, a
 token-only config, JSON logs), the account is the loopback fake of
@@ -278,6 +279,52 @@ def once(args) -> dict:
             "at_4_workers_s": round(before, 1), "ratio_to_4_workers": round(took / before, 2)}
 
 
+def accounts(args) -> list[dict]:
+    """The same devices as one account (the reference, measured in the same run) and split over
+    `accounts` accounts, each its own loopback fake in its own process: time from start to the
+    last device's first poll, calls per device, RSS after the sweep and three Prometheus
+    scrapes, and the ratios of the split run to the reference."""
+    rows = []
+    for count in (1, args.accounts):
+        per = args.devices // count
+        fakes = [Fake(plants=per // 10, devices_per_datalog=10, latency=0.01, latest_latency=args.latency,
+                      payloads="sim", prefix=f"A{i}" if count > 1 else "") for i in range(count)]
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                if count == 1:
+                    config: dict = {"atess": {"base_url": fakes[0].url, "token": TOKEN}}
+                else:
+                    config = {"accounts": [{"name": f"customer-{i}", "base_url": fake.url, "token": TOKEN}
+                                           for i, fake in enumerate(fakes)]}
+                config["state_file"] = str(Path(tmp) / "state.json")
+                exporter = Exporter(config, Path(tmp), env=args.env)
+                try:
+                    ready = exporter.wait_for("serving metrics", 900)
+                    url = ready[1]["url"]
+                    deadline = time.monotonic() + 1800
+                    while (sum(f.get("/_stats")["devices_called"] for f in fakes) < per * count
+                           and time.monotonic() < deadline):
+                        time.sleep(1)
+                    swept = time.monotonic() - exporter.started
+                    for _ in range(3):
+                        prometheus_scrape(url)
+                    rss = rss_mb(exporter.proc.pid)
+                    stats = [f.get("/_stats") for f in fakes]
+                finally:
+                    exporter.stop()
+        finally:
+            for fake in fakes:
+                fake.stop()
+        rows.append({"accounts": count, "devices": per * count, "sweep_s": round(swept, 1), "rss_mb": round(rss, 1),
+                     "latest_calls": sum(st["calls"].get("latest", 0) for st in stats),
+                     "plant_list_calls": sum(st["calls"].get("list:plant", 0) for st in stats)})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    ref, split = rows
+    split.update(sweep_ratio=round(split["sweep_s"] / ref["sweep_s"], 2), rss_ratio=round(split["rss_mb"] / ref["rss_mb"], 2),
+                 rss_per_account_mb=round((split["rss_mb"] - ref["rss_mb"]) / (args.accounts - 1), 1))
+    return rows
+
+
 def memory(args) -> list[dict]:
     """RSS of the exporter process on the real path: a token-only config discovers the fake's
     account, the poller polls every device over HTTP (full simulator payloads that change every
@@ -342,6 +389,10 @@ def main() -> None:
     o.add_argument("--devices", type=int, default=5000)
     o.add_argument("--latency", type=float, default=0.8)
     o.add_argument("--timeout", type=float, default=1800)
+    a = sub.add_parser("accounts")
+    a.add_argument("--devices", type=int, default=2000)
+    a.add_argument("--accounts", type=int, default=10)
+    a.add_argument("--latency", type=float, default=0.2)
     m = sub.add_parser("memory")
     m.add_argument("--devices", default="1000,5000,10000")
     m.add_argument("--latency", type=float, default=0.05)
@@ -350,7 +401,8 @@ def main() -> None:
     m.add_argument("--malloc-arena-max", type=int, default=0, help="run the exporter with MALLOC_ARENA_MAX=N")
     args = parser.parse_args()
     args.env = {"MALLOC_ARENA_MAX": str(args.malloc_arena_max)} if getattr(args, "malloc_arena_max", 0) else None
-    result = {"discovery": discovery, "polling": polling, "once": once, "memory": memory}[args.what](args)
+    result = {"discovery": discovery, "polling": polling, "once": once, "memory": memory,
+              "accounts": accounts}[args.what](args)
     print(json.dumps(result))
 
 
