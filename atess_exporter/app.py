@@ -21,7 +21,7 @@ from atess_exporter.exposition.collectors import (AuthCollector, BuildInfoCollec
                                                   TopologyCollector)
 from atess_exporter.exposition.tariffs import TariffCollector
 from atess_exporter.live.poller import Poller
-from atess_exporter.live.store import Cache
+from atess_exporter.live.store import Cache, DeviceSnapshot
 from atess_exporter.web.server import MetricsServer
 from atess_exporter.web.status import StatusPages
 
@@ -30,15 +30,22 @@ disable_created_metrics()
 
 
 class Exporter:
+    """Every account's client and poller writing one store, and the collectors reading it."""
+
     def __init__(self, config: Config, session=None):
         self.config = config
         self.catalog = config.catalog()
         self.registry = CollectorRegistry()
-        self.api_stats = ApiStats(self.registry)
-        self.client = AtessClient(config.api, observer=self.api_stats.observe, session=session,
-                                  connections=max(config.poll.max_concurrency, config.discovery.concurrency))
+        accounts = config.all_accounts()
+        self.api_stats = ApiStats(self.registry, accounts=len(accounts) > 1)
         self.cache = Cache()
-        self.poller = Poller(config, self.client, self.cache, self.catalog)
+        self.pollers: list[Poller] = []
+        for account in accounts:
+            own = config.for_account(account)
+            client = AtessClient(own.api, observer=self.api_stats.observer(own.account_label()), session=session,
+                                 connections=max(own.poll.max_concurrency, own.discovery.concurrency))
+            self.pollers.append(Poller(own, client, self.cache, self.catalog))
+        self.poller, self.client = self.pollers[0], self.pollers[0].client   # the only (or first) account's
         self.registry.register(BuildInfoCollector())
         # process_* (CPU, memory, open files, start time) and python_info, as every Python exporter has.
         ProcessCollector(registry=self.registry)
@@ -57,7 +64,7 @@ class Exporter:
     def web_server(self, listen_address: str, telemetry_path: str, *, web_config_file: str | None,
                    max_connections: int | None, max_auth_checks: int, demo: bool) -> MetricsServer:
         """/metrics over this registry, and the status pages over this store."""
-        status = StatusPages(self.cache, self.config.poll, self.catalog, self.config.api.credentials.values(), demo)
+        status = StatusPages(self.cache, self.config.poll, self.catalog, self.config.secrets(), demo)
         return MetricsServer(self.registry, listen_address, telemetry_path, web_config_file=web_config_file,
                              max_connections=max_connections, max_auth_checks=max_auth_checks,
                              landing_extra=status)
@@ -68,14 +75,21 @@ class Exporter:
     def start(self, on_ready: Callable[[int], None] | None = None) -> None:
         """Start polling; `on_ready(device_count)` runs once the device set is known:
         at once for a fixed SN list, after the first discovery otherwise."""
-        self.poller.start()
+        for poller in self.pollers:
+            poller.start()
         if on_ready is not None:
             threading.Thread(target=self._when_ready, args=(on_ready,), name="ready", daemon=True).start()
 
     def _when_ready(self, on_ready: Callable[[int], None]) -> None:
-        if self.config.discovery.enabled:
-            self.poller.discovered.wait()
-        on_ready(len(self.poller.devices))
+        for poller in self.pollers:
+            if poller.config.discovery.enabled:
+                poller.discovered.wait()
+        on_ready(sum(len(poller.devices) for poller in self.pollers))
+
+    def run_once(self) -> list[DeviceSnapshot]:
+        """--once: every account polled once (one after another: each sizes its own workers)."""
+        return [snapshot for poller in self.pollers for snapshot in poller.run_once()]
 
     def stop(self) -> None:
-        self.poller.stop()
+        for poller in self.pollers:
+            poller.stop()

@@ -211,23 +211,20 @@ def _run(args: argparse.Namespace, stopping: StopSignals | None) -> int:
         return 1
 
     if args.check_config:
-        which = f"{len(config.devices)} devices" + (" + discovery" if config.discovery.enabled else "")
-        if config.discovery.enabled and not config.devices:
-            which = "every device of the account, by discovery"
-        print(f"{config.source}: OK ({which}, poll every {config.poll.interval_seconds:g}s)")
+        print(f"{config.source}: OK ({check_summary(config)})")
         return 0
 
     if stopping is not None and stopping.is_set():
         if simulator is not None:
             simulator.stop()
         return 0
-    setup_logging(_level(args.log_level), args.log_format, secrets=config.api.credentials.values())
+    setup_logging(_level(args.log_level), args.log_format, secrets=config.secrets())
     from atess_exporter.app import Exporter
 
     exporter = Exporter(config)
     try:
         if args.once:
-            snaps = exporter.poller.run_once()
+            snaps = exporter.run_once()
             sys.stdout.write(exporter.exposition().decode())
             return 0 if any(s.up for s in snaps) else 1
         try:
@@ -247,7 +244,8 @@ def _run(args: argparse.Namespace, stopping: StopSignals | None) -> int:
         url = f"{server.scheme}://{'localhost' if host in ('0.0.0.0', '::') else host}:{server.port}{args.telemetry_path}"
         # Logged once the device set is known (after the first discovery), so the count is real.
         exporter.start(on_ready=lambda devices: log.info("serving metrics", extra={"fields": {
-            "url": url, "devices": devices, "discovery": config.discovery.enabled,
+            "url": url, "devices": devices, "accounts": len(config.all_accounts()),
+            "discovery": any(a.discovery.enabled for a in config.all_accounts()),
             "interval_seconds": config.poll.interval_seconds}}))
         if args.demo:
             print(f"atess-exporter demo: metrics at {url} (simulated devices, Ctrl-C to stop)", flush=True)
@@ -260,6 +258,20 @@ def _run(args: argparse.Namespace, stopping: StopSignals | None) -> int:
         exporter.stop()
         if simulator is not None:
             simulator.stop()
+
+
+def check_summary(config) -> str:
+    """What --check-config found, per account: "12 devices + discovery, poll every 300s"."""
+    def one(account) -> str:
+        which = f"{len(account.devices)} devices" + (" + discovery" if account.discovery.enabled else "")
+        if account.discovery.enabled and not account.devices:
+            which = "every device of the account, by discovery"
+        return f"{which}, poll every {account.poll.interval_seconds:g}s"
+
+    accounts = config.all_accounts()
+    if len(accounts) == 1:
+        return one(accounts[0])
+    return f"{len(accounts)} accounts: " + "; ".join(f"{a.name}: {one(a)}" for a in accounts)
 
 
 if __name__ == "__main__":

@@ -124,7 +124,7 @@ def filled_exporter(n: int, now: float, templates: dict | None = None):
         key = (d.seed, d.model)
         payload = dict(templates[key], deviceSn=d.sn)
         prev = exporter.cache.get(d.sn)
-        exporter.cache.put(DeviceSnapshot(
+        exporter.cache.account().put(DeviceSnapshot(
             sn=d.sn, device_type=d.family, model=d.model, up=True, last_attempt=now, last_success=now,
             data_time=now - 60, samples=payload_samples(exporter.catalog.families[d.family], payload), info=prev.info))
     return exporter, devices

@@ -101,7 +101,7 @@ class Fleet:
             f = 1.0 + (step % 13) / 1000
             samples = {name: tuple((labels, v * f) for labels, v in rows) for name, rows in snap.samples.items()}
             t = snap.last_attempt + 1
-            self.exporter.cache.put(dataclasses.replace(snap, samples=samples, last_attempt=t, last_success=t, data_time=t - 60))
+            self.exporter.cache.account().put(dataclasses.replace(snap, samples=samples, last_attempt=t, last_success=t, data_time=t - 60))
 
 
 def child(n: int, scrapes: int, cpu_seconds: float) -> dict:

@@ -33,16 +33,16 @@ def test_devices_of_one_kind_share_names_and_labels():
 def test_changed_since_names_the_replaced_devices():
     cache = Cache()
     for sn in "abc":
-        cache.put(DeviceSnapshot(sn=sn, device_type="pcs", model="PCS100"))
+        cache.account().put(DeviceSnapshot(sn=sn, device_type="pcs", model="PCS100"))
     v = cache.version
     assert cache.changed_since(v) == set()
-    cache.put(DeviceSnapshot(sn="b", device_type="pcs", model="PCS100", up=True))
-    cache.update("c", lambda d: d.failed(1.0, "timeout"))
+    cache.account().put(DeviceSnapshot(sn="b", device_type="pcs", model="PCS100", up=True))
+    cache.account().update("c", lambda d: d.failed(1.0, "timeout"))
     assert cache.changed_since(v) == {"b", "c"}
     w = cache.version
-    cache.retain(["a", "b"])
+    cache.account().retain(["a", "b"])
     assert cache.changed_since(w) is None          # removals: the caller must look at everything
     x = cache.version
     for i in range(Cache.CHANGE_LOG + 1):
-        cache.put(DeviceSnapshot(sn="a", device_type="pcs", model="PCS100", last_attempt=float(i)))
+        cache.account().put(DeviceSnapshot(sn="a", device_type="pcs", model="PCS100", last_attempt=float(i)))
     assert cache.changed_since(x) is None          # older than the log

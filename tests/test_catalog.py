@@ -390,7 +390,7 @@ def exposition(catalog, extra_fields: dict | None = None) -> bytes:
         payload = dict(LATEST_BUILDERS[dev.family](dev, now))
         if i == 0 and extra_fields:
             payload.update(extra_fields)
-        cache.put(DeviceSnapshot(sn=dev.sn, device_type=dev.family, model=dev.model, up=True,
+        cache.account().put(DeviceSnapshot(sn=dev.sn, device_type=dev.family, model=dev.model, up=True,
                                  last_attempt=now, last_success=now, data_time=now,
                                  samples=payload_samples(catalog.families[dev.family], payload)))
     registry = CollectorRegistry()

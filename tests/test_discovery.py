@@ -416,3 +416,34 @@ def test_a_listed_rating_bounds_the_readings_before_the_model_name(mocked):
     assert not series(parsed, "atess_pv_power_watts", sn="HPS-A"), "2.5 kW is over 3x a 0.5 kW rating"
     assert value(parsed, "atess_device_implausible_fields", sn="HPS-A") == 1
     assert value(parsed, "atess_pv_power_watts", sn="HPS-B") == 2500
+
+
+def test_a_failed_listing_is_retried_in_minutes_not_at_the_next_refresh():
+    """At start-up a failed listing leaves nothing to poll: it is tried again after 5 minutes,
+    doubling with each failure in a row (never more often than that), and at the refresh
+    interval again once it succeeds; refused credentials wait for their own pause."""
+    import threading
+    import time as _time
+    from types import SimpleNamespace
+
+    from atess_exporter.live.schedule import Scheduler
+
+    outcome = {"listed": False, "pause": None}
+    jobs = SimpleNamespace(discovered=threading.Event(), devices={}, topology=None,
+                           refresh_topology=lambda: outcome["listed"], auth_pause=lambda: outcome["pause"])
+    config = make_config("http://127.0.0.1:9", devices=[], discovery={"enabled": True})
+    scheduler = Scheduler(config, jobs, threading.Event())
+
+    def next_in() -> float:
+        scheduler._job("discovery", "", _time.monotonic())
+        due = max(d for d, kind, _ in scheduler._heap if kind == "discovery")
+        scheduler._heap.clear()
+        return due - _time.monotonic()
+
+    assert [round(next_in(), -1) for _ in range(3)] == [300, 600, 1200]
+    outcome["pause"] = 30.0
+    assert round(next_in()) == 30
+    outcome.update(listed=True, pause=None)
+    assert round(next_in(), -2) == config.discovery.refresh_seconds
+    outcome["listed"] = False
+    assert round(next_in(), -1) == 300      # a new run of failures starts at 5 minutes again

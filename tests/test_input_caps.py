@@ -69,7 +69,7 @@ def test_the_renderers_shapes_stay_bounded_when_field_sets_vary():
     rng = random.Random(7)
     for i in range(SHAPES_CAP + 500):
         names = rng.sample(gauges, 12)
-        cache.put(DeviceSnapshot("A", "hps_central", "HPS150", up=True, last_attempt=1.0, last_success=1.0,
+        cache.account().put(DeviceSnapshot("A", "hps_central", "HPS150", up=True, last_attempt=1.0, last_success=1.0,
                                  samples={n: (((), float(i)),) for n in names}, changed_at=1.0))
         body = renderer.render().body
         assert f"{names[0]}{{model=\"HPS150\",sn=\"A\"}} {float(i)}".encode() in body

@@ -67,14 +67,14 @@ def snap(sn: str, **kw) -> DeviceSnapshot:
 
 def fleet_store() -> Cache:
     store = Cache()
-    store.put(snap("A-UP"))
-    store.put(snap("B-DOWN", up=False, error="/api/v1/hps/data-last: HTTP 500"))
-    store.put(snap("C-LOST", lost=True, data_time=NOW - 180))
-    store.put(snap("D-STALE", data_time=NOW - 3 * 3600 - 60))
-    store.put(snap("E-PENDING", up=False, last_attempt=None, last_success=None, data_time=None,
+    store.account().put(snap("A-UP"))
+    store.account().put(snap("B-DOWN", up=False, error="/api/v1/hps/data-last: HTTP 500"))
+    store.account().put(snap("C-LOST", lost=True, data_time=NOW - 180))
+    store.account().put(snap("D-STALE", data_time=NOW - 3 * 3600 - 60))
+    store.account().put(snap("E-PENDING", up=False, last_attempt=None, last_success=None, data_time=None,
                    info={"plant_id": "PL2", "plant_name": "Hill Farm"}))
-    store.put(snap("F-OFFLINE", info={"plant_id": "PL2", "plant_name": "Hill Farm", "datalog_sn": "DL9"}))
-    store.topology = Topology(datalogs=(Datalog("DL1", "PL1", online=True), Datalog("DL9", "PL2", online=False)))
+    store.account().put(snap("F-OFFLINE", info={"plant_id": "PL2", "plant_name": "Hill Farm", "datalog_sn": "DL9"}))
+    store.account().topology = Topology(datalogs=(Datalog("DL1", "PL1", online=True), Datalog("DL9", "PL2", online=False)))
     return store
 
 
@@ -111,7 +111,7 @@ def test_filter_by_plant_and_state_with_plain_links():
 def test_ten_thousand_devices_are_paged_and_far_below_a_megabyte():
     store = Cache()
     for i in range(10_000):
-        store.put(snap(f"SN{i:06d}", up=i % 101 != 0, error="/api/v1/pcs/data-last: HTTP 502",
+        store.account().put(snap(f"SN{i:06d}", up=i % 101 != 0, error="/api/v1/pcs/data-last: HTTP 502",
                        info={"plant_id": f"PL{i % 2000}", "plant_name": f"Site {i % 2000}"}))
     pages = pages_for(store)
     status, _, first = fetch(pages)
@@ -129,8 +129,8 @@ def test_ten_thousand_devices_are_paged_and_far_below_a_megabyte():
 
 def test_banner_for_refused_credentials_since_when_and_the_apis_own_words_scrubbed():
     store = fleet_store()
-    store.auth_ok = False
-    store.auth_refused = Trouble(NOW - 720, f"/api/v1/plant/list: API code 403: token {SECRET} <b>expired</b>; "
+    store.account().auth_ok = False
+    store.account().auth_refused = Trouble(NOW - 720, f"/api/v1/plant/list: API code 403: token {SECRET} <b>expired</b>; "
                                             "check atess.token or app_id/app_key")
     html = page(pages_for(store, secrets=[SECRET]))
     [banner] = re.findall(r'<div class="banner">(.*?)</div>', html)
@@ -142,8 +142,8 @@ def test_banner_for_refused_credentials_since_when_and_the_apis_own_words_scrubb
 
 def test_banners_for_failing_discovery_and_polling_behind_schedule():
     store = fleet_store()
-    store.discovery_failed = Trouble(NOW - 7200, "/api/v1/plant/list: HTTP 502")
-    store.poll_stats = PollStats(concurrency=64, latency_seconds=0.8, sweep_seconds=900.0, overdue=37, behind=12)
+    store.account().discovery_failed = Trouble(NOW - 7200, "/api/v1/plant/list: HTTP 502")
+    store.account().poll_stats = PollStats(concurrency=64, latency_seconds=0.8, sweep_seconds=900.0, overdue=37, behind=12)
     html = page(pages_for(store, interval_seconds=300))
     banners = re.findall(r'<div class="banner">(.*?)</div>', html)
     assert banners[0].startswith("<strong>Discovery fails</strong> since 2025-06-15 13:06 UTC (2 h ago): "
@@ -153,8 +153,8 @@ def test_banners_for_failing_discovery_and_polling_behind_schedule():
                           "(5 min) late; the last sweep of every device took 15 min; 12 devices do not fit into "
                           "one interval at 0.8 s a poll with 64 polls at once. Raise <code>poll.max_concurrency</code>, "
                           "or split the devices over replicas (<code>--shard</code>).")
-    store.poll_stats = PollStats(concurrency=4, latency_seconds=0.2, sweep_seconds=290.0)   # keeping up again
-    store.discovery_failed = None
+    store.account().poll_stats = PollStats(concurrency=4, latency_seconds=0.2, sweep_seconds=290.0)   # keeping up again
+    store.account().discovery_failed = None
     assert 'class="banner"' not in page(pages_for(store, interval_seconds=300))
 
 
@@ -172,7 +172,7 @@ def test_a_wrong_token_against_the_simulator_shows_the_banner_and_healthz_stays_
     assert status == 200 and "The ATESS API refuses the credentials</strong> since " in html
     assert "No device yet" in html and SECRET not in html
     assert healthz[0] == 200 and healthz[2] == "ok\n"
-    assert exporter.cache.auth_ok is False
+    assert exporter.cache.account().auth_ok is False
 
 
 # -- one device --------------------------------------------------------------------------------
@@ -209,7 +209,7 @@ def test_device_page_of_a_failing_device_and_of_an_unknown_sn():
 
 def hostile_store() -> Cache:
     store = Cache()
-    store.put(DeviceSnapshot(
+    store.account().put(DeviceSnapshot(
         sn="<script>alert(1)</script>", device_type="hps_central", model='HPS"><img src=x onerror=alert(2)>',
         up=False, last_attempt=NOW - 30, last_success=NOW - 900, data_time=NOW - 1000,
         error=f"HTTP 500: <b>upstream</b> said Authorization: Basic {SECRET} & more",
@@ -281,7 +281,7 @@ def test_polling_behind_schedule_shows_as_a_banner_beside_the_schedules_metrics(
         exporter.start()
         try:
             deadline = time.monotonic() + 60
-            while not ((stats := exporter.cache.poll_stats) and (stats.overdue or stats.behind)):
+            while not ((stats := exporter.cache.account().poll_stats) and (stats.overdue or stats.behind)):
                 assert time.monotonic() < deadline, f"the schedule never measured falling behind: {stats}"
                 time.sleep(0.1)
             html = page(pages)

@@ -105,7 +105,7 @@ def mixed_exporter(base_url: str = "http://127.0.0.1:9"):
     for dev in MIXED:
         prev = cache.get(dev.sn)
         if dev.sn == "C-never-read":
-            cache.put(prev.failed(NOW - 10, "connection refused"))
+            cache.account().put(prev.failed(NOW - 10, "connection refused"))
             continue
         age = {"A-stale-gauges": 7200.0, "B-offline": 1800.0, "D-failed-after-read": 120.0}.get(dev.sn, 30.0)
         payload = LATEST_BUILDERS[dev.family](dev, NOW - age)
@@ -115,7 +115,7 @@ def mixed_exporter(base_url: str = "http://127.0.0.1:9"):
                               info=prev.info, glitches=dev.sn.startswith("HPS1") * 2, unusable_fields=1)
         if dev.sn == "D-failed-after-read":
             snap = snap.failed(NOW - 5, "HTTP 500")
-        cache.put(snap)
+        cache.account().put(snap)
     return exporter
 
 
@@ -188,7 +188,7 @@ def test_uncatalogued_help_grows_as_more_families_send_the_field():
     for step, dev in enumerate(d for d in MIXED if d.family in ("hps_central", "pcs", "bcu")):
         snap = exporter.cache.get(dev.sn)
         extra = payload_samples(families[dev.family], {"zzNewSensor": 7 + step, "deviceSn": dev.sn})
-        exporter.cache.put(DeviceSnapshot(**{**snap.__dict__, "samples": {**snap.samples, **extra}}))
+        exporter.cache.account().put(DeviceSnapshot(**{**snap.__dict__, "samples": {**snap.samples, **extra}}))
         clock.now = NOW + step
         for accept in (None, PROM2):
             assert_same(renderer, exporter, accept, "gzip")
@@ -256,10 +256,10 @@ def test_devices_removed_and_added():
     renderer = Renderer(exporter)
     assert_all_formats(renderer, exporter)
     renders = renderer.device_renders
-    exporter.cache.retain([d.sn for d in MIXED if d.family != "pcs"])
+    exporter.cache.account().retain([d.sn for d in MIXED if d.family != "pcs"])
     assert_all_formats(renderer, exporter)
     assert renderer.device_renders == renders          # survivors are not re-rendered
-    exporter.cache.put(DeviceSnapshot(sn="0-new", device_type="pbd", model="PBD250"))
+    exporter.cache.account().put(DeviceSnapshot(sn="0-new", device_type="pbd", model="PBD250"))
     assert_same(renderer, exporter)
     assert renderer.device_renders == renders + 2      # status and readings of the new device, one format
     assert_all_formats(renderer, exporter)
@@ -317,7 +317,7 @@ def test_gzip_after_changes_still_decompresses_to_the_text():
     renderer = Renderer(exporter)
     for step in range(4):
         snap = exporter.cache.get(MIXED[step].sn)
-        exporter.cache.put(snap.failed(NOW + step, "timeout"))
+        exporter.cache.account().put(snap.failed(NOW + step, "timeout"))
         clock.now = NOW + 1000 * step          # devices cross stale_after and max_data_age too
         for accept in (None, PROM2):
             assert_same(renderer, exporter, accept, "gzip")
@@ -353,7 +353,7 @@ def test_refresh_renders_polled_devices_before_the_scrape():
     renderer.refresh()                                     # nothing new: nothing rendered
     renders = renderer.device_renders
     for dev in MIXED[:3]:
-        exporter.cache.put(exporter.cache.get(dev.sn).failed(NOW + 1, "timeout"))
+        exporter.cache.account().put(exporter.cache.get(dev.sn).failed(NOW + 1, "timeout"))
     clock.now = NOW + 2
     renderer.refresh()
     assert renderer.device_renders == renders + 6          # the three devices, both collectors

@@ -45,8 +45,8 @@ def user_zone(request, monkeypatch):
 
 def scrape(poller: Poller, clock: Clock) -> dict:
     registry = CollectorRegistry()
-    registry.register(DeviceStatusCollector(poller.cache, poller.config.poll, clock=clock))
-    registry.register(ServerClockCollector(poller.cache))
+    registry.register(DeviceStatusCollector(poller.cache.cache, poller.config.poll, clock=clock))
+    registry.register(ServerClockCollector(poller.cache.cache))
     return parse_exposition(generate_latest(registry).decode())
 
 

@@ -191,7 +191,7 @@ def test_ten_thousand_devices_are_paged_under_a_megabyte_and_still_fit_a_phone(c
     now = time.time()
     store = Cache()
     for i, d in enumerate(fleet_of(10_000, 2_000)):
-        store.put(DeviceSnapshot(sn=d.sn, device_type=d.family, model=d.model, up=i % 97 != 0, last_attempt=now - 30,
+        store.account().put(DeviceSnapshot(sn=d.sn, device_type=d.family, model=d.model, up=i % 97 != 0, last_attempt=now - 30,
                                  last_success=now - 30, data_time=now - 60 - (i % 5) * 900,
                                  error="/api/v1/hps/data-last: HTTP 502" if i % 97 == 0 else None,
                                  info={"plant_id": d.plant_id, "plant_name": f"Site {d.plant_id[2:]}"}))

@@ -30,9 +30,9 @@ def utc(text: str) -> float:
 def prices(tariffs, at: float, topology: Topology | None = None, devices=DEVICES, **sections) -> dict:
     config = make_config("http://127.0.0.1:9", devices=devices, tariffs=tariffs, **sections)
     cache = Cache()
-    cache.topology = topology
+    cache.account().topology = topology
     for d in config.devices:
-        cache.put(DeviceSnapshot(sn=d.sn, device_type=d.type, model="", info=d.info()))
+        cache.account().put(DeviceSnapshot(sn=d.sn, device_type=d.type, model="", info=d.info()))
     registry = CollectorRegistry()
     registry.register(TariffCollector(config, cache, clock=lambda: at))
     return parse_exposition(generate_latest(registry).decode())

@@ -37,6 +37,7 @@ from atess_exporter.api.client import AtessClient, AtessError, AuthError
 from atess_exporter.api.paging import CallBudget, Cursor, bounded_number, read_pages
 from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.catalog.endpoints import LIST_KEY
+from atess_exporter.outside.logs import tag_thread, thread_tag
 from atess_exporter.outside.text import label_text, valid_sn
 from atess_exporter.config.shard import in_shard
 from atess_exporter.outside.zones import parse_zone, zone_name
@@ -368,7 +369,8 @@ class Discovery:
                 return rows, exc
             return rows, None
 
-        with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="discovery") as pool:
+        with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="discovery",
+                                initializer=tag_thread, initargs=(thread_tag(),)) as pool:
             running: dict[Future, ListJob] = {}
             try:
                 while walk_.todo or running:

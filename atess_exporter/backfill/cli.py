@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "for `promtool tsdb create-blocks-from openmetrics`. See docs/backfill.md.")
     p.add_argument("--config.file", dest="config_file", default=os.environ.get("ATESS_CONFIG_FILE", "config.yaml"),
                    metavar="PATH", help="configuration file (default: %(default)s) [env ATESS_CONFIG_FILE]")
+    p.add_argument("--account", metavar="NAME", default=None,
+                   help="with accounts: in the config, the account whose devices to fetch (required when there are several)")
     p.add_argument("--from", dest="start", required=True, type=_date_arg, metavar="YYYY-MM-DD",
                    help="first day to fetch (inclusive), in the zone the API writes times in")
     p.add_argument("--to", dest="end", type=_date_arg, default=None, metavar="YYYY-MM-DD",
@@ -157,8 +159,8 @@ def main(argv: list[str], *, clock: Clock | None = None, sleep: Sleep | None = N
         stderr.flush()
 
     try:
-        config = load_config(args.config_file, writes_state=False)
-    except ConfigError as exc:
+        config = load_config(args.config_file, writes_state=False).one_account(args.account)
+    except (ConfigError, ValueError) as exc:
         say(f"atess-exporter backfill: config error: {exc}")
         return 1
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from typing import Callable
 
@@ -227,8 +227,26 @@ class Tariff:
         return self.import_price, self.export_price
 
 
+DEFAULT_ACCOUNT = "default"   # the one account of a config without `accounts:`
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    """One ATESS account of `accounts:` (or the only one): its credentials and API
+    settings, its devices, how it is listed and polled, and its state file."""
+    name: str
+    api: ApiConfig
+    poll: PollConfig
+    devices: tuple[DeviceConfig, ...]
+    discovery: DiscoveryConfig
+    state_file: str | None
+
+
 @dataclass(frozen=True)
 class Config:
+    """The whole file. `api`, `poll`, `devices`, `discovery` and `state_file` are one
+    account's: the only one, the first of `accounts:`, or -- after for_account() --
+    the one a poller serves."""
     api: ApiConfig
     poll: PollConfig
     devices: tuple[DeviceConfig, ...]
@@ -243,6 +261,44 @@ class Config:
     enums: dict = field(default_factory=dict)               # enumeration tables replaced by the user
     history_date_format: str = "%Y-%m-%d %H:%M:%S"          # startDate/endDate of history calls
     tariffs: tuple[Tariff, ...] = ()                        # energy prices; () exports no tariff series
+    accounts: tuple[AccountConfig, ...] = ()                # every account; () for a Config built by hand: this one
+    account_name: str = DEFAULT_ACCOUNT                     # the account the fields above are
+
+    def all_accounts(self) -> tuple[AccountConfig, ...]:
+        return self.accounts or (AccountConfig(self.account_name, self.api, self.poll, self.devices, self.discovery,
+                                               self.state_file),)
+
+    def for_account(self, account: AccountConfig) -> "Config":
+        """This config as one account's poller sees it."""
+        return replace(self, api=account.api, poll=account.poll, devices=account.devices,
+                       discovery=account.discovery, state_file=account.state_file, account_name=account.name)
+
+    def one_account(self, name: str | None) -> "Config":
+        """The account a one-account command (probe, backfill) works on: `name`, or the only one.
+        Raises ValueError saying which names there are."""
+        accounts = self.all_accounts()
+        names = ", ".join(a.name for a in accounts)
+        if name is None:
+            if len(accounts) > 1:
+                raise ValueError(f"the config has {len(accounts)} accounts ({names}); pick one with --account NAME")
+            return self.for_account(accounts[0])
+        for account in accounts:
+            if account.name == name:
+                return self.for_account(account)
+        raise ValueError(f"--account {name[:40]!r}: no such account; the config has {names}")
+
+    def account_label(self) -> str:
+        """The `account` label's value on this account's series: its name when the file
+        configures several accounts, else "" (no label)."""
+        return self.account_name if len(self.all_accounts()) > 1 else ""
+
+    def all_devices(self) -> tuple[DeviceConfig, ...]:
+        """The devices listed under every account."""
+        return tuple(d for account in self.all_accounts() for d in account.devices)
+
+    def secrets(self) -> list[str]:
+        """Every account's secret strings, for log redaction."""
+        return [value for account in self.all_accounts() for value in account.api.credentials.values()]
 
     def catalog(self):
         """The packaged catalog with this config's overrides applied."""

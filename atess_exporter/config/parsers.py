@@ -182,20 +182,20 @@ def read_endpoints(data: Any) -> dict[str, dict[str, str]]:
     return merged
 
 
-def read_devices(data: Any, families: set[str]) -> tuple[DeviceConfig, ...]:
+def read_devices(data: Any, families: set[str], path: str = "devices") -> tuple[DeviceConfig, ...]:
     if data is None:
         data = []
     if not isinstance(data, list):
-        raise ConfigError(f"devices: must be a list of devices (- sn: ... type: ...), got {kind_of(data)}")
+        raise ConfigError(f"{path}: must be a list of devices (- sn: ... type: ...), got {kind_of(data)}")
     seen: dict[str, int] = {}
     out = []
     for i, item in enumerate(data):
-        section = Section(item, f"devices[{i}]")
+        section = Section(item, f"{path}[{i}]")
         sn = section.str("sn", hint="give the device serial number, e.g. sn: YKD0F1022A").strip()
         if not valid_sn(sn):
             raise ConfigError(f"{section.key('sn')}: {quoted(sn)} is not a serial number (letters, digits, . _ - only)")
         if sn in seen:
-            raise ConfigError(f"{section.key('sn')}: {sn} is listed twice (also devices[{seen[sn]}]); remove one")
+            raise ConfigError(f"{section.key('sn')}: {sn} is listed twice (also {path}[{seen[sn]}]); remove one")
         seen[sn] = i
         kind = section.str("type", hint=f"one of {', '.join(sorted(families))}")
         if kind not in families:

@@ -12,7 +12,7 @@ from atess_exporter.config.input import (NUMBER_MAX, ConfigError, check_header_t
 from atess_exporter.config.model import Secret
 
 
-_REQUIRED = object()  # "no default": None is a real default for many keys
+REQUIRED = object()  # "no default": None is a real default for many keys
 
 
 class Section:
@@ -38,16 +38,16 @@ class Section:
             if close:
                 raise ConfigError(f"{self.key(str(key)[:100])}: unknown key; did you mean {self.key(close[0])!r}?")
 
-    def raw(self, name: str, default: Any = _REQUIRED, hint: str = "") -> Any:
+    def raw(self, name: str, default: Any = REQUIRED, hint: str = "") -> Any:
         self.seen.add(name)
         if name not in self.data or self.data[name] is None:
-            if default is _REQUIRED:
+            if default is REQUIRED:
                 self.misspelt(name)
                 raise ConfigError(f"{self.key(name)}: missing; {hint or 'add it'}")
             return default
         return self.data[name]
 
-    def str(self, name: str, default: Any = _REQUIRED, hint: str = "") -> Any:
+    def str(self, name: str, default: Any = REQUIRED, hint: str = "") -> Any:
         value = self.raw(name, default, hint)
         if value is default:
             return value

@@ -13,7 +13,7 @@ from atess_exporter import __version__
 from atess_exporter.catalog import BASE_LABELS, Catalog
 from atess_exporter.config import PollConfig
 from atess_exporter.live.freshness import Window, is_online, last_seen
-from atess_exporter.live.store import Cache, DeviceSnapshot
+from atess_exporter.live.store import AccountStore, Cache, DeviceSnapshot
 
 
 INFO_LABELS = ("sn", "model", "device_type", "plant_id", "plant_name", "datalog_sn", "firmware")
@@ -23,6 +23,15 @@ UNITS = ("volt_amperes", "amperes", "joules", "watts", "seconds", "volts", "cels
 
 def unit_of(family: str) -> str:
     return next((u for u in UNITS if family.endswith("_" + u)), "")
+
+
+def by_account(cache: Cache) -> tuple[tuple[str, ...], list[tuple[tuple[str, ...], AccountStore]]]:
+    """The account label's name and each account's part with its value: ("account",) and
+    (name,) when several accounts are configured, () and () for one (no label)."""
+    accounts = cache.accounts()
+    if len(accounts) > 1:
+        return ("account",), [((a.name,), a) for a in accounts]
+    return (), [((), a) for a in accounts]
 
 
 class PerDeviceCollector(Collector):
@@ -120,7 +129,9 @@ class DeviceStatusCollector(PerDeviceCollector):
     def device_families(self, dev: DeviceSnapshot, now: float, window: Window) -> dict[str, Metric]:
         fams = self._families()
         ids = (dev.sn, dev.model)
-        fams["info"].add_metric((dev.sn, dev.model, dev.device_type) + tuple(dev.info.get(k, "") for k in INFO_LABELS[3:]), {})
+        account = dev.info.get("account")
+        fams["info"].add_metric((dev.sn, dev.model, dev.device_type) + tuple(dev.info.get(k, "") for k in INFO_LABELS[3:]),
+                                {"account": account} if account else {})
         if dev.last_attempt is not None:  # pending until its first poll: not down, not offline
             fams["up"].add_metric(ids, 1.0 if dev.up else 0.0)
             fams["online"].add_metric(ids, 1.0 if is_online(dev, now, window, self.poll.stale_after_seconds) else 0.0)
@@ -148,16 +159,18 @@ class ServerClockCollector(Collector):
         self.store = store
 
     @staticmethod
-    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
-        return (GaugeMetricFamily("atess_api_clock_offset_seconds", "Offset from UTC of the zone the API's reading times (vendor field time) are read in: measured from the readings, or atess.timezone when set", unit="seconds"),
-                GaugeMetricFamily("atess_api_clock_offset_devices", "Devices whose newest reading supports atess_api_clock_offset_seconds (0 before a measurement, or when the readings contradict atess.timezone)"))
+    def _families(labels: tuple[str, ...] = ()) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (GaugeMetricFamily("atess_api_clock_offset_seconds", "Offset from UTC of the zone the API's reading times (vendor field time) are read in: measured from the readings, or atess.timezone when set", unit="seconds", labels=labels),
+                GaugeMetricFamily("atess_api_clock_offset_devices", "Devices whose newest reading supports atess_api_clock_offset_seconds (0 before a measurement, or when the readings contradict atess.timezone)", labels=labels))
 
     def collect(self) -> Iterator[Metric]:
-        offset, devices = self._families()
-        published = self.store.api_clock
-        if published is not None:
-            offset.add_metric((), published[0])
-            devices.add_metric((), float(published[1]))
+        labels, accounts = by_account(self.store)
+        offset, devices = self._families(labels)
+        for values, account in accounts:
+            published = account.api_clock
+            if published is not None:
+                offset.add_metric(values, published[0])
+                devices.add_metric(values, float(published[1]))
         yield offset
         yield devices
 
@@ -173,10 +186,12 @@ class AuthCollector(Collector):
         self.cache = cache
 
     def collect(self) -> Iterator[Metric]:
-        fam = GaugeMetricFamily("atess_api_auth_ok", "1 when the ATESS API accepted the credentials on the last answer, 0 when it refused them (all polls pause)")
-        ok = self.cache.auth_ok
-        if ok is not None:
-            fam.add_metric((), 1.0 if ok else 0.0)
+        labels, accounts = by_account(self.cache)
+        fam = GaugeMetricFamily("atess_api_auth_ok", "1 when the ATESS API accepted the credentials on the last answer, 0 when it refused them (the account's polls pause)",
+                                labels=labels)
+        for values, account in accounts:
+            if account.auth_ok is not None:
+                fam.add_metric(values, 1.0 if account.auth_ok else 0.0)
         yield fam
 
     def describe(self) -> Iterator[Metric]:
@@ -191,10 +206,12 @@ class DroppedCollector(Collector):
         self.cache = cache
 
     def collect(self) -> Iterator[Metric]:
+        labels, accounts = by_account(self.cache)
         fam = CounterMetricFamily("atess_exporter_input_dropped", "Items of API input dropped at a cap; the label names the setting to raise",
-                                  labels=("limit",))
-        for setting, count in sorted(dict(self.cache.dropped).items()):
-            fam.add_metric((setting,), float(count))
+                                  labels=("limit",) + labels)
+        for values, account in accounts:
+            for setting, count in sorted(dict(account.dropped).items()):
+                fam.add_metric((setting,) + values, float(count))
         yield fam
 
     def describe(self) -> Iterator[Metric]:
@@ -216,20 +233,28 @@ class PollCollector(Collector):
     def __init__(self, cache: Cache):
         self.cache = cache
 
+    # (name, HELP, the PollStats field); a field that is None is left out for that account
+    FAMILIES = (
+        ("atess_poll_concurrency", "Device polls allowed in flight, sized to fit every device into the interval (poll.concurrency to poll.max_concurrency)", "concurrency"),
+        ("atess_poll_duration_seconds", "Smoothed duration of one device's poll, retries included", "latency_seconds"),
+        ("atess_poll_sweep_duration_seconds", "Duration of the last complete sweep (every device polled once); above the interval, polling does not keep up", "sweep_seconds"),
+        ("atess_poll_pending_devices", "Devices not polled yet since start-up (no atess_device_up until their first poll)", "pending"),
+        ("atess_poll_overdue_devices", "Devices whose poll is more than one interval late, waiting for a free worker", "overdue"),
+        ("atess_poll_devices_behind", "Devices that poll.max_concurrency cannot fit into one interval at the measured poll duration (0: it keeps up)", "behind"),
+        ("atess_poll_oldest_reading_age_seconds", "Age of the oldest good reading over the devices (since start-up for a device not yet polled well)", "oldest_reading_age_seconds"),
+    )
+
     def collect(self) -> Iterator[Metric]:
-        stats = self.cache.poll_stats
-        if stats is None:
-            return
-        yield GaugeMetricFamily("atess_poll_concurrency", "Device polls allowed in flight, sized to fit every device into the interval (poll.concurrency to poll.max_concurrency)", value=stats.concurrency)
-        if stats.latency_seconds is not None:
-            yield GaugeMetricFamily("atess_poll_duration_seconds", "Smoothed duration of one device's poll, retries included", value=stats.latency_seconds)
-        if stats.sweep_seconds is not None:
-            yield GaugeMetricFamily("atess_poll_sweep_duration_seconds", "Duration of the last complete sweep (every device polled once); above the interval, polling does not keep up", value=stats.sweep_seconds)
-        yield GaugeMetricFamily("atess_poll_pending_devices", "Devices not polled yet since start-up (no atess_device_up until their first poll)", value=stats.pending)
-        yield GaugeMetricFamily("atess_poll_overdue_devices", "Devices whose poll is more than one interval late, waiting for a free worker", value=stats.overdue)
-        yield GaugeMetricFamily("atess_poll_devices_behind", "Devices that poll.max_concurrency cannot fit into one interval at the measured poll duration (0: it keeps up)", value=stats.behind)
-        if stats.oldest_reading_age_seconds is not None:
-            yield GaugeMetricFamily("atess_poll_oldest_reading_age_seconds", "Age of the oldest good reading over the devices (since start-up for a device not yet polled well)", value=stats.oldest_reading_age_seconds)
+        labels, accounts = by_account(self.cache)
+        measured = [(values, account.poll_stats) for values, account in accounts if account.poll_stats is not None]
+        for name, help_text, field in self.FAMILIES:
+            fam = GaugeMetricFamily(name, help_text, labels=labels)
+            for values, stats in measured:
+                value = getattr(stats, field)
+                if value is not None:
+                    fam.add_metric(values, float(value))
+            if fam.samples:
+                yield fam
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
@@ -340,11 +365,14 @@ class TopologyCollector(Collector):
         self.account_wide = shard[0] == 0
 
     def collect(self) -> Iterator[Metric]:
-        topology = self.cache.topology
-        if topology is None:
+        labels, accounts = by_account(self.cache)
+        listed = [(values, account.topology) for values, account in accounts if account.topology is not None]
+        if not listed:
             return
         unread = GaugeMetricFamily("atess_discovery_unread_lists", "Account lists (plant, datalogger, device lists) the last discovery refresh could not read to their end "
-                                   "(a cap: discovery.max_calls/max_pages, or failed calls); their devices may be missing until the next refresh continues", value=topology.unread_lists)
+                                   "(a cap: discovery.max_calls/max_pages, or failed calls); their devices may be missing until the next refresh continues", labels=labels)
+        for values, topology in listed:
+            unread.add_metric(values, topology.unread_lists)
         if not self.account_wide:
             yield unread
             return
@@ -354,14 +382,16 @@ class TopologyCollector(Collector):
         capacity = GaugeMetricFamily("atess_plant_capacity_watts", "Plant rated capacity (vendor field capacity, kW assumed), from the plant list", labels=("plant_id",))
         datalog = InfoMetricFamily("atess_datalog", "Datalogger identity and its plant, from the datalogger list", labels=("datalog_sn", "plant_id", "model"))
         online = GaugeMetricFamily("atess_datalog_online", "1 when the datalogger list reports the datalogger online, else 0", labels=("datalog_sn", "plant_id"))
-        for p in topology.plants:
-            plant.add_metric((p.plant_id, p.name, p.timezone), {})
-            if p.capacity_kw is not None:
-                capacity.add_metric((p.plant_id,), p.capacity_kw * 1000)
-        for d in topology.datalogs:
-            datalog.add_metric((d.sn, d.plant_id, d.model), {})
-            if d.online is not None:
-                online.add_metric((d.sn, d.plant_id), 1.0 if d.online else 0.0)
+        for values, topology in listed:
+            account = dict(zip(labels, values))    # on the info series only: join on plant_id or datalog_sn
+            for p in topology.plants:
+                plant.add_metric((p.plant_id, p.name, p.timezone), account)
+                if p.capacity_kw is not None:
+                    capacity.add_metric((p.plant_id,), p.capacity_kw * 1000)
+            for d in topology.datalogs:
+                datalog.add_metric((d.sn, d.plant_id, d.model), account)
+                if d.online is not None:
+                    online.add_metric((d.sn, d.plant_id), 1.0 if d.online else 0.0)
         yield from (plant, capacity, datalog, online, unread)
 
     def describe(self) -> Iterator[Metric]:

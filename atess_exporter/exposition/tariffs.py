@@ -45,17 +45,18 @@ class TariffCollector(Collector):
         self.default = next((t for t in config.tariffs if not t.plants), None)
         self.listed = {plant: t for t in config.tariffs for plant in t.plants}
         self.fallback_zone = config.api_zone() or timezone.utc
-        self.configured_plants = {d.plant_id for d in config.devices}
-        self.device_zones = {d.plant_id: d.timezone for d in config.devices if d.timezone}
+        self.configured_plants = {d.plant_id for d in config.all_devices()}
+        self.device_zones = {d.plant_id: d.timezone for d in config.all_devices() if d.timezone}
         self.cache = cache
         self.clock = clock
 
     def _plants(self) -> dict[str, str]:
         """plant_id -> the plant list's zone name ("" unknown), every plant a tariff covers."""
         plants: dict[str, str] = {}
-        topology = self.cache.topology
-        if topology is not None:
-            plants.update((p.plant_id, p.timezone) for p in topology.plants)
+        for account in self.cache.accounts():
+            topology = account.topology
+            if topology is not None:
+                plants.update((p.plant_id, p.timezone) for p in topology.plants)
         if self.default is not None:
             for plant_id in self.configured_plants | {d.info.get("plant_id", "") for d in self.cache.snapshot()}:
                 plants.setdefault(plant_id, "")

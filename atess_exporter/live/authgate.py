@@ -13,13 +13,13 @@ import threading
 import time
 from typing import Callable
 
-from atess_exporter.live.store import Cache, Trouble
+from atess_exporter.live.store import AccountStore, Trouble
 
 
 class AuthGate:
     MAX_PAUSE = 3600.0
 
-    def __init__(self, base: float, store: Cache, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, base: float, store: AccountStore, clock: Callable[[], float] = time.monotonic):
         self.base = base
         self.store = store
         self.clock = clock
@@ -60,6 +60,14 @@ class AuthGate:
         if reload is not None and reload(force=True):
             return None
         return self.failed(message)
+
+    def pause(self) -> float | None:
+        """While the credentials are refused: the seconds until the next call may try them
+        (0 when it may now); None while they are not refused."""
+        with self._lock:
+            if self.store.auth_refused is None:
+                return None
+            return max(self._until - self.clock(), 0.0)
 
     def succeeded(self) -> None:
         with self._lock:

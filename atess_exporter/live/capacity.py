@@ -20,6 +20,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
+from atess_exporter.outside.logs import tag_thread
+
 log = logging.getLogger(__name__)
 
 TARGET = 0.8          # a sweep may take 80 % of the interval: room for retries and slow moments
@@ -91,10 +93,11 @@ class Capacity:
             self._warned = False
 
 
-def each_sized(capacity: Capacity, job: Callable[[T], R], items: list[T], stop: threading.Event) -> list[R]:
+def each_sized(capacity: Capacity, job: Callable[[T], R], items: list[T], stop: threading.Event,
+               account: str = "") -> list[R]:
     """`job` over every item, as many at once as `capacity` sizes for that many (its floor,
     grown as the jobs' durations come in, up to its ceiling); the results in order. Stops
-    starting jobs when `stop` is set."""
+    starting jobs when `stop` is set. `account` tags the workers' log lines."""
     capacity.fleet(len(items))
 
     def timed(item: T) -> R:
@@ -107,7 +110,8 @@ def each_sized(capacity: Capacity, job: Callable[[T], R], items: list[T], stop: 
             capacity.release(took)
 
     futures = []
-    with ThreadPoolExecutor(max_workers=capacity.ceiling, thread_name_prefix="poll") as pool:
+    with ThreadPoolExecutor(max_workers=capacity.ceiling, thread_name_prefix="poll",
+                            initializer=tag_thread, initargs=(account,)) as pool:
         for item in items:
             if not capacity.acquire(stop):
                 break

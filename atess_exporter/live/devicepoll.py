@@ -21,7 +21,7 @@ from atess_exporter.catalog import Catalog
 from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.live.authgate import AuthGate
 from atess_exporter.live.counters import CounterState
-from atess_exporter.live.store import Cache, DeviceSnapshot
+from atess_exporter.live.store import AccountStore, DeviceSnapshot
 from atess_exporter.live.readingtimes import ReadingTimes
 from atess_exporter.readings.counterguard import guard_samples
 from atess_exporter.readings.payload import Reading, read_payload
@@ -34,7 +34,7 @@ TEXT_CHANGES_LIMIT = 3    # changes of a text setting's value before it is left 
 
 
 class DevicePoll:
-    def __init__(self, config: Config, catalog: Catalog, store: Cache, auth: AuthGate, counters: CounterState,
+    def __init__(self, config: Config, catalog: Catalog, store: AccountStore, auth: AuthGate, counters: CounterState,
                  polled: Callable[[str], bool], stop: threading.Event, rng: random.Random, times: ReadingTimes,
                  retyped: Callable[[str, str], None] = lambda sn, family: None):
         self.config = config

@@ -26,13 +26,13 @@ from atess_exporter.catalog import Catalog
 from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.live import listing
 from atess_exporter.live.authgate import AuthGate
-from atess_exporter.live.store import Cache, DeviceSnapshot, Trouble
+from atess_exporter.live.store import AccountStore, DeviceSnapshot, Trouble
 
 log = logging.getLogger(__name__)
 
 
 class Fleet:
-    def __init__(self, config: Config, catalog: Catalog, store: Cache):
+    def __init__(self, config: Config, catalog: Catalog, store: AccountStore):
         self.config = config
         self.catalog = catalog
         self.store = store
@@ -43,9 +43,10 @@ class Fleet:
         self._unfinished: dict | None = None       # the unfinished walk as saved (set after each refresh)
         self.devices: dict[str, DeviceConfig] = select_devices(config, None)
         self.answered_as: dict[str, str] = {}   # sn -> the type its latest data answered as (devicepoll)
+        self._elsewhere: dict[str, str] = {}    # sn -> the account that holds it (not polled here)
         for device in self.devices.values():
             store.put(DeviceSnapshot(sn=device.sn, device_type=device.type, model=device.model or "unknown",
-                                     info=device.info()))
+                                     info=self.device_info(device)))
 
     def read_account(self, client: AtessClient, auth: AuthGate, now: float) -> Topology | None:
         """List the account (or continue an unfinished walk) and publish its topology; None (and
@@ -156,7 +157,17 @@ class Fleet:
         return {"topology": kept}
 
     def adopt(self, wanted: dict[str, DeviceConfig]) -> tuple[list[str], list[str]]:
-        """Make `wanted` the device set: (added, removed) SNs."""
+        """Make `wanted` the device set: (added, removed) SNs. A device another account
+        already holds stays that account's: polling it twice would break the API's limit."""
+        elsewhere = self.store.claim(wanted)
+        if elsewhere:
+            wanted = {sn: d for sn, d in wanted.items() if sn not in elsewhere}
+            if elsewhere != self._elsewhere:
+                log.warning("devices listed by this account are already polled under another account; "
+                            "they stay there", extra={"fields": {
+                                "devices": len(elsewhere), "sn": ",".join(sorted(elsewhere)[:5]),
+                                "other_account": ",".join(sorted(set(elsewhere.values())))}})
+        self._elsewhere = elsewhere
         with self._lock:
             wanted = {sn: replace(d, type=self.answered_as[sn]) if sn in self.answered_as else d
                       for sn, d in wanted.items()}
@@ -182,6 +193,8 @@ class Fleet:
 
     def device_info(self, device: DeviceConfig) -> dict[str, str]:
         info = device.info()
+        if self.config.account_label():
+            info["account"] = self.config.account_label()
         topology = self.store.topology
         if topology is not None:
             for key, value in (("firmware", topology.firmware.get(device.sn)),

@@ -29,6 +29,7 @@ from atess_exporter.live.fleet import Fleet
 from atess_exporter.live.readingtimes import ReadingTimes, remembered_offset
 from atess_exporter.live.schedule import Scheduler
 from atess_exporter.live.store import Cache, DeviceSnapshot
+from atess_exporter.outside.logs import tag_thread
 from atess_exporter.readings.counterguard import CounterGuard
 
 log = logging.getLogger(__name__)
@@ -39,22 +40,22 @@ class Poller:
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None):
         self.config = config
         self.client = client
-        self.cache = cache
+        self.cache = cache.account(config.account_name)   # this account's part of the store
         self.catalog = catalog
         self.clock = clock
         self._stop = threading.Event()
         self.discovered = threading.Event()  # set once the first discovery has run (or failed)
-        self.auth = AuthGate(config.poll.auth_backoff_seconds or config.poll.interval_seconds, cache)
+        self.auth = AuthGate(config.poll.auth_backoff_seconds or config.poll.interval_seconds, self.cache)
         self.counters = CounterState(config.poll.counter_reset_confirm_polls, config.state_file,
                                      config.state_file_max_bytes)
-        self.fleet = Fleet(config, catalog, cache)
-        self.times = ReadingTimes(config, cache, self.fleet.devices,
+        self.fleet = Fleet(config, catalog, self.cache)
+        self.times = ReadingTimes(config, self.cache, self.fleet.devices,
                                   remembered_offset(self.counters.loaded.get("clock"), config.state_file))
         self.counters.sections += [self.fleet.saved, self.times.saved]
-        self.device_poll = DevicePoll(config, catalog, cache, self.auth, self.counters,
+        self.device_poll = DevicePoll(config, catalog, self.cache, self.auth, self.counters,
                                       lambda sn: sn in self.fleet.devices, self._stop, rng or random.Random(), self.times,
                                       retyped=self.fleet.retype)
-        self.scheduler = Scheduler(config, self, self._stop, cache)
+        self.scheduler = Scheduler(config, self, self._stop, self.cache)
         # each device's last call survives a restart beside the counters (live/lastcalls.py)
         wait = config.poll.interval_seconds + config.poll.margin_seconds
         self.scheduler.resume(lastcalls.load(self.counters.loaded, time.time(), wait, config.state_file))
@@ -115,6 +116,9 @@ class Poller:
         self.save_state()  # kept at once: a crash loop lists nothing again
         return True
 
+    def auth_pause(self) -> float | None:
+        return self.auth.pause()
+
     def apply_devices(self, wanted: dict[str, DeviceConfig]) -> tuple[list[str], list[str]]:
         """Adopt a new device set: new devices get a snapshot (and a poll soon), gone ones
         lose their series."""
@@ -138,17 +142,20 @@ class Poller:
 
     def poll_all_once(self) -> list[DeviceSnapshot]:
         """Every device once, as many at once as the live schedule would (live/capacity.py)."""
-        snapshots = each_sized(self.scheduler.capacity, self.poll_device, list(self.devices.values()), self._stop)
+        snapshots = each_sized(self.scheduler.capacity, self.poll_device, list(self.devices.values()), self._stop,
+                               self.config.account_label())
         self.save_state()
         return snapshots
 
     def run_once(self) -> list[DeviceSnapshot]:
         """Everything a scheduled run does, once: discovery, latest data, settings."""
+        tag_thread(self.config.account_label())
         if self.config.discovery.enabled and time.monotonic() >= self._discovery_due:
             self.refresh_topology()
         snapshots = self.poll_all_once()
         if self.config.settings.enabled:
-            each_sized(self.scheduler.capacity, self.poll_settings, list(self.devices.values()), self._stop)
+            each_sized(self.scheduler.capacity, self.poll_settings, list(self.devices.values()), self._stop,
+                       self.config.account_label())
         return snapshots
 
     # -- in the background ---------------------------------------------------

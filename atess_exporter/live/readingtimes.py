@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any, Callable, Iterable
 
 from atess_exporter.config import Config, DeviceConfig
-from atess_exporter.live.store import Cache, DeviceSnapshot
+from atess_exporter.live.store import AccountStore, DeviceSnapshot
 from atess_exporter.readings.clock import MAX_OFFSET_SECONDS, QUARTER_SECONDS, ServerClock, parse_wall
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def remembered_offset(saved: Any, state_file: str | None) -> int | None:
 
 
 class ReadingTimes:
-    def __init__(self, config: Config, store: Cache, devices: Iterable[str], remembered: int | None = None):
+    def __init__(self, config: Config, store: AccountStore, devices: Iterable[str], remembered: int | None = None):
         self.config = config
         self.store = store
         self.clock = ServerClock(config.api_zone(), remembered)

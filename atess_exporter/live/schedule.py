@@ -23,7 +23,8 @@ from atess_exporter.account.discovery import Topology
 from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.live import listing
 from atess_exporter.live.capacity import Capacity
-from atess_exporter.live.store import Cache, PollStats
+from atess_exporter.live.store import AccountStore, PollStats
+from atess_exporter.outside.logs import tag_thread
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Jobs(Protocol):
     def topology(self) -> Topology | None: ...
 
     def refresh_topology(self) -> bool: ...
+    def auth_pause(self) -> float | None: ...
     def poll_device(self, device: DeviceConfig) -> object: ...
     def poll_settings(self, device: DeviceConfig) -> None: ...
     def rate_limit_factor(self, sn: str) -> int: ...
@@ -55,7 +57,7 @@ def spread_phases(sns: list[str], interval: float) -> dict[str, float]:
 
 
 class Scheduler:
-    def __init__(self, config: Config, jobs: Jobs, stop: threading.Event, store: Cache | None = None):
+    def __init__(self, config: Config, jobs: Jobs, stop: threading.Event, store: AccountStore | None = None):
         self.config = config
         self.jobs = jobs
         self.stop_event = stop
@@ -76,6 +78,7 @@ class Scheduler:
         self._heap: list[tuple[float, str, str]] = []
         self._queued: set[tuple[str, str]] = set()  # (kind, sn) in the heap: one entry each, ever
         self._thread: threading.Thread | None = None
+        self._discovery_failures = 0     # failed listings in a row
         self._pool: ThreadPoolExecutor | None = None
         self.phases: dict[str, float] = {}
         self.origin = time.monotonic()
@@ -89,9 +92,11 @@ class Scheduler:
         start = time.monotonic()
         self.origin = start
         # threads up to the ceiling (+1 for discovery); the capacity gate decides how many poll at once
-        self._pool = ThreadPoolExecutor(max_workers=self.capacity.ceiling + 1, thread_name_prefix="poll")
+        tag = self.config.account_label()
+        self._pool = ThreadPoolExecutor(max_workers=self.capacity.ceiling + 1, thread_name_prefix="poll",
+                                        initializer=tag_thread, initargs=(tag,))
         self._started_wall = time.time()
-        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(tag,), name="scheduler", daemon=True)
         with self._cond:
             if self.config.discovery.enabled:
                 heapq.heappush(self._heap, (max(start, self.discovery_due), "discovery", ""))
@@ -121,7 +126,8 @@ class Scheduler:
         if self._pool:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _run(self) -> None:
+    def _run(self, tag: str = "") -> None:
+        tag_thread(tag)
         pool = self._pool
         if pool is None:   # start() makes the pool before the thread
             return
@@ -150,8 +156,9 @@ class Scheduler:
         if self.stop_event.is_set():
             return
         if kind == "discovery":
+            listed = False
             try:
-                self.jobs.refresh_topology()
+                listed = self.jobs.refresh_topology()
             except Exception:  # a bug must not end discovery
                 log.exception("discovery crashed")
             finally:
@@ -160,6 +167,9 @@ class Scheduler:
             topology = self.jobs.topology
             if topology is not None and not topology.complete:
                 again = min(again, listing.CONTINUE_SECONDS)  # an unfinished walk continues soon
+            self._discovery_failures = 0 if listed else self._discovery_failures + 1
+            if not listed:
+                again = min(again, self._retry_discovery_in())
             log.info("next discovery", extra={"fields": {"in_seconds": round(again), "shard": "/".join(
                 map(str, self.config.shard))}})
             self._push(started + again, kind, sn, again=True)
@@ -189,6 +199,15 @@ class Scheduler:
             else:
                 self._swept(sn)
                 self._reschedule(sn, due, started, time.monotonic())
+
+    def _retry_discovery_in(self) -> float:
+        """A failed listing is tried again soon, not a refresh later: at start-up nothing would be
+        polled until then. Refused credentials: when their pause ends (a rotated token file is
+        read again then); any other failure: 5 minutes, doubling with each failure in a row."""
+        pause = self.jobs.auth_pause()
+        if pause is not None:
+            return max(pause, 1.0)
+        return listing.CONTINUE_SECONDS * 2 ** min(self._discovery_failures - 1, 10)
 
     def _push(self, due: float, kind: str, sn: str, again: bool = False) -> None:
         """Queue a job. A device re-added by discovery while its old entry is still

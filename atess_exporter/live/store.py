@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator
 
 from atess_exporter.account.discovery import Topology
+from atess_exporter.config.model import DEFAULT_ACCOUNT
 from atess_exporter.readings.devicesettings import DeviceSettings
 
 _SHAPES_MAX = 4096
@@ -139,8 +140,76 @@ class PollStats:
     pending: int = 0                          # devices not polled yet since start-up (not down)
 
 
+class AccountStore:
+    """One account's part of the store: what its poller learnt about the account (topology,
+    credentials, discovery, polling, the servers' clock, input dropped), and its devices.
+
+    The live room writes through this view only, so an account's poller reads, replaces
+    and forgets its own devices and never another account's: a device SN belongs to the
+    account that adopted it first (Cache.claim), and a second account listing it is told
+    so instead of polling it twice.
+    """
+
+    def __init__(self, cache: "Cache", name: str):
+        self.cache = cache
+        self.name = name
+        self.topology: Topology | None = None   # None until discovery has read the account
+        self.auth_ok: bool | None = None        # None until the API has answered once
+        self.auth_refused: Trouble | None = None      # while the API refuses the credentials
+        self.discovery_failed: Trouble | None = None  # while listing the account fails (not for credentials)
+        self.dropped: dict[str, int] = {}       # setting that capped it -> items dropped (API input over a limit)
+        self.poll_stats: PollStats | None = None  # None until the schedule runs
+        self.api_clock: tuple[float, int] | None = None  # (offset of the servers' clock in use, devices agreeing)
+
+    def count_dropped(self, setting: str, count: int) -> bool:
+        """Items of API input dropped at the cap `setting`; True the first time for that
+        setting (the caller warns once, naming it)."""
+        if count <= 0:
+            return False
+        with self.cache._lock:
+            first = setting not in self.dropped
+            self.dropped[setting] = self.dropped.get(setting, 0) + count
+            return first
+
+    def claim(self, sns: Iterable[str]) -> dict[str, str]:
+        """Take the SNs no other account holds; returns those another account holds (sn -> its name)."""
+        return self.cache._claim(self.name, sns)
+
+    def put(self, snapshot: DeviceSnapshot) -> None:
+        self.update(snapshot.sn, lambda _: snapshot)
+
+    def update(self, sn: str, change: Callable[[DeviceSnapshot | None], DeviceSnapshot | None]) -> DeviceSnapshot | None:
+        """Replace a device's snapshot with change(current), atomically: two writers
+        (a poll and a discovery refresh) never lose each other's update. A change
+        that returns None, or a device another account holds, leaves the store alone."""
+        return self.cache._update(self.name, sn, change)
+
+    def get(self, sn: str) -> DeviceSnapshot | None:
+        return self.cache._get(self.name, sn)
+
+    def retain(self, sns: Iterable[str]) -> None:
+        """Forget this account's devices not in `sns`, so their series (readings and settings) go away."""
+        self.cache._retain(self.name, sns)
+
+    def put_device_settings(self, sn: str, settings: DeviceSettings) -> None:
+        """Keep a device's settings; a read that ends after the device was removed is dropped."""
+        self.cache._put_settings(self.name, sn, settings)
+
+    def snapshot(self) -> list[DeviceSnapshot]:
+        """This account's devices, sorted by SN."""
+        return [d for d in self.cache.snapshot() if self.cache.owner(d.sn) == self.name]
+
+    def poll_ages(self, since: float) -> tuple[float | None, int]:
+        """(the earliest last good poll over this account's devices, `since` for one never
+        polled well; the devices not yet polled at all)."""
+        devices = self.snapshot()
+        oldest = min((since if d.last_success is None else d.last_success for d in devices), default=None)
+        return oldest, sum(1 for d in devices if d.last_attempt is None)
+
+
 class Cache:
-    """The store. Device snapshots are versioned (changed_since) for the fast
+    """The store: every account's devices, one table, and each account's own state
+    (accounts()). Device snapshots are versioned (changed_since) for the fast
     renderer; topology, settings and the auth state are replaced whole, so a
     reader takes one reference and sees one consistent value."""
 
@@ -150,15 +219,26 @@ class Cache:
         self._lock = threading.Lock()
         self._devices: dict[str, DeviceSnapshot] = {}
         self._settings: dict[str, DeviceSettings] = {}
+        self._owners: dict[str, str] = {}       # sn -> the account that holds it
+        self._accounts: dict[str, AccountStore] = {}
         self.version = 0
         self._log: deque[tuple[int, str | None]] = deque(maxlen=self.CHANGE_LOG)
-        self.topology: Topology | None = None   # None until discovery has read the account
-        self.auth_ok: bool | None = None        # None until the API has answered once
-        self.auth_refused: Trouble | None = None      # while the API refuses the credentials
-        self.discovery_failed: Trouble | None = None  # while listing the account fails (not for credentials)
-        self.dropped: dict[str, int] = {}       # setting that capped it -> items dropped (API input over a limit)
-        self.poll_stats: PollStats | None = None  # None until the schedule runs
-        self.api_clock: tuple[float, int] | None = None  # (offset of the servers' clock in use, devices agreeing)
+
+    def account(self, name: str = DEFAULT_ACCOUNT) -> AccountStore:
+        """The named account's part of the store (made on first use)."""
+        with self._lock:
+            got = self._accounts.get(name)
+            if got is None:
+                got = self._accounts[name] = AccountStore(self, name)
+            return got
+
+    def accounts(self) -> list[AccountStore]:
+        """Every account's part, in the order they were made (the config's)."""
+        with self._lock:
+            return list(self._accounts.values())
+
+    def owner(self, sn: str) -> str | None:
+        return self._owners.get(sn)
 
     def _changed(self, sn: str | None) -> None:
         self.version += 1
@@ -181,64 +261,52 @@ class Cache:
                 out.add(sn)
             return out
 
-    def count_dropped(self, setting: str, count: int) -> bool:
-        """Items of API input dropped at the cap `setting`; True the first time for that
-        setting (the caller warns once, naming it)."""
-        if count <= 0:
-            return False
+    def _claim(self, account: str, sns: Iterable[str]) -> dict[str, str]:
         with self._lock:
-            first = setting not in self.dropped
-            self.dropped[setting] = self.dropped.get(setting, 0) + count
-            return first
+            taken = {}
+            for sn in sns:
+                holder = self._owners.setdefault(sn, account)
+                if holder != account:
+                    taken[sn] = holder
+            return taken
 
-    def put(self, snapshot: DeviceSnapshot) -> None:
+    def _update(self, account: str, sn: str,
+                change: Callable[[DeviceSnapshot | None], DeviceSnapshot | None]) -> DeviceSnapshot | None:
         with self._lock:
-            self._devices[snapshot.sn] = snapshot
-            self._changed(snapshot.sn)
-
-    def update(self, sn: str, change: Callable[[DeviceSnapshot | None], DeviceSnapshot | None]) -> DeviceSnapshot | None:
-        """Replace a device's snapshot with change(current), atomically: two writers
-        (a poll and a discovery refresh) never lose each other's update. A change
-        that returns None leaves the cache alone."""
-        with self._lock:
+            if self._owners.setdefault(sn, account) != account:
+                return None
             snapshot = change(self._devices.get(sn))
             if snapshot is not None:
                 self._devices[sn] = snapshot
                 self._changed(sn)
             return snapshot
 
+    def _get(self, account: str, sn: str) -> DeviceSnapshot | None:
+        with self._lock:
+            return self._devices.get(sn) if self._owners.get(sn) == account else None
+
+    def _retain(self, account: str, sns: Iterable[str]) -> None:
+        keep = set(sns)
+        with self._lock:
+            for sn in [s for s, holder in self._owners.items() if holder == account and s not in keep]:
+                del self._owners[sn]
+                self._settings.pop(sn, None)
+                if self._devices.pop(sn, None) is not None:
+                    self._changed(None)
+
+    def _put_settings(self, account: str, sn: str, settings: DeviceSettings) -> None:
+        with self._lock:
+            if sn in self._devices and self._owners.get(sn) == account:
+                self._settings[sn] = settings
+
     def get(self, sn: str) -> DeviceSnapshot | None:
         with self._lock:
             return self._devices.get(sn)
-
-    def retain(self, sns: Iterable[str]) -> None:
-        """Forget devices no longer configured, so their series (readings and settings) go away."""
-        keep = set(sns)
-        with self._lock:
-            for sn in [s for s in self._devices if s not in keep]:
-                del self._devices[sn]
-                self._changed(None)
-            for sn in [s for s in self._settings if s not in keep]:
-                del self._settings[sn]
-
-    def put_device_settings(self, sn: str, settings: DeviceSettings) -> None:
-        """Keep a device's settings; a read that ends after the device was removed is dropped."""
-        with self._lock:
-            if sn in self._devices:
-                self._settings[sn] = settings
 
     def device_settings(self) -> dict[str, DeviceSettings]:
         """Each device's settings as last read (a copy)."""
         with self._lock:
             return dict(self._settings)
-
-    def poll_ages(self, since: float) -> tuple[float | None, int]:
-        """(the earliest last good poll over the devices, `since` for one never polled well;
-        the devices not yet polled at all)."""
-        with self._lock:
-            devices = list(self._devices.values())
-        oldest = min((since if d.last_success is None else d.last_success for d in devices), default=None)
-        return oldest, sum(1 for d in devices if d.last_attempt is None)
 
     def snapshot(self) -> list[DeviceSnapshot]:
         """A consistent view of all devices, sorted by SN for stable output."""

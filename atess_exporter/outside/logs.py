@@ -40,6 +40,20 @@ def _value(value: Any) -> Any:
     return safe_text(value, MAX_VALUE_CHARS)   # printable, valid Unicode, bounded; a hostile __str__ too
 
 
+_tag = threading.local()
+
+
+def tag_thread(account: str) -> None:
+    """Tag this thread's log lines with account=<name> ("": none). Each account's poller
+    tags its threads, so with several accounts every line says whose it is."""
+    _tag.account = account
+
+
+def thread_tag() -> str:
+    """This thread's tag, for the threads it starts (a pool's initializer=tag_thread, initargs=(thread_tag(),))."""
+    return getattr(_tag, "account", "")
+
+
 class RedactFilter(logging.Filter):
     """Prepares every record once: message, exception and fields made one safe,
     scrubbed line's worth of text (the Redactor's rule)."""
@@ -70,6 +84,7 @@ class RedactFilter(logging.Filter):
         if fields:
             # numbers and booleans stay typed; anything else is scrubbed text
             record.fields = {str(k): self._field(v) for k, v in fields.items()}
+        record.account = thread_tag()
         record._atess_done = True
         return True
 
@@ -103,6 +118,9 @@ class _Formatter(logging.Formatter):
             "logger": record.name,
             "msg": record.msg if isinstance(record.msg, str) else _safe_str(record.msg),
         }
+        account = getattr(record, "account", "")
+        if account:
+            out["account"] = account
         for key, value in (getattr(record, "fields", None) or {}).items():
             if key not in out:
                 out[key] = value

@@ -305,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
                                             "a table of what each answered, suggested endpoints: overrides.")
     p.add_argument("--config.file", dest="config_file", default=os.environ.get("ATESS_CONFIG_FILE", "config.yaml"),
                    metavar="PATH", help="configuration file (default: %(default)s) [env ATESS_CONFIG_FILE]")
+    p.add_argument("--account", metavar="NAME", default=None,
+                   help="with accounts: in the config, the account to probe (required when there are several)")
     p.add_argument("--save", metavar="DIR", type=Path, default=None,
                    help="write every answer, redacted (only measurements, codes and list shapes kept, identifiers hashed, all other text and the credentials removed), as JSON files into DIR")
     return p
@@ -314,8 +316,8 @@ def main(argv: list[str], *, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
          today: Callable[[], date] = date.today, session: Any = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        config = load_config(args.config_file)
-    except ConfigError as exc:
+        config = load_config(args.config_file).one_account(args.account)
+    except (ConfigError, ValueError) as exc:
         print(f"atess-exporter probe: config error: {exc}", file=err)
         return 1
     from atess_exporter.outside.logs import setup_logging

@@ -42,6 +42,7 @@ def render(pages: "StatusPages", dev: DeviceSnapshot, v: Verdict, now: float) ->
         ("state", f'<span class="badge s-{v.state}">{v.state}</span> {text(v.reason)}'),
         ("type", text(dev.device_type)), ("model", text(dev.model)), ("plant", plant),
         ("datalogger", text(dev.info.get("datalog_sn", ""))), ("firmware", text(dev.info.get("firmware", ""))),
+        *([("account", text(dev.info["account"]))] if dev.info.get("account") else []),
         ("last poll", text(pages_when(dev.last_attempt, now))),
         ("last good poll", text(pages_when(dev.last_success, now))),
         ("reading taken", text(pages_when(seen, now))),

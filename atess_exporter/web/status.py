@@ -73,25 +73,35 @@ class StatusPages:
     # -- what stops everything -------------------------------------------------------------
 
     def banners(self, devices: list[DeviceSnapshot], now: float) -> list[str]:
+        """What stops an account's devices, per account ("Account north: ..." when there are several)."""
         out = []
-        refused = self.store.auth_refused
-        if refused is not None:
-            out.append(self._banner(
-                "The ATESS API refuses the credentials", refused, now,
-                "Every poll is paused and retried with a growing pause. Fix <code>atess.token</code> (or "
-                "<code>app_id</code>/<code>app_key</code>) and restart. <code>/healthz</code> stays 200: "
-                "restarting does not mend a token; <code>atess_api_auth_ok</code> is 0."))
-        failing = self.store.discovery_failed
-        if failing is not None:
-            kept = (f"The {len(devices)} devices found before are still polled." if devices
-                    else "No device is known yet, so nothing is polled.")
-            out.append(self._banner("Discovery fails", failing, now, kept))
-        behind = self._behind(self.store.poll_stats)
-        if behind:
-            out.append(f'<div class="banner"><strong>Polling is behind schedule:</strong> {"; ".join(behind)}. '
-                       "Raise <code>poll.max_concurrency</code>, or split the devices over replicas "
-                       "(<code>--shard</code>).</div>")
+        accounts = self.store.accounts()
+        for account in accounts:
+            whose = f"Account {self.text(account.name)}: " if len(accounts) > 1 else ""
+            own = [d for d in devices if d.info.get("account", account.name) == account.name]
+            refused = account.auth_refused
+            if refused is not None:
+                key = f"accounts[].token</code> of {self.text(account.name)}" if whose else "atess.token</code>"
+                out.append(self._banner(
+                    f"{whose}The ATESS API refuses the credentials", refused, now,
+                    f"Every poll{' of this account' if whose else ''} is paused and retried with a growing "
+                    f"pause. Fix <code>{key} (or <code>app_id</code>/<code>app_key</code>) and restart. "
+                    "<code>/healthz</code> stays 200: restarting does not mend a token; "
+                    "<code>atess_api_auth_ok</code> is 0."))
+            failing = account.discovery_failed
+            if failing is not None:
+                kept = (f"The {len(own)} devices found before are still polled." if own
+                        else "No device is known yet, so nothing is polled.")
+                out.append(self._banner(f"{whose}Discovery fails", failing, now, kept))
+            behind = self._behind(account.poll_stats)
+            if behind:
+                out.append(f'<div class="banner"><strong>{whose}Polling is behind schedule:</strong> {"; ".join(behind)}. '
+                           "Raise <code>poll.max_concurrency</code>, or split the devices over replicas "
+                           "(<code>--shard</code>).</div>")
         return out
+
+    def _offline_datalogs(self) -> frozenset[str]:
+        return frozenset().union(*(offline_datalogs(a.topology) for a in self.store.accounts()))
 
     def _behind(self, stats: PollStats | None) -> list[str]:
         """What the schedule measured that says polling does not keep up (live/schedule.py), in words."""
@@ -122,7 +132,7 @@ class StatusPages:
         now = self.clock()
         args = query_args(query)
         devices = self.store.snapshot()
-        offline = offline_datalogs(self.store.topology)
+        offline = self._offline_datalogs()
         judged = [(verdict(d, now, self.poll, offline), d) for d in devices]
         parts = self.banners(devices, now)
         if self.demo:
@@ -229,5 +239,5 @@ class StatusPages:
             return 404, (f"<p>No device <strong>{self.text(sn)}</strong> here.</p>"
                          '<p><a href="./">All devices</a></p>')
         now = self.clock()
-        v = verdict(dev, now, self.poll, offline_datalogs(self.store.topology))
+        v = verdict(dev, now, self.poll, self._offline_datalogs())
         return 200, devicepage.render(self, dev, v, now)
