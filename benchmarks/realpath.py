@@ -378,24 +378,26 @@ def memory(args) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
-    d = sub.add_parser("discovery")
-    d.add_argument("--plants", type=int, default=1000)
-    d.add_argument("--devices-per-plant", type=int, default=10)
-    d.add_argument("--latency", type=float, default=0.1)
+
+    def account(name: str, latency: float, timeout: float) -> argparse.ArgumentParser:
+        """A subcommand over the fake's account: its size, its lists' latency, how long to wait."""
+        command = sub.add_parser(name)
+        command.add_argument("--plants", type=int, default=1000)
+        command.add_argument("--devices-per-plant", type=int, default=10)
+        command.add_argument("--latency", type=float, default=latency)
+        command.add_argument("--timeout", type=float, default=timeout)
+        return command
+
+    d = account("discovery", 0.1, 600)
     d.add_argument("--max-page-size", type=int, default=1000)
-    d.add_argument("--timeout", type=float, default=600)
     p = sub.add_parser("polling")
     p.add_argument("--devices", type=int, default=5000)
     p.add_argument("--latency", type=float, default=0.8)
     p.add_argument("--interval", type=float, default=300)
     p.add_argument("--max-concurrency", type=int, default=0)
     p.add_argument("--duration", type=float, default=640)
-    r = sub.add_parser("restart")
-    r.add_argument("--plants", type=int, default=1000)
-    r.add_argument("--devices-per-plant", type=int, default=10)
-    r.add_argument("--latency", type=float, default=0.0)
+    r = account("restart", 0.0, 900)
     r.add_argument("--max-calls", type=int, default=3600)
-    r.add_argument("--timeout", type=float, default=900)
     o = sub.add_parser("once")
     o.add_argument("--devices", type=int, default=5000)
     o.add_argument("--latency", type=float, default=0.8)
