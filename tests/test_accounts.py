@@ -217,3 +217,26 @@ def test_probe_and_backfill_pick_one_account_by_name(tmp_path):
         assert "--account 'west': no such account; the config has north, south" in run.stderr
     one = parse_config(json.loads(config.read_text())).one_account("south")
     assert one.api.credentials.token.reveal() == "b" and one.account_name == "south"
+
+
+def test_a_device_one_account_lists_and_another_already_holds_is_polled_once(tmp_path):
+    """North's saved listing holds the device from start-up; south lists it in devices: -- it
+    stays north's, and south never calls for it (a second call would break the API's limit)."""
+    listed = demo_devices()[0]
+    with Simulator(demo_devices(), token=NORTH) as north, Simulator(fleet_of(2, 1), token=SOUTH) as other:
+        config = two_accounts(north.base_url, other.base_url)
+        config["state_file"] = str(tmp_path / "state.json")
+        first = Exporter(parse_config(config))
+        first.run_once()
+        first.stop()
+    assert (tmp_path / "state.north.json").exists()
+    with Simulator(demo_devices(), token=NORTH) as north, Simulator(demo_devices(), token=SOUTH) as south:
+        config = two_accounts(north.base_url, south.base_url,
+                              devices=[{"sn": listed.sn, "type": listed.family, "model": listed.model}])
+        config["state_file"] = str(tmp_path / "state.json")
+        exporter = Exporter(parse_config(config))
+        exporter.run_once()
+        south_calls = sum(n for (path, sn), n in south.calls.items() if sn == listed.sn and path in LATEST)
+        parsed = scrape(exporter)
+    assert south_calls == 0
+    assert {dict(k)["account"] for k in series(parsed, "atess_device_info", sn=listed.sn)} == {"north"}

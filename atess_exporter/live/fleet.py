@@ -41,12 +41,11 @@ class Fleet:
         self._discovery: Discovery | None = None   # one walk, continued across refreshes
         self._resume: Walk | None = None           # an unfinished walk the last run saved, for the first refresh
         self._unfinished: dict | None = None       # the unfinished walk as saved (set after each refresh)
-        self.devices: dict[str, DeviceConfig] = select_devices(config, None)
+        self.devices: dict[str, DeviceConfig] = {}
         self.answered_as: dict[str, str] = {}   # sn -> the type its latest data answered as (devicepoll)
         self._elsewhere: dict[str, str] = {}    # sn -> the account that holds it (not polled here)
-        for device in self.devices.values():
-            store.put(DeviceSnapshot(sn=device.sn, device_type=device.type, model=device.model or "unknown",
-                                     info=self.device_info(device)))
+        # the configured devices, as any adoption: one another account already holds stays there
+        self.adopt(select_devices(config, None))
 
     def read_account(self, client: AtessClient, auth: AuthGate, now: float) -> Topology | None:
         """List the account (or continue an unfinished walk) and publish its topology; None (and
