@@ -2,7 +2,9 @@
 """Fleet benchmarks through the path a user's process takes (issue 21).
 
     .venv/bin/python benchmarks/realpath.py discovery [--plants 1000] [--devices-per-plant 10] [--latency 0.1]
+    .venv/bin/python benchmarks/realpath.py restart [--plants 1000] [--max-calls 3600]
     .venv/bin/python benchmarks/realpath.py once [--devices 5000] [--latency 0.8]
+    .venv/bin/python benchmarks/realpath.py accounts [--devices 2000] [--accounts 10] [--latency 0.2]
 
 The exporter runs as its own process (`exporter.py --config.file ...`, a
 token-only config, JSON logs), the account is the loopback fake of
@@ -14,6 +16,11 @@ once the first discovery has adopted the account), the devices adopted, the
 list calls the fake answered. Reference, measured in the same run: the fake's
 round trip for one list call (20 calls in a row) times the list calls needed,
 divided by discovery.concurrency (the best any walk at that concurrency can do).
+
+restart: a first exporter whose walk `discovery.max_calls` stops, stopped right
+after its first refresh; a second one from the same state file: the devices it
+adopts at start-up, its list calls then and until its walk ends, against the
+calls one complete walk needs.
 
 once: `exporter.py --once` over N explicit devices whose latest-data calls answer
 after `latency`: its wall time, the most calls the fake saw in flight, and the
@@ -122,6 +129,15 @@ class Exporter:
             self.proc.kill()
 
 
+def list_calls_needed(plants: int, max_page_size: int = 1000) -> int:
+    """One complete walk of the fake's account: the plant pages, a datalogger list per plant
+    (one datalogger each), a device list per datalogger and family."""
+    from atess_exporter.config.model import DiscoveryConfig
+
+    families = 6
+    return -(-plants // min(max_page_size, DiscoveryConfig().page_size)) + plants + plants * families
+
+
 def discovery(args) -> dict:
     fake = Fake(plants=args.plants, devices_per_datalog=args.devices_per_plant, latency=args.latency,
                 max_page_size=args.max_page_size)
@@ -141,9 +157,7 @@ def discovery(args) -> dict:
     from atess_exporter.config.model import DiscoveryConfig
 
     concurrency = DiscoveryConfig().concurrency
-    families = 6
-    datalogs = args.plants
-    needed = -(-args.plants // min(args.max_page_size, DiscoveryConfig().page_size)) + args.plants + datalogs * families
+    needed = list_calls_needed(args.plants, args.max_page_size)
     reference = needed * round_trip / concurrency
     seconds = ready[0] if ready else float("nan")
     return {"plants": args.plants, "devices": args.plants * args.devices_per_plant,
@@ -152,6 +166,45 @@ def discovery(args) -> dict:
             "round_trip_ms": round(round_trip * 1000, 1), "reference_seconds": round(reference, 1),
             "ratio": round(seconds / reference, 2) if ready else None,
             "warnings": [w.get("msg") for w in warnings][:5]}
+
+
+def restart(args) -> dict:
+    """A walk stopped by discovery.max_calls, the exporter restarted (SIGTERM) right after:
+    what the second process adopts at start-up and the list calls until its walk ends,
+    against one complete walk's calls (the reference: nothing read twice)."""
+    fake = Fake(plants=args.plants, devices_per_datalog=args.devices_per_plant, latency=args.latency)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = {"atess": {"base_url": fake.url, "token": TOKEN}, "state_file": str(Path(tmp) / "state.json"),
+                      "discovery": {"max_calls": args.max_calls}}
+            first = Exporter(config, Path(tmp))
+            try:
+                found = first.wait_for("discovery", args.timeout)
+            finally:
+                first.stop()
+            calls_first = fake.get("/_stats")["calls"].get("list", 0)
+            second = Exporter(config, Path(tmp))
+            try:
+                ready = second.wait_for("serving metrics", 120)
+                calls_at_start = fake.get("/_stats")["calls"].get("list", 0) - calls_first
+                deadline = time.monotonic() + args.timeout
+                done = None
+                while done is None and time.monotonic() < deadline and second.proc.poll() is None:
+                    time.sleep(1)
+                    done = next((r for _, r in list(second.lines) if r.get("msg") == "discovery" and r.get("complete")),
+                                None)
+                ended = time.monotonic() - second.started
+            finally:
+                second.stop()
+            calls = fake.get("/_stats")["calls"].get("list", 0)
+    finally:
+        fake.stop()
+    return {"plants": args.plants, "devices": args.plants * args.devices_per_plant, "max_calls": args.max_calls,
+            "first_run_devices": found[1].get("devices") if found else None, "first_run_list_calls": calls_first,
+            "adopted_at_restart": ready[1].get("devices") if ready else None, "list_calls_at_restart": calls_at_start,
+            "walk_ended_after_restart_s": round(ended, 1) if done else None,
+            "devices_at_end": done.get("devices") if done else None,
+            "list_calls_total": calls, "one_walk_needs": list_calls_needed(args.plants)}
 
 
 def rss_mb(pid: int) -> float:
@@ -278,6 +331,52 @@ def once(args) -> dict:
             "at_4_workers_s": round(before, 1), "ratio_to_4_workers": round(took / before, 2)}
 
 
+def accounts(args) -> list[dict]:
+    """The same devices as one account (the reference, measured in the same run) and split over
+    `accounts` accounts, each its own loopback fake in its own process: time from start to the
+    last device's first poll, calls per device, RSS after the sweep and three Prometheus
+    scrapes, and the ratios of the split run to the reference."""
+    rows = []
+    for count in (1, args.accounts):
+        per = args.devices // count
+        fakes = [Fake(plants=per // 10, devices_per_datalog=10, latency=0.01, latest_latency=args.latency,
+                      payloads="sim", prefix=f"A{i}" if count > 1 else "") for i in range(count)]
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                if count == 1:
+                    config: dict = {"atess": {"base_url": fakes[0].url, "token": TOKEN}}
+                else:
+                    config = {"accounts": [{"name": f"customer-{i}", "base_url": fake.url, "token": TOKEN}
+                                           for i, fake in enumerate(fakes)]}
+                config["state_file"] = str(Path(tmp) / "state.json")
+                exporter = Exporter(config, Path(tmp), env=args.env)
+                try:
+                    ready = exporter.wait_for("serving metrics", 900)
+                    url = ready[1]["url"]
+                    deadline = time.monotonic() + 1800
+                    while (sum(f.get("/_stats")["devices_called"] for f in fakes) < per * count
+                           and time.monotonic() < deadline):
+                        time.sleep(1)
+                    swept = time.monotonic() - exporter.started
+                    for _ in range(3):
+                        prometheus_scrape(url)
+                    rss = rss_mb(exporter.proc.pid)
+                    stats = [f.get("/_stats") for f in fakes]
+                finally:
+                    exporter.stop()
+        finally:
+            for fake in fakes:
+                fake.stop()
+        rows.append({"accounts": count, "devices": per * count, "sweep_s": round(swept, 1), "rss_mb": round(rss, 1),
+                     "latest_calls": sum(st["calls"].get("latest", 0) for st in stats),
+                     "plant_list_calls": sum(st["calls"].get("list:plant", 0) for st in stats)})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    ref, split = rows
+    split.update(sweep_ratio=round(split["sweep_s"] / ref["sweep_s"], 2), rss_ratio=round(split["rss_mb"] / ref["rss_mb"], 2),
+                 rss_per_account_mb=round((split["rss_mb"] - ref["rss_mb"]) / (args.accounts - 1), 1))
+    return rows
+
+
 def memory(args) -> list[dict]:
     """RSS of the exporter process on the real path: a token-only config discovers the fake's
     account, the poller polls every device over HTTP (full simulator payloads that change every
@@ -326,22 +425,34 @@ def memory(args) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
-    d = sub.add_parser("discovery")
-    d.add_argument("--plants", type=int, default=1000)
-    d.add_argument("--devices-per-plant", type=int, default=10)
-    d.add_argument("--latency", type=float, default=0.1)
+
+    def account(name: str, latency: float, timeout: float) -> argparse.ArgumentParser:
+        """A subcommand over the fake's account: its size, its lists' latency, how long to wait."""
+        command = sub.add_parser(name)
+        command.add_argument("--plants", type=int, default=1000)
+        command.add_argument("--devices-per-plant", type=int, default=10)
+        command.add_argument("--latency", type=float, default=latency)
+        command.add_argument("--timeout", type=float, default=timeout)
+        return command
+
+    d = account("discovery", 0.1, 600)
     d.add_argument("--max-page-size", type=int, default=1000)
-    d.add_argument("--timeout", type=float, default=600)
     p = sub.add_parser("polling")
     p.add_argument("--devices", type=int, default=5000)
     p.add_argument("--latency", type=float, default=0.8)
     p.add_argument("--interval", type=float, default=300)
     p.add_argument("--max-concurrency", type=int, default=0)
     p.add_argument("--duration", type=float, default=640)
+    r = account("restart", 0.0, 900)
+    r.add_argument("--max-calls", type=int, default=3600)
     o = sub.add_parser("once")
     o.add_argument("--devices", type=int, default=5000)
     o.add_argument("--latency", type=float, default=0.8)
     o.add_argument("--timeout", type=float, default=1800)
+    a = sub.add_parser("accounts")
+    a.add_argument("--devices", type=int, default=2000)
+    a.add_argument("--accounts", type=int, default=10)
+    a.add_argument("--latency", type=float, default=0.2)
     m = sub.add_parser("memory")
     m.add_argument("--devices", default="1000,5000,10000")
     m.add_argument("--latency", type=float, default=0.05)
@@ -350,7 +461,8 @@ def main() -> None:
     m.add_argument("--malloc-arena-max", type=int, default=0, help="run the exporter with MALLOC_ARENA_MAX=N")
     args = parser.parse_args()
     args.env = {"MALLOC_ARENA_MAX": str(args.malloc_arena_max)} if getattr(args, "malloc_arena_max", 0) else None
-    result = {"discovery": discovery, "polling": polling, "once": once, "memory": memory}[args.what](args)
+    result = {"discovery": discovery, "polling": polling, "restart": restart, "once": once,
+              "memory": memory, "accounts": accounts}[args.what](args)
     print(json.dumps(result))
 
 

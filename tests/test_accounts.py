@@ -131,11 +131,20 @@ def test_a_device_two_accounts_list_is_polled_once_under_the_first():
     with Simulator(demo_devices(), token=NORTH) as north, Simulator(demo_devices(), token=SOUTH) as south:
         exporter = Exporter(parse_config(two_accounts(north.base_url, south.base_url)))
         snaps = exporter.run_once()
-        parsed = scrape(exporter)
+        text = exporter.exposition().decode()
+        parsed = parse_exposition(text)
         south_latest = [key for key in south.calls if key[1]]
     assert sorted(s.sn for s in snaps) == sorted(d.sn for d in demo_devices())
     assert south_latest == []     # never polled twice: the API allows one call per device per interval
     assert {dict(labels)["account"] for labels in series(parsed, "atess_device_info")} == {"north"}
+    # the shared plants and dataloggers once each, under the first account: no duplicate series
+    plants = [dict(labels) for labels in series(parsed, "atess_plant_info")]
+    assert len(plants) == len({d.plant_id for d in demo_devices()}) and {p["account"] for p in plants} == {"north"}
+    assert len(series(parsed, "atess_plant_capacity_watts")) == len(plants)
+    datalogs = [dict(labels)["datalog_sn"] for labels in series(parsed, "atess_datalog_info")]
+    assert len(datalogs) == len(set(datalogs))
+    names = [line.split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")]
+    assert len(names) == len(set(names)), "a series exported twice"
 
 
 def test_refused_token_pauses_only_its_account_and_a_rotated_file_resumes_it(tmp_path):

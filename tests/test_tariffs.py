@@ -56,9 +56,26 @@ def test_time_of_use_price_follows_the_plants_local_clock_across_midnight():
 
 
 def test_devices_without_a_plant_get_the_default_tariff_under_an_empty_plant_id():
-    at = prices([TOU], utc("2026-12-07 12:00"), atess={"timezone": "Europe/Berlin"})
+    at = prices([{**TOU, "timezone": "Europe/Berlin"}], utc("2026-12-07 12:00"))
     assert {dict(k)["plant_id"] for k in series(at, "atess_tariff_import_price_per_kwh")} == {"PL1", ""}
-    assert value(at, "atess_tariff_import_price_per_kwh", plant_id="") == 0.38  # 13:00 Berlin, atess.timezone
+    assert value(at, "atess_tariff_import_price_per_kwh", plant_id="") == 0.38  # 13:00 Berlin, the tariff's zone
+
+
+def test_the_api_servers_zone_never_prices_a_plant_and_an_unknown_zone_is_utc_said_once(caplog):
+    """atess.timezone (and devices[].timezone) name the zone the API's servers write reading
+    times in -- UTC+8 on the platform -- not the plant's: a plant of unknown zone is priced in
+    UTC, with one warning naming the key that fixes it."""
+    caplog.set_level("WARNING", logger="atess_exporter.exposition.tariffs")
+    # 06:30 UTC on a Monday: 14:30 in UTC+8 (the peak), 06:30 in UTC (the base price)
+    config = make_config("http://127.0.0.1:9", devices=DEVICES, tariffs=[TOU], atess={"timezone": "UTC+8"})
+    cache = Cache()
+    registry = CollectorRegistry()
+    registry.register(TariffCollector(config, cache, clock=lambda: utc("2026-12-07 06:30")))
+    for _ in range(2):
+        at = parse_exposition(generate_latest(registry).decode())
+        assert value(at, "atess_tariff_import_price_per_kwh", plant_id="PL1") == 0.30
+    warned = [r for r in caplog.records if "tariff" in r.getMessage()]
+    assert len(warned) == 2 and {r.fields["setting"] for r in warned} == {"tariffs[0].timezone"}   # PL1 and ""
 
 
 def test_a_tariff_per_plant_and_its_own_zone():
@@ -74,10 +91,12 @@ def test_a_tariff_per_plant_and_its_own_zone():
     assert {dict(k)["plant_id"] for k in series(at, "atess_tariff_import_price_per_kwh")} == {"PL2"}
 
 
-def test_a_zone_name_from_the_api_that_this_system_does_not_know_falls_back_to_atess_timezone():
+def test_a_zone_name_from_the_api_that_this_system_does_not_know_prices_in_utc():
     topo = Topology(plants=(Plant("PL1", timezone="Mars/Olympus"),))
     at = prices([TOU], utc("2026-12-07 06:30"), topo, atess={"timezone": "Asia/Tokyo"})
-    assert value(at, "atess_tariff_import_price_per_kwh", plant_id="PL1") == 0.38  # 15:30 in Tokyo (06:30 UTC: 0.30)
+    assert value(at, "atess_tariff_import_price_per_kwh", plant_id="PL1") == 0.30  # 06:30 UTC, not 15:30 Tokyo
+    at = prices([{**TOU, "timezone": "Asia/Tokyo"}], utc("2026-12-07 06:30"), topo)
+    assert value(at, "atess_tariff_import_price_per_kwh", plant_id="PL1") == 0.38  # the tariff's own zone wins
 
 
 @pytest.mark.promtool

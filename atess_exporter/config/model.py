@@ -216,7 +216,7 @@ class Tariff:
     export_price: float = 0.0
     windows: tuple[TariffWindow, ...] = ()
     plants: frozenset[str] = frozenset()
-    timezone: str | None = None            # None: the plant's own zone, else atess.timezone
+    timezone: str | None = None            # None: the plant list's zone for the plant, else UTC (warned)
 
     def prices_at(self, local: datetime) -> tuple[float, float]:
         """(import, export) per kWh at this local wall-clock time."""

@@ -382,13 +382,23 @@ class TopologyCollector(Collector):
         capacity = GaugeMetricFamily("atess_plant_capacity_watts", "Plant rated capacity (vendor field capacity, kW assumed), from the plant list", labels=("plant_id",))
         datalog = InfoMetricFamily("atess_datalog", "Datalogger identity and its plant, from the datalogger list", labels=("datalog_sn", "plant_id", "model"))
         online = GaugeMetricFamily("atess_datalog_online", "1 when the datalogger list reports the datalogger online, else 0", labels=("datalog_sn", "plant_id"))
+        # A plant shared into two accounts (the installer's and the owner's) is exported once,
+        # under the first account that lists it, as its devices are polled once.
+        plants_seen: set[str] = set()
+        datalogs_seen: set[str] = set()
         for values, topology in listed:
             account = dict(zip(labels, values))    # on the info series only: join on plant_id or datalog_sn
             for p in topology.plants:
+                if p.plant_id in plants_seen:
+                    continue
+                plants_seen.add(p.plant_id)
                 plant.add_metric((p.plant_id, p.name, p.timezone), account)
                 if p.capacity_kw is not None:
                     capacity.add_metric((p.plant_id,), p.capacity_kw * 1000)
             for d in topology.datalogs:
+                if d.sn in datalogs_seen:
+                    continue
+                datalogs_seen.add(d.sn)
                 datalog.add_metric((d.sn, d.plant_id, d.model), account)
                 if d.online is not None:
                     online.add_metric((d.sn, d.plant_id), 1.0 if d.online else 0.0)

@@ -12,14 +12,14 @@ The plants: those a tariff lists by id; the tariff without a list covers every o
 plant the exporter knows (the account's plant list, the devices' plants) and, with
 plant_id "", the devices listed without a plant. The time of day is the plant's: the
 tariff's own `timezone`, else the zone of the plant list (in any of the platform's
-spellings: "Europe/Berlin", "UTC+08:00", 8...), else the `timezone` of a device
-configured in that plant, else atess.timezone when it names a
-zone, else UTC (with `auto`, atess.timezone is measured as the API servers' zone,
-which is not the plant's).
+spellings: "Europe/Berlin", "UTC+08:00", 8...), else UTC with one warning naming the
+tariff's `timezone` key. Never atess.timezone or devices[].timezone: those are the zone
+the API's servers write reading times in (UTC+8 on the platform), not the plant's.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime, timezone, tzinfo
 from typing import Callable, Iterator
@@ -30,6 +30,8 @@ from prometheus_client.registry import Collector
 from atess_exporter.config.model import Config, Tariff
 from atess_exporter.live.store import Cache
 from atess_exporter.outside.zones import parse_zone
+
+log = logging.getLogger(__name__)
 
 LABELS = ("plant_id", "currency")
 
@@ -44,9 +46,8 @@ class TariffCollector(Collector):
         self.tariffs = config.tariffs
         self.default = next((t for t in config.tariffs if not t.plants), None)
         self.listed = {plant: t for t in config.tariffs for plant in t.plants}
-        self.fallback_zone = config.api_zone() or timezone.utc
         self.configured_plants = {d.plant_id for d in config.all_devices()}
-        self.device_zones = {d.plant_id: d.timezone for d in config.all_devices() if d.timezone}
+        self._unzoned: set[str] = set()      # plants already warned about: priced in UTC
         self.cache = cache
         self.clock = clock
 
@@ -81,13 +82,22 @@ class TariffCollector(Collector):
             tariff = self._tariff(plant_id)
             if tariff is None:
                 continue
-            zone = (_zone(tariff.timezone) or _zone(plant_zone) or _zone(self.device_zones.get(plant_id))
-                    or self.fallback_zone)
+            zone = _zone(tariff.timezone) or _zone(plant_zone) or self._utc(plant_id, plant_zone, tariff)
             import_price, export_price = tariff.prices_at(now.astimezone(zone))
             buy.add_metric((plant_id, tariff.currency), import_price)
             sell.add_metric((plant_id, tariff.currency), export_price)
         yield buy
         yield sell
+
+    def _utc(self, plant_id: str, plant_zone: str, tariff: Tariff) -> tzinfo:
+        """A plant of unknown zone is priced in UTC; said once per plant, naming the key that fixes it."""
+        if plant_id not in self._unzoned:
+            self._unzoned.add(plant_id)
+            log.warning("a tariff's time windows are read in UTC: the plant's zone is unknown; set the tariff's "
+                        "timezone", extra={"fields": {
+                            "plant_id": plant_id or "(devices without a plant)", "plant_list_zone": plant_zone,
+                            "setting": f"tariffs[{self.tariffs.index(tariff)}].timezone"}})
+        return timezone.utc
 
     def describe(self) -> Iterator[Metric]:
         return iter(())

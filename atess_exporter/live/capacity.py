@@ -7,7 +7,8 @@ poll.max_concurrency. More workers never mean more calls: the schedule still
 calls each device at most once per interval; they only let a slow API get
 through the fleet in time. When even the ceiling cannot, one warning says how
 many devices fall behind and what to change (it warns again only after the
-fleet has kept up in between).
+fleet has kept up in between). `each_sized` runs a job over a list the same
+way, once (--once).
 """
 
 from __future__ import annotations
@@ -15,12 +16,20 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, TypeVar
+
+from atess_exporter.outside.logs import tag_thread
 
 log = logging.getLogger(__name__)
 
 TARGET = 0.8          # a sweep may take 80 % of the interval: room for retries and slow moments
 ALPHA = 0.2           # weight of the newest poll in the smoothed latency
 WARN_AFTER = 20       # polls measured before the warning is trusted
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Capacity:
@@ -82,3 +91,29 @@ class Capacity:
                 "fix": "raise poll.max_concurrency, or split the fleet into shards (docs/scale.md)"}})
         elif not self.behind:
             self._warned = False
+
+
+def each_sized(capacity: Capacity, job: Callable[[T], R], items: list[T], stop: threading.Event,
+               account: str = "") -> list[R]:
+    """`job` over every item, as many at once as `capacity` sizes for that many (its floor,
+    grown as the jobs' durations come in, up to its ceiling); the results in order. Stops
+    starting jobs when `stop` is set. `account` tags the workers' log lines."""
+    capacity.fleet(len(items))
+
+    def timed(item: T) -> R:
+        started, took = time.monotonic(), None
+        try:
+            result = job(item)
+            took = time.monotonic() - started
+            return result
+        finally:
+            capacity.release(took)
+
+    futures = []
+    with ThreadPoolExecutor(max_workers=capacity.ceiling, thread_name_prefix="poll",
+                            initializer=tag_thread, initargs=(account,)) as pool:
+        for item in items:
+            if not capacity.acquire(stop):
+                break
+            futures.append(pool.submit(timed, item))
+    return [future.result() for future in futures]

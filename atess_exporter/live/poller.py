@@ -14,8 +14,7 @@ import logging
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, TypeVar
+from typing import Callable
 
 from atess_exporter.account.discovery import Topology, select_devices
 from atess_exporter.api.client import AtessClient
@@ -23,6 +22,7 @@ from atess_exporter.catalog import Catalog
 from atess_exporter.config import Config, DeviceConfig
 from atess_exporter.live import lastcalls, listing
 from atess_exporter.live.authgate import AuthGate
+from atess_exporter.live.capacity import each_sized
 from atess_exporter.live.counters import CounterState
 from atess_exporter.live.devicepoll import DevicePoll
 from atess_exporter.live.fleet import Fleet
@@ -33,8 +33,6 @@ from atess_exporter.outside.logs import tag_thread
 from atess_exporter.readings.counterguard import CounterGuard
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 class Poller:
@@ -142,33 +140,10 @@ class Poller:
 
     # -- once (--once, tests) ----------------------------------------------
 
-    def _each(self, job: Callable[[DeviceConfig], T], devices: list[DeviceConfig]) -> list[T]:
-        """`job` over every device, as many at once as the schedule's capacity sizes for the
-        fleet (live/capacity.py: poll.concurrency, grown to fit it into the interval at the
-        measured latency, up to poll.max_concurrency)."""
-        capacity = self.scheduler.capacity
-        capacity.fleet(len(devices))
-
-        def timed(device: DeviceConfig) -> T:
-            started, took = time.monotonic(), None
-            try:
-                result = job(device)
-                took = time.monotonic() - started
-                return result
-            finally:
-                capacity.release(took)
-
-        futures = []
-        with ThreadPoolExecutor(max_workers=capacity.ceiling, thread_name_prefix="poll",
-                                initializer=tag_thread, initargs=(self.config.account_label(),)) as pool:
-            for device in devices:
-                if not capacity.acquire(self._stop):
-                    break
-                futures.append(pool.submit(timed, device))
-        return [future.result() for future in futures]
-
     def poll_all_once(self) -> list[DeviceSnapshot]:
-        snapshots = self._each(self.poll_device, list(self.devices.values()))
+        """Every device once, as many at once as the live schedule would (live/capacity.py)."""
+        snapshots = each_sized(self.scheduler.capacity, self.poll_device, list(self.devices.values()), self._stop,
+                               self.config.account_label())
         self.save_state()
         return snapshots
 
@@ -179,7 +154,8 @@ class Poller:
             self.refresh_topology()
         snapshots = self.poll_all_once()
         if self.config.settings.enabled:
-            self._each(self.poll_settings, list(self.devices.values()))
+            each_sized(self.scheduler.capacity, self.poll_settings, list(self.devices.values()), self._stop,
+                       self.config.account_label())
         return snapshots
 
     # -- in the background ---------------------------------------------------

@@ -45,13 +45,14 @@ class FleetAccount:
     def __init__(self, plants: int, datalogs_per_plant: int = 1, devices_per_datalog: int = 10,
                  latency: float = 0.0, latest_latency: float | None = None, max_page_size: int = 1000,
                  enforce_interval: float = 0.0, families: tuple[str, ...] = FAMILY_CYCLE,
-                 clock=time.monotonic, payloads: str = "small"):
+                 clock=time.monotonic, payloads: str = "small", prefix: str = ""):
         self.latency = latency
         self.latest_latency = latency if latest_latency is None else latest_latency
         self.max_page_size = max_page_size
         self.enforce_interval = enforce_interval
         self.clock = clock
-        self.plants = [{"plantId": f"PL{p:05d}", "plantName": f"Plant {p}"} for p in range(plants)]
+        # `prefix`: several fakes side by side (accounts) list different plants and devices
+        self.plants = [{"plantId": f"PL{prefix}{p:05d}", "plantName": f"Plant {prefix}{p}"} for p in range(plants)]
         self.datalogs: dict[str, list[dict]] = {}
         self.device_lists: dict[tuple[str, str], list[dict]] = {}
         self.family_of: dict[str, str] = {}
@@ -63,7 +64,7 @@ class FleetAccount:
                 rows.append({"dataLogSn": dl, "plantId": plant["plantId"], "status": 1})
                 for _ in range(devices_per_datalog):
                     family = families[n % len(families)]
-                    sn = f"FX{n:07d}"
+                    sn = f"FX{prefix}{n:07d}"
                     n += 1
                     self.family_of[sn] = family
                     self.device_lists.setdefault((family, dl), []).append(
@@ -158,7 +159,7 @@ class FleetAccount:
                 templates = {(f, seed): LATEST_BUILDERS[f](SimDevice(sn=f"T{seed}", family=f, model=MODEL[f], seed=seed), now)
                              for f in MODEL for seed in range(self.SEEDS)}
                 self._templates = (slot, templates)
-        return templates[(family, int(sn[2:]) % self.SEEDS)]
+        return templates[(family, int(sn[-7:]) % self.SEEDS)]
 
     def calls_within(self, seconds: float) -> int:
         """Devices called twice within `seconds` (what a limit of one per interval refuses)."""
@@ -248,10 +249,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-page-size", type=int, default=1000)
     parser.add_argument("--enforce-interval", type=float, default=0.0)
     parser.add_argument("--payloads", choices=("small", "sim"), default="small")
+    parser.add_argument("--prefix", default="", help="of plant ids and SNs: fakes side by side list different ones")
     args = parser.parse_args(argv)
     fake = FleetAccount(args.plants, args.datalogs_per_plant, args.devices_per_datalog, latency=args.latency,
                         latest_latency=args.latest_latency, max_page_size=args.max_page_size,
-                        enforce_interval=args.enforce_interval, payloads=args.payloads)
+                        enforce_interval=args.enforce_interval, payloads=args.payloads, prefix=args.prefix)
     print(fake.start(), flush=True)
     sys.stdin.read()
     fake.stop()
