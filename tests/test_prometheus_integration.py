@@ -30,6 +30,7 @@ DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
 # Grafana variables -> values that make the query cover every device.
 # `plant` and `sn` are always used as regex matchers (=~), so ".*" means "all".
 VARIABLES = {
+    "account": ".*",           # the All value: also matches series without the label (one account)
     "plant": ".*",
     "sn": ".*",
     "top": "10",               # the fleet dashboard's ranking size (topk/bottomk)
@@ -42,8 +43,9 @@ VARIABLES = {
 # They must still be valid PromQL, and every atess_* metric they name must exist.
 ALLOWED_EMPTY = {
     # Dashboards: alert tables, empty while nothing fires (and the demo is healthy).
-    'ALERTS{alertname=~"Atess.*"}': "no alert is pending or firing for the healthy demo",
-    'ALERTS{alertname=~"AtessExporter.*|AtessApi.*|AtessDevice(Down|Offline)"}': "same, exporter-side alerts only",
+    'ALERTS{alertname=~"Atess.*", account=~".*|"}': "no alert is pending or firing for the healthy demo",
+    'ALERTS{alertname=~"AtessExporter.*|AtessApi.*|AtessPolling.*|AtessDevice(Down|Offline)", account=~".*|"}':
+        "same, exporter-side alerts only",
 }
 # Household figures by the plant's local day: empty at times of day, valid PromQL always
 # (patterns over the expanded expression). Every recorded name they use must be a rule.
@@ -167,12 +169,14 @@ def platform_prometheus(tmp_path_factory):
         yield from _scraping(url, tmp_path_factory)
 
 
-def expand(expr: str) -> str:
+def expand(expr: str, **values: str) -> str:
+    variables = {**VARIABLES, **values}
+
     def sub(m):
         name = m.group(1) or m.group(2) or m.group(3)
-        if name not in VARIABLES:
+        if name not in variables:
             raise KeyError(f"unknown Grafana variable ${name} in {expr!r}")
-        return VARIABLES[name]
+        return variables[name]
     return re.sub(r"\$\{(\w+)(?::\w+)?\}|\[\[(\w+)\]\]|\$(\w+)", sub, expr)
 
 
@@ -182,20 +186,21 @@ def walk_panels(panels):
         yield from walk_panels(p.get("panels", []))
 
 
-def dashboard_expressions() -> list[tuple[str, str]]:
+def dashboard_expressions(raw: bool = False) -> list[tuple[str, str]]:
+    """Every panel query and variable series; expanded with VARIABLES unless `raw`."""
     out = []
     for path in DASHBOARDS:
         dash = json.loads(path.read_text())
         for p in walk_panels(dash["panels"]):
             for t in p.get("targets", []):
-                out.append((f"{path.name}: {p['title']} [{t['refId']}]", expand(t["expr"])))
+                out.append((f"{path.name}: {p['title']} [{t['refId']}]", t["expr"] if raw else expand(t["expr"])))
         for v in dash["templating"]["list"]:
             if v["type"] != "query":
                 continue
             q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
             m = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", q.strip())
             expr = m.group(1) if m else q  # label_values(series, label): the series must exist
-            out.append((f"{path.name}: variable {v['name']}", expand(expr)))
+            out.append((f"{path.name}: variable {v['name']}", expr if raw else expand(expr)))
     return out
 
 
@@ -286,6 +291,142 @@ def test_fleet_join_assigns_every_device_to_its_plant(prometheus):
     per_plant = {r["metric"]["plant_name"]: float(r["value"][1]) for r in query(prometheus, "atess_plant:load_power_watts:sum")}
     per_device = query(prometheus, "sum by (plant_name) (atess_load_power_watts * on(sn) group_left(plant_name) atess_device_info)")
     assert per_plant == pytest.approx({r["metric"]["plant_name"]: float(r["value"][1]) for r in per_device})
+
+
+# ------------------------------------------------------------------ accounts
+
+def without_account_filter(expr: str) -> str:
+    expr = re.sub(r'account=~"\$account\|?"', "", expr)
+    return re.sub(r"\{\s*,\s*", "{", re.sub(r",\s*\}", "}", expr)).replace("{}", "")
+
+
+def label_values(base: str, series: str, label: str) -> set[str]:
+    """What Grafana's label_values(series, label) offers (no empty values)."""
+    return {r["metric"][label] for r in query(base, series) if r["metric"].get(label)}
+
+
+def test_one_account_the_account_variable_narrows_nothing(prometheus):
+    """A single-account exporter has no account label: the Account variable offers nothing
+    but All (.*), and every dashboard query gives exactly what it gives without the filter."""
+    assert label_values(prometheus, "atess_device_info", "account") == set()
+    at = time.time()
+    compared = 0
+    for where, raw in dashboard_expressions(raw=True):
+        if "$account" not in raw:
+            continue
+        unfiltered = expand(without_account_filter(raw))
+        assert "$account" not in unfiltered and 'account=~' not in unfiltered, unfiltered
+        with_all = sorted(query(prometheus, expand(raw), at=at), key=json.dumps)
+        assert with_all == sorted(query(prometheus, unfiltered, at=at), key=json.dumps), where
+        compared += bool(with_all)
+    assert compared > 80
+
+
+@pytest.fixture(scope="module")
+def two_accounts_prometheus(tmp_path_factory):
+    """One exporter, two accounts (the demo fleet as north, four devices in two plants as
+    south), scraped by a real Prometheus with the recording rules."""
+    from atess_exporter.app import Exporter
+    from atess_exporter.config import parse_config
+    from atess_exporter.simulator import Simulator, demo_devices, fleet_of
+    from atess_exporter.web.server import MetricsServer
+
+    require_tool("prometheus")
+    south_fleet = fleet_of(4, 2)
+    with Simulator(demo_devices(), token="north-token") as north, Simulator(south_fleet, token="south-token") as south:
+        exporter = Exporter(parse_config({
+            "atess": {"timeout_seconds": 5},
+            "poll": {"interval_seconds": 2, "concurrency": 2},
+            "accounts": [{"name": "north", "base_url": north.base_url, "token": "north-token"},
+                         {"name": "south", "base_url": south.base_url, "token": "south-token"}],
+            "state_file": "",
+        }, source="two-accounts", min_interval=1.0))
+        server = MetricsServer(exporter.registry, "127.0.0.1:0")
+        server.start()
+        exporter.start()
+        try:
+            with running_prometheus(f"127.0.0.1:{server.port}", tmp_path_factory.mktemp("prometheus")) as (base, proc):
+                def plants_recorded():
+                    return {(r["metric"].get("account"), r["metric"]["plant_id"])
+                            for r in query(base, "atess_plant:pv_energy_joules:today")}
+                wait_for(lambda: len(plants_recorded()) == 4 and len(query(base, "atess_device_info")) == 12
+                         and len(query(base, "atess_plant:pv_power_watts:sum")) == 4
+                         and len(query(base, "rate(atess_api_requests_total[1m]) > 0")) >= 2,
+                         "both accounts' plants recorded", procs=[proc])
+                yield {"base": base, "north": {d.sn for d in demo_devices()}, "south": {d.sn for d in south_fleet}}
+        finally:
+            exporter.stop()
+            server.stop()
+
+
+def grafana_values(base: str, account: str) -> dict[str, str]:
+    """The variables as Grafana sets them for one account, Plant on All: the SN variable's
+    All is the list of the cascaded options (no custom allValue), device detail one SN."""
+    sns = sorted(label_values(base, f'atess_device_info{{account=~"{account}", plant_name=~".*"}}', "sn"))
+    return {"account": account, "plant": ".*", "sn": "(" + "|".join(re.escape(s) for s in sns) + ")"}
+
+
+def test_one_account_of_two_narrows_every_dashboard_to_its_plants_and_devices(two_accounts_prometheus):
+    """Account north, Plant All: the plants offered, and every series every panel draws,
+    are north's; Account All shows both accounts, one series per account on the
+    exporter's own panels."""
+    base, north, south = (two_accounts_prometheus[k] for k in ("base", "north", "south"))
+    info = query(base, "atess_device_info")
+    owner = {r["metric"]["sn"]: r["metric"]["account"] for r in info}
+    assert owner == {**{sn: "north" for sn in north}, **{sn: "south" for sn in south}}
+    plant_owner = {r["metric"]["plant_name"]: r["metric"]["account"] for r in info}
+    plant_id_owner = {r["metric"]["plant_id"]: r["metric"]["account"] for r in info}
+    # the variables cascade: north's plants and devices only
+    assert label_values(base, "atess_device_info", "account") == {"north", "south"}
+    assert label_values(base, 'atess_device_info{account=~"north"}', "plant_name") == {"Harbour Depot", "Hill Farm"}
+    assert label_values(base, 'atess_device_info{account=~".*"}', "plant_name") == set(plant_owner)
+    values = grafana_values(base, "north")
+    assert set(values["sn"][1:-1].split("|")) == {re.escape(s) for s in north}
+
+    at = time.time()
+    shown, narrowed, leaks = 0, 0, []
+    for where, raw in dashboard_expressions(raw=True):
+        if "$account" not in raw:
+            continue
+        north_only = query(base, expand(raw, **values), at=at)
+        everyone = query(base, expand(raw, account=".*", plant=".*", sn=".*"), at=at)
+        for r in north_only:
+            m = r["metric"]
+            if (m.get("account", "north") != "north" or owner.get(m.get("sn"), "north") != "north"
+                    or plant_owner.get(m.get("plant_name"), "north") != "north"
+                    or plant_id_owner.get(m.get("plant_id"), "north") != "north"):
+                leaks.append(f"{where}: {m}")
+        shown += bool(north_only)
+        # by name: the same panel with Account All shows south's too
+        named = [r for r in north_only if {"account", "sn", "plant_name", "plant_id"} & set(r["metric"])]
+        narrowed += bool(named) and len(north_only) < len(everyone)
+    assert not leaks, "\n".join(leaks)
+    assert shown > 80 and narrowed > 40, (shown, narrowed)
+    at_pv = 'sum(atess_pv_power_watts * on(sn) group_left() atess_device_info{account="north"})'
+    fleet_pv = next(t["expr"] for p in walk_panels(json.loads((ROOT / "dashboards" / "fleet-overview.json").read_text())["panels"])
+                    if p["title"] == "PV power" and p["type"] == "stat" for t in p["targets"])
+    # at a rule evaluation's own time, the recorded sum is the readings' sum at that time
+    evaluated = float(query(base, 'max(timestamp(atess_plant:pv_power_watts:sum{account="north"}))', at=at)[0]["value"][1])
+    north_pv = query(base, expand(fleet_pv, **values), at=evaluated)
+    assert float(north_pv[0]["value"][1]) == pytest.approx(float(query(base, at_pv, at=evaluated)[0]["value"][1]))
+    south_pv = query(base, expand(fleet_pv, **grafana_values(base, "south")), at=evaluated)
+    every_pv = query(base, expand(fleet_pv, account=".*"), at=evaluated)
+    assert float(every_pv[0]["value"][1]) == pytest.approx(float(north_pv[0]["value"][1]) + float(south_pv[0]["value"][1]))
+
+    # what a user sees: the fleet's sites ranked, north's only; then both with Account All
+    fleet = json.loads((ROOT / "dashboards" / "fleet-overview.json").read_text())
+    panels = {p["title"]: p for p in walk_panels(fleet["panels"])}
+    highest = panels["PV power now, highest"]["targets"][0]["expr"]
+    assert {r["metric"]["plant_name"] for r in query(base, expand(highest, **values))} == {"Harbour Depot", "Hill Farm"}
+    assert {r["metric"]["plant_name"] for r in query(base, expand(highest, account=".*"))} == set(plant_owner)
+    # exporter health: one authorization series per account, or the one chosen
+    health = json.loads((ROOT / "dashboards" / "exporter-health.json").read_text())
+    for p in walk_panels(health["panels"]):
+        for t in p.get("targets", []):
+            if "atess_api_" in t["expr"] or "atess_poll_" in t["expr"]:
+                both = query(base, expand(t["expr"], account=".*"))
+                assert {r["metric"].get("account") for r in both} >= {"north", "south"} or p["type"] == "heatmap", p["title"]
+                assert {r["metric"].get("account") for r in query(base, expand(t["expr"], account="south"))} <= {"south", None}
 
 
 # ------------------------------------------------------------------ a local midnight

@@ -162,11 +162,25 @@ def test_dashboard_is_importable(path):
     assert 36 <= dash["schemaVersion"] <= 41
     assert dash["uid"] and dash["title"].startswith("ATESS") and dash["id"] is None
     variables = {v["name"]: v for v in dash["templating"]["list"]}
-    assert {"DS_PROMETHEUS", "plant", "sn"} <= set(variables)
+    assert {"DS_PROMETHEUS", "account", "plant", "sn"} <= set(variables)
     assert variables["DS_PROMETHEUS"]["type"] == "datasource"
+    # the account first (after the data source it queries), cascading into plant and sn
+    assert [v["name"] for v in dash["templating"]["list"]][:4] == ["DS_PROMETHEUS", "account", "plant", "sn"]
+    account = variables["account"]
+    assert account["query"]["query"] == account["definition"] == "label_values(atess_device_info, account)"
+    # All must match series without the label (one account: no account label at all)
+    assert account["includeAll"] and account["allValue"] == ".*"
     plant_q = variables["plant"]["query"]["query"]
-    assert plant_q == "label_values(atess_device_info, plant_name)"
-    assert "$plant" in variables["sn"]["query"]["query"] and variables["sn"]["query"]["query"].endswith(", sn)")
+    assert plant_q == variables["plant"]["definition"] == 'label_values(atess_device_info{account=~"$account"}, plant_name)'
+    sn_q = variables["sn"]["query"]["query"]
+    assert sn_q == variables["sn"]["definition"] == 'label_values(atess_device_info{account=~"$account", plant_name=~"$plant"}, sn)'
+    # a plant's All is .* (devices without a plant included), so it narrows nothing by
+    # itself: every selector that filters by plant filters by account too
+    for p in walk_panels(dash["panels"]):
+        for t in p.get("targets", []):
+            for selector in re.findall(r"\{[^}]*\}", t["expr"]):
+                if "$plant" in selector:
+                    assert 'account=~"$account"' in selector, (p["title"], t["expr"])
     ids = [p["id"] for p in walk_panels(dash["panels"])]
     assert len(ids) == len(set(ids)), "duplicate panel ids"
     # every datasource reference goes through the import input
@@ -177,7 +191,7 @@ def test_dashboard_is_importable(path):
         assert p["targets"], p["title"]
         for t in p["targets"]:
             assert t["datasource"]["uid"] == "${DS_PROMETHEUS}" and t["expr"].strip(), p["title"]
-    for name in ("plant", "sn"):
+    for name in ("account", "plant", "sn"):
         assert variables[name]["datasource"]["uid"] == "${DS_PROMETHEUS}"
     # no hard-coded datasource uid anywhere
     uids = set(re.findall(r'"uid": "([^"]+)"', path.read_text())) - {"${DS_PROMETHEUS}", "-- Grafana --", dash["uid"]}
@@ -198,7 +212,8 @@ def test_dashboard_units_and_queries():
     assert len(per_day) == 6 and all(re.search(r":local_day\{[^}]*\}\[1d\] offset -1d30m\)", e) for e in per_day)
     for title in ("Self-consumption and self-sufficiency today", "Self-consumption and self-sufficiency per day"):
         assert panels[title]["fieldConfig"]["defaults"]["unit"] == "percentunit", title
-    assert 'ALERTS{alertname=~\\"Atess.*\\"}' in text
+    # the selected accounts' alerts, and the exporter's own (no account label)
+    assert 'ALERTS{alertname=~\\"Atess.*\\", account=~\\"$account|\\"}' in text
     # sites are ranked (weakest first), not drawn one line each; yield per kWp is shown
     per_plant_lines = [t["expr"] for p in walk_panels(fleet["panels"]) if p["type"] == "timeseries" and "Energy" not in p["title"]
                        and "Self" not in p["title"] for t in p["targets"] if "{{plant_name}}" in t.get("legendFormat", "")
@@ -234,10 +249,20 @@ def test_dashboard_units_and_queries():
     missing = [m for m in load_catalog().metrics if m not in detail_text and "_today_" not in m]
     assert not missing, missing
 
-    health = json.dumps(json.loads((ROOT / "dashboards" / "exporter-health.json").read_text()))
+    health_dash = json.loads((ROOT / "dashboards" / "exporter-health.json").read_text())
+    health = json.dumps(health_dash)
     for needle in ("atess_api_requests_total", "atess_api_request_duration_seconds_bucket", "atess_api_auth_ok",
-                   "time() - atess_device_last_poll_success_timestamp_seconds"):
+                   "time() - atess_device_last_poll_success_timestamp_seconds", "atess_poll_overdue_devices"):
         assert needle in health, needle
+    # the account's own series: filtered by the account variable, one line (legend) per account
+    account_series = r"\b(atess_api_\w+|atess_poll_\w+)"
+    for p in walk_panels(health_dash["panels"]):
+        for t in p.get("targets", []):
+            for metric, selector in re.findall(account_series + r"(\{[^}]*\})?", t["expr"]):
+                assert 'account=~"$account"' in selector, (p["title"], metric)
+            if re.search(account_series, t["expr"]) and p["type"] in ("timeseries", "state-timeline", "stat"):
+                assert "{{account}}" in t["legendFormat"], (p["title"], t["legendFormat"])
+                assert all("account" in by.split(", ") for by in re.findall(r"by \(([^)]*)\)", t["expr"])), t["expr"]
 
 
 # ------------------------------------------------------------------ container and deploy
