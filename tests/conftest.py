@@ -1,17 +1,14 @@
 """Fixtures shared by the test files, and the check behind the tool markers.
 Helpers (config, clock, waiting, certificates...) are in support.py."""
 
-import re
-
 import pytest
-import responses
 import yaml
 from prometheus_client import CollectorRegistry
 
 from atess_exporter.simulator import Simulator, demo_devices
 from atess_exporter.web.server import MetricsServer
 import support
-from support import BASE, TOKEN, TOOL_MARKERS, make_pki, require_tool
+from support import TOKEN, TOOL_MARKERS, make_pki, require_tool
 
 
 @pytest.fixture
@@ -62,7 +59,5 @@ def pytest_runtest_setup(item):
 
 @pytest.fixture
 def mocked():
-    acct = support.account()
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=lambda request: acct.reply(request))
+    with support.served(support.account()) as acct:
         yield acct

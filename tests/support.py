@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -19,11 +20,13 @@ import urllib.error
 import urllib.request
 import urllib.parse
 from pathlib import Path
+from contextlib import contextmanager
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
+import responses
 
 from atess_exporter.app import Exporter
 from atess_exporter.catalog import load_catalog
@@ -322,6 +325,14 @@ def account():
         {"family": "hps_string", "deviceSn": "TL-D", "deviceModel": "HPS30TL", "dataLogSn": "DL3"},
     ]
     return Account(plants, datalogs, devices)
+
+
+@contextmanager
+def served(acct: Account) -> Iterator[Account]:
+    """The fake account behind `responses` at BASE while the block runs."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=lambda request: acct.reply(request))
+        yield acct
 
 
 def discovering(acct, **sections):

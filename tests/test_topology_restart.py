@@ -11,7 +11,7 @@ from atess_exporter.live import listing
 from atess_exporter.live.poller import Poller
 from atess_exporter.live.store import Cache
 from atess_exporter.simulator import Simulator, demo_devices
-from support import TOKEN, discovering, make_config, wait_for
+from support import TOKEN, Account, discovering, make_config, served, wait_for
 
 T0 = 1_780_000_000.0
 
@@ -81,8 +81,13 @@ def test_a_topology_saved_in_the_future_is_not_trusted(sim, tmp_path):
     lambda s: s["topology"]["topology"].update(firmware={"HPS1": ["x"]}),
     lambda s: s["topology"]["topology"].update(datalogs=[{"sn": "DL1", "online": "yes"}]),
     lambda s: s["topology"]["topology"].update(rated_watts={"HPS1": float("inf")}),
+    lambda s: s["topology"]["topology"].update(plant_list_calls=-1),
+    lambda s: s["topology"]["topology"].update(plant_list_calls=10**9),
+    lambda s: s["topology"]["topology"].update(plant_list_calls=True),
+    lambda s: s["topology"]["topology"].update(plant_list_calls="3"),
 ], ids=["not-an-object", "saved-at-text", "saved-at-null", "bad-sn", "bad-type", "plants-not-list",
-        "firmware-not-text", "online-not-bool", "rating-not-finite"])
+        "firmware-not-text", "online-not-bool", "rating-not-finite", "pages-negative", "pages-huge", "pages-bool",
+        "pages-text"])
 def test_a_damaged_saved_topology_is_dropped_with_one_warning(sim, tmp_path, caplog, damage):
     state = tmp_path / "state.json"
     config, _ = start(sim, state, T0)
@@ -189,16 +194,98 @@ def test_a_refresh_the_shards_together_overspend_warns_once(caplog, shard, refre
         assert found[0].fields["account_listings_per_day"] == pytest.approx(86400 * count / refresh, abs=0.1)
 
 
-def test_the_running_schedule_lists_again_at_this_shards_turn(mocked, caplog):
+def next_discovery(exporter, caplog):
+    """The running schedule's plan after its first listing: the "next discovery" log line."""
     caplog.set_level(logging.INFO)
-    exporter = discovering(mocked, shard="1/3")
     exporter.start()
     try:
-        record = wait_for(lambda: next((r for r in caplog.records if r.getMessage() == "next discovery"), None),
-                          "the first discovery done", 30)
+        return wait_for(lambda: next((r for r in caplog.records if r.getMessage() == "next discovery"), None),
+                        "the first discovery done", 30)
     finally:
         exporter.stop()
+
+
+def test_the_running_schedule_lists_again_at_this_shards_turn(mocked, caplog):
+    record = next_discovery(discovering(mocked, shard="1/3", discovery={"page_size": 100}), caplog)
     at = time.time() + record.fields["in_seconds"]
     assert 16200 - 60 <= record.fields["in_seconds"] <= 48600
     phase = (at - 10800) % 32400          # shard 1 of 3: on a 9-h grid, 3 h after shard 0's
     assert min(phase, 32400 - phase) <= 60
+
+
+# -- every page of the plant list is one of the 10 calls a day (issue: plant-list pages) ----------
+
+@pytest.fixture
+def plants_25():
+    """An account of 25 plants: 3 pages of the plant list at discovery.page_size 10."""
+    plants = [{"plantId": f"P{i}", "plantName": f"Plant {i}"} for i in range(1, 26)]
+    datalogs = [{"dataLogSn": "DL1", "plantId": "P1"}]
+    devices = [{"family": "hps_central", "deviceSn": "HPS-A", "deviceModel": "HPS150", "dataLogSn": "DL1"}]
+    with served(Account(plants, datalogs, devices)) as acct:
+        yield acct
+
+
+def plant_pages_asked(acct):
+    return sum(1 for _, path, _ in acct.requests if path == "/api/v1/plant/list")
+
+
+def test_a_plant_list_of_three_pages_is_listed_three_times_less_often(plants_25, caplog):
+    exporter = discovering(plants_25, discovery={"page_size": 10})
+    record = next_discovery(exporter, caplog)
+    assert plant_pages_asked(plants_25) == 3
+    assert exporter.poller.topology.plant_list_calls == 3
+    assert record.fields["in_seconds"] == pytest.approx(3 * 10800, abs=60), "8 plant-list calls a day, not 24"
+    told = [r for r in caplog.records if "plant list takes several pages" in r.getMessage()]
+    assert len(told) == 1 and told[0].levelno == logging.INFO
+    assert told[0].fields["plant_list_pages"] == 3 and told[0].fields["period_seconds"] == 32400
+
+
+def test_three_shards_of_a_three_page_account_each_list_every_27_hours(plants_25, caplog):
+    record = next_discovery(discovering(plants_25, shard="1/3", discovery={"page_size": 10}), caplog)
+    every = 3 * 3 * 10800
+    assert every / 2 - 60 <= record.fields["in_seconds"] < 1.5 * every
+    phase = (time.time() + record.fields["in_seconds"] - every / 3) % every   # shard 1's turn on its grid
+    assert min(phase, every - phase) <= 60
+
+
+def test_one_page_keeps_the_default_period(plants_25, caplog):
+    exporter = discovering(plants_25, discovery={"page_size": 100})
+    record = next_discovery(exporter, caplog)
+    assert exporter.poller.topology.plant_list_calls == 1
+    assert record.fields["in_seconds"] == pytest.approx(10800, abs=60)
+    assert not [r for r in caplog.records if "plant list takes several pages" in r.getMessage()]
+
+
+def test_a_restart_keeps_the_period_of_the_measured_pages(sim, tmp_path):
+    state = tmp_path / "state.json"
+    config, _ = start(sim, state, T0, page_size=1)          # the demo account's 2 plants: 2 pages
+    assert plant_list_calls(sim, config) == 2
+    assert json.loads(state.read_text())["topology"]["topology"]["plant_list_calls"] == 2
+    _, again = start(sim, state, T0 + 10800 + 1, page_size=1)   # one page's period is over, two pages' is not
+    assert plant_list_calls(sim, config) == 2, "the saved topology serves: nothing listed"
+    assert again.topology.plant_list_calls == 2
+    start(sim, state, T0 + 2 * 10800, page_size=1)
+    assert plant_list_calls(sim, config) == 4
+
+
+@pytest.mark.parametrize("shard, refresh, warns", [
+    ("0/1", 10800, True), ("0/1", 86400, False), ("0/3", 32400, True), ("0/3", 97200, False)])
+def test_a_refresh_the_plant_pages_overspend_warns_once_with_the_numbers(plants_25, caplog, shard, refresh, warns):
+    caplog.set_level(logging.INFO)
+    exporter = discovering(plants_25, shard=shard, discovery={"page_size": 10, "refresh_seconds": refresh})
+    assert exporter.poller.refresh_topology()
+    assert exporter.poller.refresh_topology()
+    count = int(shard.split("/")[1])
+    found = [r for r in caplog.records if "plant-list calls a day" in r.getMessage()
+             and r.levelno == logging.WARNING]
+    assert len(found) == (1 if warns else 0)
+    assert listing.period(exporter.config, 3) == refresh, "a value the user set is kept"
+    assert not [r for r in caplog.records if "plant list takes several pages" in r.getMessage()]
+    if warns:
+        fields = found[0].fields
+        assert fields["setting"] == "discovery.refresh_seconds"
+        assert fields["plant_list_pages"] == 3 and fields["page_size"] == 10
+        assert fields["plant_list_calls_per_day"] == pytest.approx(86400 * count * 3 / refresh, abs=0.1)
+        assert fields["suggested_refresh_seconds"] == 3 * count * 10800
+        assert fields["suggested_page_size"] == 25, "one page of 25 plants a listing fits the budget"
+        assert "discovery.page_size" in fields["fix"]

@@ -61,6 +61,7 @@ def test_a_list_stopped_between_its_pages_continues_at_its_next_page(mocked, tmp
     plant_pages = [dict(q)["pageNo"] for p, q in asked(mocked) if p == "/api/v1/plant/list"]
     assert plant_pages == ["1", "2"], "page 1 before the restart, page 2 after"
     assert sorted(again.poller.devices) == ALL
+    assert again.poller.topology.plant_list_calls == 2, "the walk's plant pages counted across the restart"
 
 
 def test_a_finished_walk_saves_no_walk(mocked, tmp_path):
@@ -109,7 +110,8 @@ def test_an_unfinished_walk_saved_too_long_ago_is_walked_anew(mocked, tmp_path):
     state = tmp_path / "state.json"
     first_run(mocked, state)
     data = json.loads(state.read_text())
-    data["topology"]["saved_at"] -= 10800 + 1
+    assert data["topology"]["topology"]["plant_list_calls"] == 2, "the plant list took 2 pages"
+    data["topology"]["saved_at"] -= 2 * 10800 + 1                   # the period of a 2-page plant list
     state.write_text(json.dumps(data))
     again = discovering(mocked, discovery=CAPPED, state_file=str(state))
     assert again.poller.devices == {}, "nothing adopted from a walk older than the listing period"

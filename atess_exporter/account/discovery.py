@@ -17,6 +17,10 @@ refresh continues the walk where it stopped (after a restart too: the walk is
 saved beside the topology, account/savedwalk.py). A list whose page failed
 keeps the pages read before it.
 
+The walk counts the pages of the plant list it read (`plant_list_calls`, kept
+with the topology): each is one of the platform's 10 plant-list calls a day,
+and live/listing.py spaces the listings by them.
+
 Discovery reads `discovery.concurrency` lists at a time (the pages of one list
 in order), each list endpoint paced to `discovery.calls_per_second`; the probe
 walks the same rows one list after another (`walk`). Every value taken from a
@@ -76,6 +80,7 @@ class Topology:
     complete: bool = True                                    # every list read to its end
     dropped: int = 0                                         # rows over discovery.max_devices, not adopted
     unread_lists: int = 0                                    # lists left for the next refresh
+    plant_list_calls: int = 0                                # pages of the plant list the walk read (0: unknown)
 
 
 def merged(new: Topology, old: Topology | None) -> Topology:
@@ -239,6 +244,7 @@ class ListJob:
     cursor: Cursor = field(default_factory=Cursor)
 
 
+MAX_PLANT_LIST_CALLS = 10_000   # a count past this is kept at it (a state file's is refused)
 RANK = {"plant": 2, "datalog": 1}   # device lists first: a datalogger's devices before more dataloggers
 CAPS = {"pages": "discovery.max_pages", "calls": "discovery.max_calls"}
 
@@ -257,6 +263,7 @@ class Walk:
         self.lost: dict[str, bool] = {}
         self.rated: dict[str, float] = {}
         self.skipped = 0
+        self.plant_calls = 0            # pages of the plant list read (answered calls), over refreshes
         self.todo: list[ListJob] = [ListJob("plant", {})]
 
     @classmethod
@@ -268,6 +275,7 @@ class Walk:
         walk.devices = {d.sn: d for d in found.devices}
         walk.firmware, walk.datalog_of = dict(found.firmware), dict(found.datalog_of)
         walk.lost, walk.rated = dict(found.lost), dict(found.rated_watts)
+        walk.plant_calls = found.plant_list_calls
         walk.todo = []
         return walk
 
@@ -324,7 +332,8 @@ class Walk:
         devices = tuple(sorted(self.devices.values(), key=lambda d: d.sn))
         return Topology(tuple(self.plants.values()), tuple(self.datalogs.values()), devices,
                         dict(self.firmware), dict(self.datalog_of), dict(self.lost), self.skipped, dict(self.rated),
-                        complete=not unread, unread_lists=len(unread), dropped=self.dropped)
+                        complete=not unread, unread_lists=len(unread), dropped=self.dropped,
+                        plant_list_calls=min(self.plant_calls, MAX_PLANT_LIST_CALLS))
 
 
 class Discovery:
@@ -385,6 +394,8 @@ class Discovery:
                         if error is not None:
                             errors.append(error)
                         progressed = progressed or bool(rows) or job.cursor.done
+                        if job.kind == "plant":   # each page a call of the platform's daily 10 (live/listing.py)
+                            walk_.plant_calls += job.cursor.pages_read
                         walk_.take(job, rows, self.families)
                         if not job.cursor.done:
                             unread.append(job)
@@ -456,7 +467,7 @@ def topology_to_dict(topology: Topology) -> dict:
         "devices": [{"sn": d.sn, "type": d.type, "model": d.model, "plant_id": d.plant_id, "plant_name": d.plant_name}
                     for d in topology.devices],
         "firmware": dict(topology.firmware), "datalog_of": dict(topology.datalog_of), "lost": dict(topology.lost),
-        "rated_watts": dict(topology.rated_watts),
+        "rated_watts": dict(topology.rated_watts), "plant_list_calls": topology.plant_list_calls,
     }
 
 
@@ -524,6 +535,10 @@ def topology_from_dict(data: Any, families: Any, limit: int = 100_000) -> Topolo
             raise SavedTopologyError("a device with a bad SN or an unknown type")
         devices.append(DeviceConfig(sn=row["sn"], type=row["type"], model=_text(row, "model"),
                                     plant_id=_text(row, "plant_id"), plant_name=_text(row, "plant_name")))
+    calls = data.get("plant_list_calls", 0)   # absent: a file from before it was measured
+    if isinstance(calls, bool) or not isinstance(calls, int) or not 0 <= calls <= MAX_PLANT_LIST_CALLS:
+        raise SavedTopologyError(f"plant_list_calls is not a whole number in 0..{MAX_PLANT_LIST_CALLS}")
     return Topology(plants=tuple(plants), datalogs=tuple(datalogs), devices=tuple(devices),
                     firmware=_sn_map(data, "firmware", str, limit), datalog_of=_sn_map(data, "datalog_of", str, limit),
-                    lost=_sn_map(data, "lost", bool, limit), rated_watts=_sn_map(data, "rated_watts", float, limit))
+                    lost=_sn_map(data, "lost", bool, limit), rated_watts=_sn_map(data, "rated_watts", float, limit),
+                    plant_list_calls=calls)

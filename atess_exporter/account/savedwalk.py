@@ -23,9 +23,9 @@ from atess_exporter.account.discovery import (ListJob, SavedTopologyError, Walk,
                                               topology_to_dict)
 from atess_exporter.api.paging import Cursor, bounded_number
 from atess_exporter.catalog.endpoints import LIST_KEY
+from atess_exporter.config.model import MAX_PAGE_SIZE   # a server's own size is smaller
 
 MAX_PAGE = 10_000_000
-MAX_PAGE_SIZE = 1000      # discovery.page_size's maximum; a server's own size is smaller
 
 
 def walk_to_dict(walk: Walk, families: list[str]) -> dict:

@@ -13,11 +13,13 @@ from atess_exporter.outside.zones import parse_zone
 
 # The vendor doc: "The frequency of acquisition is once every 5 minutes".
 MIN_INTERVAL_SECONDS = 300
-# The platform allows 10 plant-list calls a day (PLATFORM.md 9): every 3 h is 8 a day,
-# restarts included, since the last topology is kept in the state file; COUNT shards
+# The platform allows 10 plant-list calls a day (PLATFORM.md 9), and every page of the
+# list is a call: every 3 h is 8 one-page listings a day, restarts included, since the
+# last topology is kept in the state file; COUNT shards and an account of several pages
 # share those 8 (live/listing.py).
 DISCOVERY_REFRESH_SECONDS = 10800.0
 PLANT_LIST_CALLS_PER_DAY = 10
+MAX_PAGE_SIZE = 1000   # discovery.page_size's maximum
 
 
 class Secret:
@@ -164,10 +166,13 @@ class DiscoveryConfig:
     concurrency: int = 8                  # lists read at a time (the pages of one list in order)
     calls_per_second: float = 10.0        # per list endpoint (assumed: the vendor documents no list rate)
 
-    def refresh_every(self, shards: int) -> float:
+    def refresh_every(self, shards: int, pages: int = 1) -> float:
         """Seconds between one replica's listings of the account: refresh_seconds as set, else the
-        default times the shard count, so COUNT replicas together list it 8 times a day."""
-        return self.refresh_seconds if self.refresh_set else self.refresh_seconds * max(shards, 1)
+        default times the shard count and the plant list's pages (calls), so COUNT replicas
+        together spend 8 plant-list calls a day whatever the account's size."""
+        if self.refresh_set:
+            return self.refresh_seconds
+        return self.refresh_seconds * max(shards, 1) * max(pages, 1)
 
     def wants(self, sn: str, plant_id: str = "", plant_name: str = "") -> bool:
         plants = {plant_id, plant_name} - {""}

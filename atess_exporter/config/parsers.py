@@ -13,7 +13,7 @@ from atess_exporter.config.input import ConfigError, check_header_text, kind_of,
 from atess_exporter.catalog.endpoints import DEFAULT_ENDPOINTS, NON_DEVICE_FAMILIES, OPERATIONS
 from atess_exporter.catalog.models import FAMILY_MODELS
 from atess_exporter.outside.text import valid_sn
-from atess_exporter.config.model import (DISCOVERY_REFRESH_SECONDS, MIN_INTERVAL_SECONDS, WEEKDAYS, ApiConfig, Credentials,
+from atess_exporter.config.model import (DISCOVERY_REFRESH_SECONDS, MAX_PAGE_SIZE, MIN_INTERVAL_SECONDS, WEEKDAYS, ApiConfig, Credentials,
                                          DeviceConfig, DiscoveryConfig, PollConfig, SettingsConfig, Tariff, TariffWindow)
 from atess_exporter.config.reader import Section
 
@@ -137,7 +137,7 @@ def read_discovery(section: Section, families: set[str], default_enabled: bool =
         refresh_seconds=section.number("refresh_seconds", DISCOVERY_REFRESH_SECONDS, 300, maximum=7 * 86400,
                                        hint="discovery lists the whole account; refresh at most every 5 minutes"),
         refresh_set=section.data.get("refresh_seconds") is not None,
-        page_size=section.number("page_size", 100, 1, integer=True, maximum=1000),
+        page_size=section.number("page_size", 100, 1, integer=True, maximum=MAX_PAGE_SIZE),
         max_pages=section.number("max_pages", 50, 1, integer=True, maximum=10000),
         max_calls=section.number("max_calls", 0, 0, integer=True, maximum=10000000),
         max_devices=section.number("max_devices", 20000, 1, integer=True, maximum=1000000),

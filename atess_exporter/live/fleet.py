@@ -5,9 +5,10 @@ appear with atess_device_up 0 until their first poll) and removes the gone
 ones' series from the store. Discovery's topology is published to the store,
 where the collectors read it.
 
-The plant list is spent as if capped (10 calls a day on the platform): the last
-topology is kept in the state file and reused after a restart until this
-replica's next listing is due (live/listing.py).
+The plant list is spent as if capped (10 calls a day on the platform, a call a
+page): the last topology, with the pages its plant list took, is kept in the
+state file and reused after a restart until this replica's next listing is due
+(live/listing.py).
 """
 
 from __future__ import annotations
@@ -113,11 +114,11 @@ class Fleet:
             return None
         age = now - at
         if complete:
-            due = listing.next_listing(self.config, at)
+            due = listing.next_listing(self.config, at, topology.plant_list_calls)
             usable = 0 <= age and now < due
         else:   # an unfinished walk continues soon after its last refresh (now, if that has passed)
             due = max(at + listing.CONTINUE_SECONDS, now)
-            usable = 0 <= age < listing.period(self.config)
+            usable = 0 <= age < listing.period(self.config, topology.plant_list_calls)
         if not usable:
             log.info("saved topology too old or from the future; discovering anew",
                      extra={"fields": {"age_seconds": round(age)}})

@@ -62,6 +62,7 @@ class Poller:
         self.counters.sections.append(
             lambda: {lastcalls.SECTION: lastcalls.dump(self.scheduler.calls_of(self.devices))})
         self._discovery_due = 0.0   # monotonic
+        self.plant_pages = listing.PlantPages(config)
         if config.discovery.enabled:
             self._restore_topology()
 
@@ -74,6 +75,7 @@ class Poller:
         if wait is None:
             return
         self._discovery_due = self.scheduler.discovery_due = time.monotonic() + wait
+        self._measured(self.topology)
         self.apply_devices(select_devices(self.config, self.topology))
         self.discovered.set()
 
@@ -114,7 +116,13 @@ class Poller:
                                                 "added": len(added), "removed": len(removed),
                                                 "complete": topology.complete}})
         self.save_state()  # kept at once: a crash loop lists nothing again
+        self._measured(topology)
         return True
+
+    def _measured(self, topology: Topology | None) -> None:
+        """A whole walk's plant-list pages set the listing period (live/listing.py); a part's do not."""
+        if topology is not None and topology.complete:
+            self.plant_pages.measured(topology.plant_list_calls, len(topology.plants))
 
     def auth_pause(self) -> float | None:
         return self.auth.pause()

@@ -163,8 +163,9 @@ class Scheduler:
                 log.exception("discovery crashed")
             finally:
                 self.jobs.discovered.set()
-            again = listing.next_listing(self.config, wall) - wall   # the shards take turns (live/listing.py)
             topology = self.jobs.topology
+            pages = topology.plant_list_calls if topology is not None else 1
+            again = listing.next_listing(self.config, wall, pages) - wall   # the shards take turns (live/listing.py)
             if topology is not None and not topology.complete:
                 again = min(again, listing.CONTINUE_SECONDS)  # an unfinished walk continues soon
             self._discovery_failures = 0 if listed else self._discovery_failures + 1
