@@ -2,102 +2,28 @@
 
 from __future__ import annotations
 
-import calendar
 import io
 import json
 import logging
-import re
 import socket
 import subprocess
 import threading
 import time
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 import requests
 import yaml
-from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from atess_exporter import backfill, cli
 from atess_exporter.catalog import load_catalog
 from atess_exporter.readings.payload import payload_samples
-from atess_exporter.simulator import Request, SimDevice, Simulator
+from atess_exporter.simulator import Request, Simulator
 from atess_exporter.simulator.history import history_handler
 from atess_exporter.simulator.physics import hps_central_latest
-from support import TOKEN, Clock, require_tool, stop_process
-
-PATH = "/api/v1/hps/data-list"
-# Two plants in different zones: UTC+1 from atess.timezone, UTC-5 as a per-device override.
-DEV_A = SimDevice(sn="HPSA2401000001", model="HPS50", tz_offset_hours=1.0)
-DEV_B = SimDevice(sn="HPSB2402000002", model="HPS100HV", tz_offset_hours=-5.0)
-ZONES = {DEV_A.sn: "Etc/GMT-1", DEV_B.sn: "Etc/GMT+5"}
-DAY1, DAY2, DAY3 = date(2024, 3, 1), date(2024, 3, 2), date(2024, 3, 3)
-
-
-class FakeTTY(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def write_config(tmp_path: Path, sim: Simulator, devices=(DEV_A, DEV_B)) -> str:
-    data = {
-        "atess": {"base_url": sim.base_url, "token": TOKEN, "timezone": "Etc/GMT-1", "timeout_seconds": 5},
-        "poll": {"interval_seconds": 300, "concurrency": 4},
-        "devices": [{"sn": d.sn, "type": d.family, "model": d.model,
-                     **({"timezone": ZONES[d.sn]} if ZONES[d.sn] != "Etc/GMT-1" else {})} for d in devices],
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return str(path)
-
-
-def run(config: str, out: Path, *extra: str, start: date = DAY1, end: date = DAY3, **kw) -> tuple[int, str]:
-    err = kw.pop("stderr", None) or io.StringIO()
-    args = ["--config.file", config, "--from", start.isoformat(), "--to", end.isoformat(),
-            "--output", str(out), "--call-interval", "0", "--retry-backoff", "0", *extra]
-    rc = backfill.main(args, stderr=err, **kw)
-    return rc, err.getvalue()
-
-
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def samples_of(path: Path, strict: bool = False) -> dict[tuple[str, tuple], dict[float, float]]:
-    """(sample name, labels) -> {timestamp: value}, and no (series, timestamp) twice.
-
-    `strict` also parses the file with prometheus-client's OpenMetrics parser
-    (exact but slow, ~45 us a sample) and checks both readings agree."""
-    text = path.read_text(encoding="utf-8")
-    assert text.endswith("\n# EOF\n")
-    out: dict = {}
-    count = 0
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        head, value, ts = line.rsplit(" ", 2)
-        name, labels = head[: head.index("{")], tuple(sorted(_LABEL.findall(head)))
-        points = out.setdefault((name, labels), {})
-        assert float(ts) not in points, f"{head} twice at {ts}"
-        points[float(ts)] = float(value)
-        count += 1
-    if strict:
-        parsed: dict = {}
-        for fam in text_string_to_metric_families(text):
-            for s in fam.samples:
-                parsed.setdefault((s.name, tuple(sorted(s.labels.items()))), {})[float(s.timestamp)] = s.value
-        assert parsed == out
-    return out
-
-
-def series(samples, name: str, sn: str, model: str, **labels) -> dict[float, float]:
-    return samples[(name, tuple(sorted({"sn": sn, "model": model, **labels}.items())))]
-
-
-def utc(day: date, hour: int, minute: int, offset_hours: float) -> float:
-    """Unix time of a plant-local wall-clock time."""
-    return calendar.timegm((day.year, day.month, day.day, hour, minute, 0)) - offset_hours * 3600
-
+from support import (DAY1, DAY2, DAY3, DEV_A, DEV_B, HISTORY_PATH as PATH, TOKEN, Clock, FakeTTY, history_series as series,
+                     override_history_rows as _override_rows, plant_utc as utc, require_tool, run_backfill as run, samples_of,
+                     stop_process, write_backfill_config as write_config)
 
 @pytest.fixture
 def sim2():
@@ -385,19 +311,6 @@ def test_resume_refuses_a_different_date_range(sim2, tmp_path):
     assert run(config, out, after_window=stop)[0] == 130
     rc, err = run(config, out, end=date(2024, 3, 2))
     assert rc == 2 and "resume it with those dates, or delete the directory" in err
-
-
-def _override_rows(sim: Simulator, overrides: dict[tuple[str, str], dict]) -> None:
-    """Wrap the history route so some rows carry other values (as a glitching cloud sends)."""
-    inner = sim.routes[PATH]
-
-    def handle(s, req):
-        reply = inner(s, req)
-        for row in reply.envelope["data"]["datas"] if reply.envelope and reply.envelope["data"] else ():
-            row.update(overrides.get((req.sn, row["time"]), {}))
-        return reply
-
-    sim.routes[PATH] = handle
 
 
 def test_glitched_lifetime_total_does_not_go_backwards(sim2, tmp_path):

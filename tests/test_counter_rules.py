@@ -7,8 +7,9 @@ from functools import partial
 
 from atess_exporter.readings.counterguard import CounterGuard
 from atess_exporter.simulator import Simulator
-from test_backfill import DEV_A, PATH, _override_rows, run, samples_of, series, utc, write_config
-from support import KWH, TOKEN, exposed, one_device_poller
+from support import (DEV_A, HISTORY_PATH as PATH, KWH, TOKEN, exposed, history_series as series, one_device_poller,
+                     override_history_rows as _override_rows, plant_utc as utc, run_backfill as run, samples_of,
+                     write_backfill_config as write_config)
 
 poller = partial(one_device_poller, model="HPS10KTL")   # a string HPS of 10 kW: the rise check has a rating
 PV = "atess_pv_energy_joules_total"
