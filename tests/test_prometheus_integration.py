@@ -288,8 +288,13 @@ def test_fleet_join_assigns_every_device_to_its_plant(prometheus):
     assert set(plants.values()) == {"Harbour Depot", "Hill Farm"}
     socs = [float(r["value"][1]) for r in res]
     assert all(0 <= v <= 1 for v in socs), socs  # a ratio: Grafana shows it with unit percentunit
-    per_plant = {r["metric"]["plant_name"]: float(r["value"][1]) for r in query(prometheus, "atess_plant:load_power_watts:sum")}
-    per_device = query(prometheus, "sum by (plant_name) (atess_load_power_watts * on(sn) group_left(plant_name) atess_device_info)")
+    # the recorded sum against the same sum over the raw series at the rule's own evaluation time:
+    # at "now" a scrape between the evaluation and the query would tell them apart
+    evaluated = float(query(prometheus, "max(timestamp(atess_plant:load_power_watts:sum))")[0]["value"][1])
+    per_plant = {r["metric"]["plant_name"]: float(r["value"][1])
+                 for r in query(prometheus, "atess_plant:load_power_watts:sum", at=evaluated)}
+    per_device = query(prometheus, "sum by (plant_name) (atess_load_power_watts * on(sn) group_left(plant_name) atess_device_info)",
+                       at=evaluated)
     assert per_plant == pytest.approx({r["metric"]["plant_name"]: float(r["value"][1]) for r in per_device})
 
 
