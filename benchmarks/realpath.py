@@ -435,24 +435,25 @@ def main() -> None:
         command.add_argument("--timeout", type=float, default=timeout)
         return command
 
+    def fleet(name: str, devices: int, latency: float) -> argparse.ArgumentParser:
+        """A subcommand over N devices whose latest-data calls answer after `latency`."""
+        command = sub.add_parser(name)
+        command.add_argument("--devices", type=int, default=devices)
+        command.add_argument("--latency", type=float, default=latency)
+        return command
+
     d = account("discovery", 0.1, 600)
     d.add_argument("--max-page-size", type=int, default=1000)
-    p = sub.add_parser("polling")
-    p.add_argument("--devices", type=int, default=5000)
-    p.add_argument("--latency", type=float, default=0.8)
+    p = fleet("polling", 5000, 0.8)
     p.add_argument("--interval", type=float, default=300)
     p.add_argument("--max-concurrency", type=int, default=0)
     p.add_argument("--duration", type=float, default=640)
     r = account("restart", 0.0, 900)
     r.add_argument("--max-calls", type=int, default=3600)
-    o = sub.add_parser("once")
-    o.add_argument("--devices", type=int, default=5000)
-    o.add_argument("--latency", type=float, default=0.8)
+    o = fleet("once", 5000, 0.8)
     o.add_argument("--timeout", type=float, default=1800)
-    a = sub.add_parser("accounts")
-    a.add_argument("--devices", type=int, default=2000)
+    a = fleet("accounts", 2000, 0.2)
     a.add_argument("--accounts", type=int, default=10)
-    a.add_argument("--latency", type=float, default=0.2)
     m = sub.add_parser("memory")
     m.add_argument("--devices", default="1000,5000,10000")
     m.add_argument("--latency", type=float, default=0.05)

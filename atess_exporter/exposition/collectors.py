@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -383,29 +383,29 @@ class TopologyCollector(Collector):
         datalog = InfoMetricFamily("atess_datalog", "Datalogger identity and its plant, from the datalogger list", labels=("datalog_sn", "plant_id", "model"))
         online = GaugeMetricFamily("atess_datalog_online", "1 when the datalogger list reports the datalogger online, else 0", labels=("datalog_sn", "plant_id"))
         # A plant shared into two accounts (the installer's and the owner's) is exported once,
-        # under the first account that lists it, as its devices are polled once.
-        plants_seen: set[str] = set()
-        datalogs_seen: set[str] = set()
-        for values, topology in listed:
-            account = dict(zip(labels, values))    # on the info series only: join on plant_id or datalog_sn
-            for p in topology.plants:
-                if p.plant_id in plants_seen:
-                    continue
-                plants_seen.add(p.plant_id)
-                plant.add_metric((p.plant_id, p.name, p.timezone), account)
-                if p.capacity_kw is not None:
-                    capacity.add_metric((p.plant_id,), p.capacity_kw * 1000)
-            for d in topology.datalogs:
-                if d.sn in datalogs_seen:
-                    continue
-                datalogs_seen.add(d.sn)
-                datalog.add_metric((d.sn, d.plant_id, d.model), account)
-                if d.online is not None:
-                    online.add_metric((d.sn, d.plant_id), 1.0 if d.online else 0.0)
+        # under the first account that lists it, as its devices are polled once. The account
+        # goes on the info series only: join on plant_id or datalog_sn.
+        for values, p in first_each(((v, p) for v, t in listed for p in t.plants), lambda p: p.plant_id):
+            plant.add_metric((p.plant_id, p.name, p.timezone), dict(zip(labels, values)))
+            if p.capacity_kw is not None:
+                capacity.add_metric((p.plant_id,), p.capacity_kw * 1000)
+        for values, d in first_each(((v, d) for v, t in listed for d in t.datalogs), lambda d: d.sn):
+            datalog.add_metric((d.sn, d.plant_id, d.model), dict(zip(labels, values)))
+            if d.online is not None:
+                online.add_metric((d.sn, d.plant_id), 1.0 if d.online else 0.0)
         yield from (plant, capacity, datalog, online, unread)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
+
+
+def first_each(pairs: Iterable[tuple[tuple[str, ...], Any]], key: Callable[[Any], str]) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """(account label values, item) pairs, only the first pair of each key."""
+    seen: set[str] = set()
+    for values, item in pairs:
+        if key(item) not in seen:
+            seen.add(key(item))
+            yield values, item
 
 
 class SettingsCollector(Collector):
