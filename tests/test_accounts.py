@@ -198,6 +198,7 @@ def test_refused_token_pauses_only_its_account_and_a_rotated_file_resumes_it(tmp
         lines = [json.loads(line) for line in err if line.startswith("{")]
     refused = [line for line in lines if line.get("outcome") == "auth_failed"]
     assert refused and {line.get("account") for line in refused} == {"south"}     # each line says whose
+    assert all("check accounts[1].token" in line["error"] for line in refused)   # the key to fix
     assert {line.get("account") for line in lines if line["msg"] == "discovery"} == {"north", "south"}
     text = (tmp_path / "stderr").read_text()
     assert "a-wrong-token" not in text and SOUTH not in text and NORTH not in text

@@ -222,7 +222,7 @@ class AtessClient:
             resp = self.session.get(self.api.base_url + path, params=params, timeout=(left, left), stream=True)
             with closing(resp):
                 if resp.status_code in (401, 403):
-                    raise AuthError(f"{path}: HTTP {resp.status_code}: credentials refused; check atess.token or app_id/app_key")
+                    raise AuthError(f"{path}: HTTP {resp.status_code}: credentials refused; check {self.api.credentials_at}.token or app_id/app_key")
                 if resp.status_code == 429:
                     raise RateLimitError(f"{path}: HTTP 429: rate limited by the API")
                 if resp.status_code >= 400:
@@ -247,7 +247,7 @@ class AtessClient:
             raise MalformedResponseError(f"{path}: response is not the {{code, data, msg}} envelope")
         code, msg = _code(body.get("code")), safe_text(body.get("msg") or "")
         if code in self.api.auth_error_codes:
-            raise AuthError(f"{path}: API code {code}: {msg or 'no access'}; check atess.token or app_id/app_key")
+            raise AuthError(f"{path}: API code {code}: {msg or 'no access'}; check {self.api.credentials_at}.token or app_id/app_key")
         if code in self.api.rate_limit_codes:
             raise RateLimitError(f"{path}: API code {code}: {msg or 'rate limited'}")
         if code not in self.api.success_codes:

@@ -120,6 +120,7 @@ class ApiConfig:
     auth_error_codes: tuple[int, ...] = (401, 403)
     rate_limit_codes: tuple[int, ...] = (429,)
     max_response_bytes: int = 16 * 1024 * 1024   # per answer, on the wire and after decompression
+    credentials_at: str = "atess"          # where the credentials are written: "atess", or "accounts[N]"
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,7 @@ def read_api(section: Section) -> ApiConfig:
         rate_limit_codes=section.int_list("rate_limit_codes", (429,)),
         max_response_bytes=section.number("max_response_bytes", 16 * 1024 * 1024, 64 * 1024, integer=True,
                                           maximum=1024 * 1024 * 1024),
+        credentials_at=section.path,
     )
     section.done()  # an unknown key first: `tokn:` is a typo, not a missing credential
     if creds.token is not None and (creds.app_id or creds.app_key):
