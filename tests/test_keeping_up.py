@@ -85,7 +85,9 @@ def test_once_sizes_its_workers_as_the_schedule_does():
     assert fake.stats()["latest_per_device_max"] == 1
     promised = math.ceil(devices * latency / (interval * TARGET))      # 15 at the fake's latency
     assert peak >= promised, f"4 workers would take {devices * latency / 4:.0f} s; the sizing promises 4 s"
-    assert peak <= capacity.needed() + 2, "no more than the measured latency calls for"
+    # sized to the latency, not opened to the ceiling (64): the bound leaves room for a slow
+    # first measurement on a loaded machine (CI once saw 21 in flight for a final need of 18)
+    assert peak <= 2 * promised < capacity.ceiling, "no more than the measured latency calls for"
 
 
 def test_once_keeps_to_the_ceiling_and_the_floor():
