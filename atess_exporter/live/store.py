@@ -197,12 +197,12 @@ class AccountStore:
 
     def snapshot(self) -> list[DeviceSnapshot]:
         """This account's devices, sorted by SN."""
-        return [d for d in self.cache.snapshot() if self.cache.owner(d.sn) == self.name]
+        return sorted(self.cache._devices_of(self.name), key=lambda d: d.sn)
 
     def poll_ages(self, since: float) -> tuple[float | None, int]:
         """(the earliest last good poll over this account's devices, `since` for one never
         polled well; the devices not yet polled at all)."""
-        devices = self.snapshot()
+        devices = self.cache._devices_of(self.name)   # every 2 s per account: no sort of the whole table
         oldest = min((since if d.last_success is None else d.last_success for d in devices), default=None)
         return oldest, sum(1 for d in devices if d.last_attempt is None)
 
@@ -293,6 +293,10 @@ class Cache:
                 self._settings.pop(sn, None)
                 if self._devices.pop(sn, None) is not None:
                     self._changed(None)
+
+    def _devices_of(self, account: str) -> list[DeviceSnapshot]:
+        with self._lock:
+            return [d for sn, d in self._devices.items() if self._owners.get(sn) == account]
 
     def _put_settings(self, account: str, sn: str, settings: DeviceSettings) -> None:
         with self._lock:
